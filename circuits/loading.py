@@ -1,0 +1,93 @@
+"""``load_model``: a checkpoint name → an :class:`~circuits.model.InceptionV1` with verified weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .model import InceptionV1
+from .spec import get_spec
+from .weights import (
+    WeightsError,
+    canonical_path,
+    data_dir,
+    import_bvlc,
+    load_lucid_pth,
+    load_safetensors,
+    read_caffejs,
+)
+
+
+def resolve_weights(checkpoint: str, weights: str | Path | None = None) -> Path:
+    """Find the weights for ``checkpoint``: ``weights`` if given, else the cache, else
+    (BVLC only) import them from ``$CIRCUITS_DATA/bvlc_googlenet``.
+
+    Raises:
+        WeightsError: nothing found; the message lists what was tried and how to fix it.
+    """
+    spec = get_spec(checkpoint)
+    if weights is not None:
+        p = Path(weights).expanduser()
+        if not p.exists():
+            raise WeightsError(f"--weights {p} does not exist")
+        return p
+    p = canonical_path(spec.name)
+    if p.is_file():
+        return p
+    tried = [str(p)]
+    if spec.name == "inceptionv1_caffe" and data_dir() is not None:
+        src = data_dir() / "bvlc_googlenet"
+        tried.append(str(src))
+        if src.is_dir():
+            return import_bvlc(src)
+    hint = (
+        "`circuits weights import --from DIR/bvlc_googlenet` (local caffejs files), "
+        "`circuits weights fetch inceptionv1_caffe` (needs internet), or set CIRCUITS_DATA"
+        if spec.name == "inceptionv1_caffe"
+        else "`circuits weights import --checkpoint inceptionv1 --from inception5h.pth` (lucent's or captum's file)"
+    )
+    raise WeightsError(f"no weights for {spec.name}: looked in {', '.join(tried)}. Use {hint}, or pass weights=/--weights")
+
+
+def load_model(
+    checkpoint: str = "inceptionv1_caffe",
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> InceptionV1:
+    """Build an InceptionV1 for ``checkpoint`` and load verified weights into it.
+
+    Args:
+        checkpoint: ``"inceptionv1_caffe"`` (BVLC GoogLeNet) or ``"inceptionv1"`` (Lucid's
+            inception5h); aliases such as ``"bvlc_googlenet"`` work.
+        weights: a canonical ``.safetensors`` file, a caffejs ``bvlc_googlenet`` folder, or
+            (Lucid) a lucent/captum ``inception5h.pth``. Default: the user cache.
+        device: where to put the model.
+
+    Returns:
+        The model in eval mode, ``requires_grad`` off.
+
+    Raises:
+        KeyError: unknown checkpoint.
+        WeightsError: missing or bad weights (see :mod:`circuits.weights`).
+    """
+    spec = get_spec(checkpoint)
+    path = resolve_weights(spec.name, weights)
+    if path.is_dir():
+        if spec.name != "inceptionv1_caffe":
+            raise WeightsError(f"{path} is a folder; {spec.name} needs a .pth or .safetensors file")
+        state = read_caffejs(path)
+        source = str(path)
+    elif path.suffix in (".pth", ".pt"):
+        if spec.name != "inceptionv1":
+            raise WeightsError(f"{path}: .pth files are supported for inceptionv1 only; {spec.name} uses safetensors")
+        state = load_lucid_pth(path)
+        source = str(path)
+    else:
+        state = load_safetensors(path, spec)
+        source = str(path)
+    model = InceptionV1(spec)
+    model.load_state_dict(state, strict=True)
+    model.weights_source = source
+    model.requires_grad_(False)
+    return model.to(device).eval()
