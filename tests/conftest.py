@@ -1,0 +1,53 @@
+"""Shared fixtures. The real data is found through one setting: ``CIRCUITS_DATA``
+(default: ``../shared/data`` beside the project root). Tests that need it fail — never
+skip — when it is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CIRCUITS_DATA", ROOT.parent / "shared" / "data")).resolve()
+os.environ["CIRCUITS_DATA"] = str(DATA)
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test session uses its own weights cache, so tests never depend on ~/.cache."""
+    old = os.environ.get("CIRCUITS_CACHE")
+    os.environ["CIRCUITS_CACHE"] = str(tmp_path_factory.mktemp("circuits-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CIRCUITS_CACHE", None)
+    else:
+        os.environ["CIRCUITS_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data folder; the test fails if it is missing."""
+    if not (DATA / "bvlc_googlenet" / "caffejs_weights").is_dir():
+        pytest.fail(f"real data not found at {DATA} (set CIRCUITS_DATA to the shared/data folder)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def images_dir(data_dir) -> Path:
+    p = data_dir / "imagenet-sample-1000"
+    if not p.is_dir():
+        pytest.fail(f"sample images not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def caffe_model(data_dir):
+    """BVLC GoogLeNet with the real weights (read-only: tests must not modify it)."""
+    from circuits import load_model
+
+    return load_model("inceptionv1_caffe")
