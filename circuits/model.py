@@ -213,9 +213,7 @@ class InceptionV1(nn.Module):
         self.hook_points: dict[str, HookPoint] = {
             m.name: m for m in self.modules() if isinstance(m, HookPoint)
         }
-        self._stage_of = {}
-        for name, hp in self.hook_points.items():
-            self._stage_of[name] = self._find_stage(name)
+        self._stage_of = {name: self._find_stage(name) for name in self.hook_points}
         self.eval()
 
     # ------------------------------------------------------------------ structure

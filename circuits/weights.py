@@ -17,6 +17,7 @@ wrong-checksum file) raises :class:`WeightsError` naming the file and what was e
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -313,19 +314,40 @@ def convert_lucid_state_dict(sd: Mapping[str, torch.Tensor], where: str = "state
     are dropped. Shapes are checked against the ``inceptionv1`` spec.
 
     Raises:
-        WeightsError: neither layout, or wrong shapes.
+        WeightsError: neither layout, missing or unexpected keys, non-tensor values or
+            wrong shapes (the message names the file's own key and both shapes).
     """
     spec = get_spec("inceptionv1")
+    shapes = expected_shapes(spec)
     keys = set(sd)
-    for layout, kmap in (("lucent", lucent_key_map(spec)), ("captum", captum_key_map(spec))):
+    layouts = (("lucent", lucent_key_map(spec)), ("captum", captum_key_map(spec)))
+    for layout, kmap in layouts:
         if set(kmap) <= keys:
-            out = {ours: sd[theirs].detach().to(torch.float32).contiguous() for theirs, ours in kmap.items()}
-            extra = [k for k in keys - set(kmap) if not k.startswith(("aux1.", "aux2."))]
+            extra = [str(k) for k in keys - set(kmap) if not str(k).startswith(("aux1.", "aux2."))]
             if extra:
                 raise WeightsError(f"{where}: unexpected parameters for the {layout} layout: {sorted(extra)[:6]}")
+            out = {}
+            for theirs, ours in kmap.items():
+                v = sd[theirs]
+                if not isinstance(v, torch.Tensor):
+                    raise WeightsError(f"{where}: {theirs} is a {type(v).__name__}, expected a tensor")
+                if tuple(v.shape) != shapes[ours]:
+                    raise WeightsError(
+                        f"{where} ({layout} layout): {theirs} (our {ours}) has shape {tuple(v.shape)}, "
+                        f"expected {shapes[ours]}"
+                    )
+                out[ours] = v.detach().to(torch.float32).contiguous()
             check_state(out, spec, f"{where} ({layout} layout)")
             return out
-    sample = sorted(keys)[:4]
+    # Neither layout complete: if one is mostly there, say which keys it lacks.
+    layout, kmap = max(layouts, key=lambda lk: len(set(lk[1]) & keys))
+    if len(set(kmap) & keys) >= len(kmap) // 2:
+        missing = sorted(set(kmap) - keys)
+        raise WeightsError(
+            f"{where}: looks like the {layout} inception5h layout but lacks {len(missing)} parameter(s): "
+            f"{missing[:6]}{'…' if len(missing) > 6 else ''}"
+        )
+    sample = sorted(map(str, keys))[:4]
     raise WeightsError(
         f"{where}: not an inception5h state dict in lucent's layout (e.g. 'conv2d0_pre_relu_conv.weight') "
         f"or captum's (e.g. 'conv1.weight', 'mixed3a.conv_1x1.weight'); found keys like {sample}"
@@ -388,7 +410,7 @@ def fetch(checkpoint: str, dest: Path | str | None = None, timeout: float = 30.0
                         shutil.copyfileobj(r, f)
                 except (urllib.error.URLError, OSError):
                     pass
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
         raise WeightsError(
             f"could not download the BVLC GoogLeNet files ({e}). Without network access, point at local copies: "
             f"`circuits weights import --from /path/to/bvlc_googlenet` (a folder with caffejs_weights/ and "

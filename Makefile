@@ -1,0 +1,24 @@
+# Developer shortcuts. The data folder (read-only) is found through CIRCUITS_DATA.
+CIRCUITS_DATA ?= ../shared/data
+export CIRCUITS_DATA
+
+PYTHON ?= python3.11
+VENV := .venv
+
+.PHONY: setup test bench demo lint
+
+setup:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[test]'
+
+test:
+	$(VENV)/bin/pytest -q
+
+bench:
+	$(VENV)/bin/python -m bench
+
+demo:
+	$(VENV)/bin/circuits study curve-ablation --model inceptionv1_caffe --images $(CIRCUITS_DATA)/imagenet-sample-1000 --out runs/curve-ablation --overwrite
+
+lint:
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,448 @@
+"""The ``circuits`` command line.
+
+Usage::
+
+    circuits --version
+    circuits weights where
+    circuits weights import [--checkpoint inceptionv1_caffe|inceptionv1] [--from PATH] [--weights OUT]
+    circuits weights verify [--checkpoint ...] [--weights FILE] [--from PATH]
+    circuits weights fetch CHECKPOINT [--dest DIR] [--timeout S]
+    circuits study curve-ablation --model M [--images DIR] --out DIR [--overwrite]
+    circuits discover --model M --layer L --images DIR [--freeze]
+
+Adding a subcommand: write ``_add_<name>(subparsers)`` (creates its parser and calls
+``set_defaults(func=_cmd_<name>)``) and ``_cmd_<name>(args) -> int``, and append
+``_add_<name>`` to :data:`COMMANDS` at the bottom of this file. Subcommands that run a model
+take ``--device`` through :func:`_add_device_arg` and read it with :func:`_device`.
+
+Errors the user can fix (a missing or corrupt weights file, an unknown name, a bad value)
+are printed as ``circuits: error: <message>`` on stderr with exit status 2, without a
+traceback (``--traceback`` shows it). ``weights verify`` exits 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+PROG = "circuits"
+
+#: Exceptions from the library that mean "the user has to fix something": printed as one
+#: line, exit status 2. (``WeightsError`` is added lazily to keep ``--help`` fast.)
+USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, FileNotFoundError, ValueError)
+
+
+class VerifyFailed(Exception):
+    """A ``weights verify`` check failed (exit status 1)."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _version() -> str:
+    from circuits import __version__
+
+    return f"{PROG} {__version__}"
+
+
+def _message(e: BaseException) -> str:
+    """The human message of an exception (``KeyError`` would otherwise print its repr)."""
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return e.args[0]
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
+        return f"{e.strerror or e}: {e.filename}"
+    return str(e) or type(e).__name__
+
+
+def _error(msg: str) -> None:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+
+
+def checkpoint_arg(value: str) -> str:
+    """argparse ``type=``: a checkpoint name or alias → its canonical name."""
+    from circuits.spec import get_spec
+
+    try:
+        return get_spec(value).name
+    except KeyError as e:
+        raise argparse.ArgumentTypeError(_message(e)) from None
+
+
+def _add_checkpoint_arg(p: argparse.ArgumentParser, default: str | None = "inceptionv1_caffe") -> None:
+    p.add_argument(
+        "--checkpoint", "--model", dest="checkpoint", type=checkpoint_arg, default=default, metavar="NAME",
+        help="inceptionv1_caffe (BVLC GoogLeNet) or inceptionv1 (Lucid's inception5h)"
+        + (f"; default {default}" if default else ""),
+    )
+
+
+def _add_device_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (read it with :func:`_device`)."""
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N, mps or auto")
+
+
+def _device(args: argparse.Namespace):
+    """The ``torch.device`` asked for by ``--device`` (``cpu`` when absent).
+
+    ``auto`` picks ``cuda`` when available, else ``cpu``.
+
+    Raises:
+        ValueError: an unknown device string, or a CUDA/MPS device that is not available.
+    """
+    import torch
+
+    name = getattr(args, "device", None) or "cpu"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"--device {name!r} is not a device ({e}); use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    return dev
+
+
+def _canonical_meta(path: Path) -> dict[str, str]:
+    """Metadata of a canonical safetensors file (``{}`` when unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:
+        return {}
+
+
+def _describe_state(state) -> str:
+    n = sum(int(t.numel()) for t in state.values())
+    return f"{len(state)} tensors, {n:,} parameters"
+
+
+# --------------------------------------------------------------------------- weights
+def _add_weights(subparsers) -> None:
+    p = subparsers.add_parser(
+        "weights", help="import, verify, locate or download checkpoint weights",
+        description="Manage the weights of the two InceptionV1 checkpoints (canonical safetensors files in the "
+                    "user cache: $CIRCUITS_CACHE, else $XDG_CACHE_HOME/circuits, else ~/.cache/circuits).",
+    )
+    p.set_defaults(func=_cmd_weights, _parser=p)
+    sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
+
+    q = sub.add_parser("import", help="convert local weights into the canonical file",
+                       description="BVLC: --from is a caffejs bvlc_googlenet folder (every file checked against "
+                                   "pinned SHA-256 values; default $CIRCUITS_DATA/bvlc_googlenet). Lucid: --from "
+                                   "is lucent's or captum's inception5h .pth.")
+    _add_checkpoint_arg(q)
+    q.add_argument("--from", dest="source", metavar="PATH", help="caffejs bvlc_googlenet folder, or (inceptionv1) a .pth")
+    q.add_argument("--weights", metavar="OUT", help="where to write the canonical file (default: the cache)")
+    q.set_defaults(func=_cmd_weights_import)
+
+    q = sub.add_parser("verify", help="check the canonical file (and the source files) against their digests",
+                       description="Checks the canonical file's tensors against the digest stored at conversion "
+                                   "and the checkpoint's shapes; with --from, also every source file's SHA-256 "
+                                   "against the values pinned in the package. Exit 1 on any failure.")
+    _add_checkpoint_arg(q)
+    q.add_argument("--weights", metavar="FILE", help="canonical .safetensors file (default: the cache)")
+    q.add_argument("--from", dest="source", metavar="PATH", help="caffejs bvlc_googlenet folder, or (inceptionv1) a .pth")
+    q.set_defaults(func=_cmd_weights_verify)
+
+    q = sub.add_parser("where", help="show the cache folder and the canonical files")
+    _add_checkpoint_arg(q, default=None)
+    q.set_defaults(func=_cmd_weights_where)
+
+    q = sub.add_parser("fetch", help="download the public BVLC files (needs internet), verify and import them")
+    q.add_argument("checkpoint", type=checkpoint_arg, metavar="CHECKPOINT", help="inceptionv1_caffe")
+    q.add_argument("--dest", metavar="DIR", help="folder for the downloaded files (default: <cache>/bvlc_googlenet)")
+    q.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds per request (default 20)")
+    q.set_defaults(func=_cmd_weights_fetch)
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    """``circuits weights`` without an action: show its help."""
+    args._parser.print_help(sys.stderr)
+    return 2
+
+
+def _default_source(checkpoint: str) -> Path:
+    from circuits.weights import data_dir
+
+    if checkpoint == "inceptionv1_caffe":
+        d = data_dir()
+        if d is None:
+            raise ValueError(
+                "no source given: pass --from /path/to/bvlc_googlenet (the caffejs folder) or set CIRCUITS_DATA"
+            )
+        return d / "bvlc_googlenet"
+    raise ValueError("no source given: pass --from /path/to/inception5h.pth (lucent's or captum's file)")
+
+
+def _cmd_weights_import(args: argparse.Namespace) -> int:
+    from circuits import weights as W
+
+    src = Path(args.source).expanduser() if args.source else _default_source(args.checkpoint)
+    out = Path(args.weights).expanduser() if args.weights else None
+    if args.checkpoint == "inceptionv1_caffe":
+        if src.is_file():
+            raise ValueError(f"--from {src} is a file; inceptionv1_caffe needs the caffejs bvlc_googlenet folder")
+        path = W.import_bvlc(src, out)
+    else:
+        if src.is_dir():
+            raise ValueError(f"--from {src} is a folder; inceptionv1 needs lucent's or captum's inception5h .pth")
+        path = W.import_lucid(src, out)
+    state = W.load_safetensors(path, args.checkpoint)
+    meta = _canonical_meta(path)
+    print(f"imported {args.checkpoint} from {src}")
+    print(f"wrote {path}")
+    print(f"digest {meta.get('digest', W.state_digest(state))} ({_describe_state(state)})")
+    print(f"sha256 {W.sha256_file(path)} (file)")
+    return 0
+
+
+def _verify_bvlc_sources(src: Path):
+    """Check every pinned source file; yields an OK line per file, raises VerifyFailed on the first failure."""
+    from circuits import weights as W
+
+    if not src.is_dir():
+        raise VerifyFailed(f"{src} is not a folder (expected the caffejs bvlc_googlenet folder)")
+    pinned = W.pinned_checksums()
+    for rel in pinned:
+        try:
+            W._check_file(src / rel, rel, pinned)
+        except W.WeightsError as e:
+            raise VerifyFailed(str(e)) from None
+        yield f"OK {rel}"
+
+
+def _cmd_weights_verify(args: argparse.Namespace) -> int:
+    from circuits import weights as W
+
+    ckpt = args.checkpoint
+    path = Path(args.weights).expanduser() if args.weights else W.canonical_path(ckpt)
+    src = Path(args.source).expanduser() if args.source else None
+    n_ok = 0
+    try:
+        if src is not None:
+            if ckpt == "inceptionv1_caffe":
+                for line in _verify_bvlc_sources(src):
+                    print(line)
+                    n_ok += 1
+                source_state = None  # read below only if a canonical file is compared
+            else:
+                try:
+                    source_state = W.load_lucid_pth(src)
+                except W.WeightsError as e:
+                    raise VerifyFailed(str(e)) from None
+                print(f"OK {src} ({_describe_state(source_state)})")
+                n_ok += 1
+        if not path.is_file() and args.weights is None and src is not None:
+            print(f"-- {path}: no canonical file yet (run `circuits weights import`); source checked only")
+        else:
+            if not path.is_file():
+                raise VerifyFailed(
+                    f"weights file {path} does not exist" if args.weights else
+                    f"no canonical file at {path}; run `circuits weights import --checkpoint {ckpt}` first"
+                )
+            try:
+                state = W.load_safetensors(path, ckpt, verify=True)
+            except W.WeightsError as e:
+                raise VerifyFailed(str(e)) from None
+            meta = _canonical_meta(path)
+            if "digest" not in meta:
+                raise VerifyFailed(f"{path}: no digest in its metadata (not written by circuits); re-import it")
+            print(f"OK {path} digest {meta['digest']} ({_describe_state(state)})")
+            n_ok += 1
+            if src is not None:
+                if ckpt == "inceptionv1_caffe":
+                    try:
+                        source_state = W.read_caffejs(src)
+                    except W.WeightsError as e:
+                        raise VerifyFailed(str(e)) from None
+                if W.state_digest(source_state) != meta["digest"]:
+                    raise VerifyFailed(f"{path} does not hold the tensors of {src}; re-import it")
+                print(f"OK {path} matches {src}")
+                n_ok += 1
+    except VerifyFailed as e:
+        print(f"FAILED ({n_ok} OK before the failure)", file=sys.stderr)
+        _error(str(e))
+        return 1
+    print(f"verified: {n_ok} OK")
+    return 0
+
+
+def _cmd_weights_where(args: argparse.Namespace) -> int:
+    from circuits import weights as W
+    from circuits.spec import SPECS
+
+    print(f"cache: {W.cache_dir()}")
+    for ckpt in [args.checkpoint] if args.checkpoint else list(SPECS):
+        p = W.canonical_path(ckpt)
+        print(f"{ckpt}: {p} ({'exists' if p.is_file() else 'missing'})")
+    for var in ("CIRCUITS_CACHE", "CIRCUITS_DATA"):
+        print(f"{var}={os.environ[var]}" if os.environ.get(var) else f"{var} (unset)")
+    d = W.data_dir()
+    if d is not None:
+        src = d / "bvlc_googlenet"
+        print(f"BVLC source: {src} ({'found' if src.is_dir() else 'missing'})")
+    return 0
+
+
+def _cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from circuits import weights as W
+
+    try:
+        path = W.fetch(args.checkpoint, args.dest, timeout=args.timeout)
+    except W.WeightsError as e:
+        _error(str(e))
+        return 2
+    print(f"wrote {path}")
+    meta = _canonical_meta(path)
+    if "digest" in meta:
+        print(f"digest {meta['digest']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- study
+def _add_study(subparsers) -> None:
+    p = subparsers.add_parser("study", help="run a study and write a report folder")
+    sub = p.add_subparsers(dest="study", metavar="STUDY")
+    q = sub.add_parser(
+        "curve-ablation",
+        help="discover a layer's curve family, zero-ablate it, measure tuning and classification",
+        description="The main job: discover the curve family of --layer (default mixed3b), zero-ablate it on a "
+        "copy of the model, and write radial tuning before/after, top-1/top-5 before/after (with --images), "
+        "the edit as JSON, per-unit metrics and a markdown summary to --out.",
+    )
+    _add_checkpoint_arg(q)
+    q.add_argument("--images", default=None, help="labelled image folder (<wnid>_*.JPEG or <wnid>/); "
+                   "without it, classification is skipped and the frozen family of the catalog is used")
+    q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
+    q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    q.add_argument("--layer", default="mixed3b", help="layer whose curve family is ablated (default mixed3b)")
+    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    q.add_argument("--limit", type=int, default=None, help="classify only the first N images")
+    q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations")
+    q.add_argument("--no-downstream", action="store_true", help="skip the next layer's curve units")
+    q.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_device_arg(q)
+    q.set_defaults(func=_cmd_study_curve_ablation)
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
+
+
+def _cmd_study_curve_ablation(args: argparse.Namespace) -> int:
+    from .curve_ablation import CurveAblationConfig, run_curve_ablation
+
+    cfg = CurveAblationConfig(
+        model=args.checkpoint, layer=args.layer, images=args.images, weights=args.weights, limit=args.limit,
+        batch_size=args.batch_size, orientation_step=args.orientation_step, downstream=not args.no_downstream,
+        device=str(_device(args)),
+    )
+    m = run_curve_ablation(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    c = m["classification"]
+    print(f"family {m['family']['key']}: {len(m['family']['units'])} units {m['family']['units']}")
+    if c:
+        print(f"top-1 {c['top1_before']:.4f} -> {c['top1_after']:.4f} ({c['top1_change']:+.4f}); "
+              f"top-5 {c['top5_before']:.4f} -> {c['top5_after']:.4f} ({c['top5_change']:+.4f}) "
+              f"on {c['n_images']} images")
+    else:
+        print("classification skipped (no --images)")
+    print(f"report: {args.out}/summary.md ({m['wall_time_s']} s)")
+    return 0
+
+
+# --------------------------------------------------------------------------- discover
+def _add_discover(subparsers) -> None:
+    p = subparsers.add_parser(
+        "discover", help="find a layer's curve family from synthetic curves and lines",
+        description="Curve-family discovery (criteria: studies.discovery). With --freeze, writes the family "
+        "into the packaged catalog of the checkpoint.",
+    )
+    _add_checkpoint_arg(p)
+    p.add_argument("--layer", default="mixed3b")
+    p.add_argument("--images", required=True, help="reference image folder for the dataset σ")
+    p.add_argument("--min-sigma", type=float, default=5.0)
+    p.add_argument("--min-curve-line", type=float, default=3.0)
+    p.add_argument("--min-selectivity", type=float, default=0.8)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--csv", default=None, help="write the per-unit table here")
+    p.add_argument("--freeze", action="store_true", help="write the family into the packaged catalog")
+    _add_device_arg(p)
+    p.set_defaults(func=_cmd_discover)
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from circuits import load_model
+
+    from .discovery import discover_curves, freeze_family, load_reference_images, reference_statistics
+
+    model = load_model(args.checkpoint, weights=args.weights, device=_device(args))
+    ref = load_reference_images(args.images, 100)
+    d = discover_curves(model, args.layer, reference_statistics(model, args.layer, ref), min_sigma=args.min_sigma,
+                        min_curve_line=args.min_curve_line, min_selectivity=args.min_selectivity)
+    fam = d.family
+    print(f"{fam.key}: {len(fam)} units")
+    for u, o in zip(fam.units, fam.orientations or ()):
+        print(f"  {fam.layer}:{u}  preferred {o:.1f}°")
+    if args.csv:
+        d.table.to_csv(args.csv, index=False)
+    if args.freeze:
+        cmd = (f"circuits discover --model {args.checkpoint} --layer {fam.layer} --min-sigma {args.min_sigma:g} "
+               f"--min-curve-line {args.min_curve_line:g} --min-selectivity {args.min_selectivity:g} "
+               f"--images $CIRCUITS_DATA/imagenet-sample-1000 --freeze")
+        print(f"wrote {freeze_family(d, args.checkpoint, cmd)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+#: Subcommand registrars, in the order they appear in ``--help``.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_study, _add_discover, _add_weights]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Circuit editing and ablation in InceptionV1 (BVLC GoogLeNet and Lucid's inception5h).",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--traceback", action="store_true", help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 check failed, 2 usage/user error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors: argparse has printed already
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from circuits.weights import WeightsError
+
+    user_errors = (WeightsError, *USER_ERRORS, OSError)
+    try:
+        return int(func(args) or 0)
+    except user_errors as e:
+        if args.traceback:
+            raise
+        _error(_message(e))
+        return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Curve-family discovery on the real BVLC weights: the properties the family must have,
+and the frozen catalog entry must still match a fresh discovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from circuits.catalog import catalog, load_catalog
+from studies.discovery import (
+    discover_curves,
+    load_reference_images,
+    orientation_coverage_gap,
+    reference_statistics,
+)
+
+
+@pytest.fixture(scope="module")
+def discovery(caffe_model, images_dir):
+    ref = load_reference_images(images_dir, 100)
+    stats = reference_statistics(caffe_model, "mixed3b", ref)
+    return discover_curves(caffe_model, "mixed3b", stats)
+
+
+def test_family_properties(discovery):
+    fam, t = discovery.family, discovery.table
+    assert 10 <= len(fam) <= 40, fam.units
+    members = t[t["is_curve"]]
+    # every member meets every documented criterion
+    assert (members["curve_sigma"] >= 5).all()
+    assert (members["curve_line"] >= 3).all()
+    assert (members["selectivity"] >= 0.8).all()
+    # curve detectors cover the whole circle of orientations: no gap wider than 90°
+    assert orientation_coverage_gap(fam.orientations) <= 90
+    # they prefer curves to lines by a wide margin on average, and have no echoes (Curve Circuits)
+    assert members["curve_line"].median() >= 4
+    assert members["echo_ratio"].median() <= 0.05
+    # ordered by preferred orientation
+    assert list(fam.orientations) == sorted(fam.orientations)
+    # non-members fail at least one criterion
+    rest = t[~t["is_curve"]]
+    assert ((rest["curve_sigma"] < 5) | (rest["curve_line"] < 3) | (rest["selectivity"] < 0.8)).all()
+    # most of the family sits in the 5x5 branch, as in Lucid's model (Branch Specialization)
+    assert (members["branch"] == "5x5").mean() > 0.5
+
+
+def test_frozen_catalog_matches_discovery(discovery, caffe_model):
+    frozen = catalog(caffe_model)["mixed3b/curves"]
+    assert frozen.units == discovery.family.units
+    assert frozen.orientations == pytest.approx(discovery.family.orientations, abs=0.05)
+    assert "regenerate" in frozen.meta
+
+
+def test_catalog_addressing_errors(caffe_model):
+    cat = load_catalog("inceptionv1_caffe")
+    assert cat["3b/curves"] is cat["mixed3b/curves"]
+    with pytest.raises(KeyError, match="valid families"):
+        cat["mixed3b/nonexistent"]
+    with pytest.raises(KeyError, match="valid families"):
+        cat["9z/curves"]
+
+
+def test_discovery_needs_a_reference(caffe_model):
+    with pytest.raises(ValueError, match="reference"):
+        discover_curves(caffe_model, "mixed3b", None)
