@@ -68,14 +68,21 @@ class StridedMaxPool(nn.Module):
     def __init__(self, padding: str):
         super().__init__()
         self.padding = padding
+        #: linear surrogate (see :func:`linearized`): 3x3/2 average pool, zero padding
+        self.linear = False
 
     def forward(self, x: Tensor) -> Tensor:
+        pool = _avg_pool if self.linear else F.max_pool2d
         if self.padding == "caffe":
-            return F.max_pool2d(x, 3, 2, 0, ceil_mode=True)
+            return pool(x, 3, 2, 0, ceil_mode=True)
         ph, pw = _same_pad(x.shape[-2], 3, 2), _same_pad(x.shape[-1], 3, 2)
         if any(ph + pw):
-            x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]), value=float("-inf"))
-        return F.max_pool2d(x, 3, 2)
+            x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]), value=0.0 if self.linear else float("-inf"))
+        return pool(x, 3, 2)
+
+
+def _avg_pool(x: Tensor, k: int, s: int, p: int = 0, ceil_mode: bool = False) -> Tensor:
+    return F.avg_pool2d(x, k, s, p, ceil_mode=ceil_mode, count_include_pad=True, divisor_override=k * k)
 
 
 class Conv0(nn.Conv2d):
@@ -100,9 +107,14 @@ class ConvUnit(nn.Module):
         self.conv = conv
         self.pre = HookPoint(name + "_pre_relu")
         self.post = HookPoint(name)
+        #: ``False`` in a :func:`linearized` copy (ReLU → identity)
+        self.relu = True
+
+    def act(self, x: Tensor) -> Tensor:
+        return F.relu(x) if self.relu else x
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.post(F.relu(self.pre(self.conv(x))))
+        return self.post(self.act(self.pre(self.conv(x))))
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
@@ -126,6 +138,17 @@ class InceptionBlock(nn.Module):
         self.bpool_reduce = ConvUnit(f"{n}_pool_reduce", _conv(cin, bs.pool_reduce, 1))
         self.pre = HookPoint(f"{n}_pre_relu")
         self.post = HookPoint(n)
+        #: ``True`` in a :func:`linearized` copy (3x3 max-pool → 3x3 average pool)
+        self.pool_linear = False
+
+    @property
+    def out_channels(self) -> int:
+        return sum(u.conv.out_channels for u in (self.b1x1, self.b3x3, self.b5x5, self.bpool_reduce))
+
+    def _pool(self, x: Tensor) -> Tensor:
+        if self.pool_linear:
+            return _avg_pool(x, 3, 1, 1)
+        return F.max_pool2d(x, 3, 1, 1)
 
     def unit(self, conv: str) -> ConvUnit:
         """The :class:`ConvUnit` of a convolution suffix (``1x1``, ``3x3_bottleneck``, …)."""
@@ -138,21 +161,21 @@ class InceptionBlock(nn.Module):
                 self.b1x1.pre(self.b1x1.conv(x)),
                 self.b3x3.pre(self.b3x3.conv(self.b3x3_bottleneck(x))),
                 self.b5x5.pre(self.b5x5.conv(self.b5x5_bottleneck(x))),
-                self.bpool_reduce.pre(self.bpool_reduce.conv(self.pool(F.max_pool2d(x, 3, 1, 1)))),
+                self.bpool_reduce.pre(self.bpool_reduce.conv(self.pool(self._pool(x)))),
             ]
             pre = self.pre(torch.cat(parts, 1))
             # Post-ReLU branch hook points still see their own slices.
             out, start = [], 0
             for unit, p in zip((self.b1x1, self.b3x3, self.b5x5, self.bpool_reduce), parts):
                 w = p.shape[1]
-                out.append(unit.post(F.relu(pre[:, start:start + w])))
+                out.append(unit.post(unit.act(pre[:, start:start + w])))
                 start += w
             return self.post(torch.cat(out, 1))
         y = torch.cat([
             self.b1x1(x),
             self.b3x3(self.b3x3_bottleneck(x)),
             self.b5x5(self.b5x5_bottleneck(x)),
-            self.bpool_reduce(self.pool(F.max_pool2d(x, 3, 1, 1))),
+            self.bpool_reduce(self.pool(self._pool(x))),
         ], 1)
         return self.post(y)
 
@@ -257,27 +280,37 @@ class InceptionV1(nn.Module):
         raise KeyError(f"{name!r} is not a convolution of {self.spec.name}")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor, stop_at: str | None = None) -> Tensor:
-        """Run the network on RGB images in [0, 1].
+    def forward(self, x: Tensor, stop_at: str | None = None, start_at: str | None = None) -> Tensor:
+        """Run the network on RGB images in [0, 1] (or from an intermediate stage).
 
         Args:
-            x: ``(N, 3, H, W)`` float tensor, RGB in [0, 1].
+            x: ``(N, 3, H, W)`` float tensor, RGB in [0, 1]; with ``start_at``, the output of
+                that stage instead (e.g. a ``mixed3a`` activation ``(N, 256, h, w)``).
             stop_at: a stage name (see the class docstring); the pass returns that
                 stage's output and computes nothing after it. ``None`` → logits.
+            start_at: a stage name; ``x`` is taken as that stage's output and only the
+                stages after it run (e.g. to share an unedited prefix between variants).
 
         Returns:
             ``(N, num_classes)`` logits, or the ``stop_at`` activation ``(N, C, h, w)``.
 
         Raises:
-            ValueError: ``x`` is not a float ``(N, 3, H, W)`` tensor, or ``stop_at`` is
-                not a stage name.
+            ValueError: ``x`` is not a float 4-D tensor with the right channels, or
+                ``stop_at``/``start_at`` is not a stage name, or ``start_at`` is not before
+                ``stop_at``.
         """
-        if not (isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] == 3 and x.is_floating_point()):
+        for arg, val in (("stop_at", stop_at), ("start_at", start_at)):
+            if val is not None and val not in self.stage_names:
+                raise ValueError(f"{arg}={val!r} is not a stage; valid: {', '.join(self.stage_names)}")
+        first = 0 if start_at is None else self.stage_names.index(start_at) + 1
+        if stop_at is not None and self.stage_names.index(stop_at) < first:
+            raise ValueError(f"stop_at={stop_at!r} comes before start_at={start_at!r}")
+        want = 3 if start_at is None else self._stage_channels(start_at)
+        if not (isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] == want and x.is_floating_point()):
             desc = f"shape {tuple(x.shape)} dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"InceptionV1 expects a float tensor (N, 3, H, W) of RGB in [0, 1]; got {desc}")
-        if stop_at is not None and stop_at not in self.stage_names:
-            raise ValueError(f"stop_at={stop_at!r} is not a stage; valid: {', '.join(self.stage_names)}")
-        for name in self.stage_names:
+            what = "RGB in [0, 1]" if start_at is None else f"the output of stage {start_at}"
+            raise ValueError(f"InceptionV1 expects a float tensor (N, {want}, H, W) of {what}; got {desc}")
+        for name in self.stage_names[first:]:
             if name == "avgpool0":
                 x = self.avgpool0(x.mean((2, 3)))
             elif name == "logits":
@@ -287,6 +320,25 @@ class InceptionV1(nn.Module):
             if name == stop_at:
                 return x
         return x
+
+    def _stage_channels(self, stage: str) -> int:
+        if stage == "input":
+            return 3
+        if stage in ("conv2d0", "maxpool0", "localresponsenorm0"):
+            return self.conv2d0.conv.out_channels
+        if stage == "conv2d1":
+            return self.conv2d1.conv.out_channels
+        if stage in ("conv2d2", "localresponsenorm1", "maxpool1"):
+            return self.conv2d2.conv.out_channels
+        if stage in MIXED_LAYERS:
+            return self.block(stage).out_channels
+        if stage == "maxpool4":
+            return self.block("mixed3b").out_channels
+        if stage == "maxpool10":
+            return self.block("mixed4e").out_channels
+        if stage == "avgpool0":
+            return self.classifier.in_features
+        raise ValueError(f"cannot start after stage {stage!r}")
 
     @torch.no_grad()
     def run(
@@ -339,6 +391,36 @@ class InceptionV1(nn.Module):
         finally:
             for h in handles:
                 h.remove()
+
+
+def linearized(model: InceptionV1, biases: bool = True) -> InceptionV1:
+    """A copy of ``model`` with every nonlinearity replaced by its linear surrogate.
+
+    ReLU → identity; 3x3 max-pool (strided and in the pool branch) → 3x3 average pool with
+    the same stride and zero padding; local response normalisation → identity. This is the
+    network whose Jacobian the expanded weights equal (Visualizing Weights, Distill 2020:
+    "expanded weights" with nonlinearities removed or replaced by their closest linear op).
+    With ``biases=False`` every bias is zeroed, making the copy exactly linear.
+    """
+    import copy
+
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        if isinstance(mod, ConvUnit):
+            mod.relu = False
+        elif isinstance(mod, StridedMaxPool):
+            mod.linear = True
+        elif isinstance(mod, InceptionBlock):
+            mod.pool_linear = True
+    m.localresponsenorm0.fn = nn.Identity()
+    m.localresponsenorm1.fn = nn.Identity()
+    if not biases:
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if name.endswith("bias"):
+                    p.zero_()
+    m.linear_surrogate = True
+    return m
 
 
 def branch_names(layer: str) -> list[str]:

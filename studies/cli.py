@@ -400,9 +400,38 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- graph
+def _add_graph(subparsers) -> None:
+    p = subparsers.add_parser(
+        "graph", help="build the circuit graph; write PNGs, an offline HTML page and GraphML",
+        description="Unit-level circuit graph between consecutive --layers from expanded weights, its family-level "
+        "view, a layered family-graph PNG, weight diagrams between curve families, an interactive offline HTML "
+        "page, GraphML and node-link JSON.",
+    )
+    _add_checkpoint_arg(p)
+    p.add_argument("--layers", default="conv2d2,mixed3a,mixed3b,mixed4a", help="comma-separated, forward order")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="keep an edge when its L2 norm ≥ threshold × the strongest input of its destination unit")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--overwrite", action="store_true")
+    _add_device_arg(p)
+    p.set_defaults(func=_cmd_graph)
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from .graph_cmd import run_graph
+
+    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    s = run_graph(args.checkpoint, layers, args.out, args.threshold, args.weights, args.overwrite, str(_device(args)))
+    print(f"{s['nodes']} units, {s['edges']} edges, {s['families']} families ({s['build_seconds']} s to build); "
+          f"wrote {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 #: Subcommand registrars, in the order they appear in ``--help``.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_study, _add_discover, _add_weights]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_study, _add_graph, _add_discover, _add_weights]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,24 +1,95 @@
-"""Family discovery from synthetic stimuli: which units of a layer are curve detectors.
+"""Family discovery from synthetic stimuli: which units of a layer are curve or line detectors.
 
-A unit is put in the curve family when, measured at its receptive-field centre
-(:func:`studies.tuning.measure`, pre-ReLU):
+Every unit of a layer is measured at its receptive-field centre (:func:`studies.tuning.measure`,
+pre-ReLU) on one sweep: circular arcs (36 orientations, 10° steps × 9 radii, 2-px dark
+strokes on white) plus the 18 straight lines of those orientations that lie in [0°, 180°)
+(a line is 180°-periodic). Responses are put in units of the unit's dataset spread: σ =
+(response − mean) / std, with mean and std of the pre-ReLU activation over all positions of
+100 reference images (Curve Detectors reports tuning "in standard deviations of the
+unit's dataset activation"; the best curves reach ≈24σ for Lucid's 3b:379).
 
-1. **strong** — its best curve response is at least ``min_sigma`` standard deviations
-   above its mean activation over a reference image set (Curve Detectors reports tuning in
-   σ of the dataset activation; the best curves reach ≈24σ for Lucid's 3b:379);
-2. **prefers curves to lines** — the best curve drives it at least ``min_curve_line``
-   times as far above its dataset mean as the best straight line does;
+Curve family (:func:`discover_curves`) — a unit is a curve detector when
+
+1. **strong** — its best curve is ≥ ``min_sigma`` σ above its dataset mean;
+2. **prefers curves to lines** — the best curve drives it ≥ ``min_curve_line`` times as far
+   above its mean as the best straight line;
 3. **orientation-selective** — its radial tuning curve (positive responses averaged over
-   radius) has selectivity (1 − circular variance) ≥ ``min_selectivity``.
+   radius, :func:`studies.tuning.radial_tuning`) has selectivity
+   ``|Σ r e^{iθ}| / Σ r`` (1 − circular variance) ≥ ``min_selectivity``.
 
-The preferred orientation is the angle of the response-weighted vector sum of the radial
-tuning curve (convention in :mod:`studies.stimuli`). Defaults: ``min_sigma=5``,
-``min_curve_line=3``, ``min_selectivity=0.8``; stimuli: 36 orientations (10° steps) ×
-9 radii (8–200 px), 2-px strokes, plus 18 lines.
+Its preferred orientation is the angle of that vector sum, in [0°, 360°) (convention in
+:mod:`studies.stimuli`: the curve opens towards θ).
+
+Line family (:func:`discover_lines`) — a unit is a line detector when
+
+1. **strong** — its best line is ≥ ``min_sigma`` σ above its dataset mean;
+2. **prefers lines to curves** — the best line drives it ≥ ``min_line_curve`` times as far
+   above its mean as the best *tight* curve (radius ≤ ``TIGHT_RADIUS_FRACTION`` × the
+   receptive field, i.e. the three smallest default radii: whole small circles inside the
+   receptive field), **and** no curve of any radius drives it more than ``max_curve_line``
+   times as far as the line does (this keeps out "shallow curve" units whose best stimulus
+   is an arc about as wide as the receptive field);
+3. **orientation-selective with 180° periodicity** — doubled-angle selectivity
+   ``|Σ r e^{2iθ}| / Σ r`` ≥ ``min_selectivity`` over the positive line responses r(θ),
+   θ ∈ [0°, 180°).
+
+Its preferred orientation is half the angle of the doubled-angle vector sum, in [0°, 180°).
+As for every stimulus here, a line's orientation θ is the direction of its *normal*: the
+line through the centre perpendicular to θ (θ = 90° is a horizontal line).
+
+Layer-aware defaults
+--------------------
+**Radii** scale with the receptive field (:func:`default_radii`): curvature matters only at
+radii comparable to what the unit sees, so the default radii are
+:data:`studies.stimuli.DEFAULT_RADII` (8–200 px, chosen for the 91-px receptive field of
+mixed3b) × ``rf.size / 91``, rounded to 0.01 px: conv2d2 (19 px) 1.67–41.76 px, mixed3a
+(59 px) 5.19–129.67 px, mixed3b unchanged, mixed4a (171 px) 15.03–375.82 px. The stroke is
+2 px everywhere (a thinner stroke would be sub-pixel at conv2d2).
+
+**Thresholds** (:data:`CURVE_CRITERIA`, :data:`LINE_CRITERIA`; layers not listed use
+:data:`DEFAULT_CURVE_CRITERIA` / :data:`DEFAULT_LINE_CRITERIA`):
+
+===========  =========  ==============  ===============
+curves       min_sigma  min_curve_line  min_selectivity
+===========  =========  ==============  ===============
+default      5          3               0.8
+conv2d2      4          2.5             0.8
+mixed3a      4          3               0.8
+mixed4a      4          3               0.8
+===========  =========  ==============  ===============
+
+- mixed3b keeps 5σ (its frozen family predates the per-layer defaults and must not change).
+- conv2d2, mixed3a and mixed4a units are weaker in σ: the best curve response of any
+  conv2d2 unit is 5.9σ, so 5σ would leave 3 units; 4σ is the threshold the mixed4a family
+  was first frozen with.
+- conv2d2 takes ``min_curve_line`` 2.5: the 2-px stroke is 10 % of its 19-px receptive
+  field (2 % at mixed3b), so an arc and its tangent line share much more ink inside the
+  field and the curve/line contrast is compressed for every unit of the layer.
+- No criterion involves echoes: conv2d2 and mixed3a curve units have them in Lucid's model
+  (Curve Circuits: echo ratios 0.19–0.88 and 0.04–0.53), so low echo is not required there.
+  (Echoes lower the selectivity; the echo ratio is recorded per unit in the catalog.)
+
+Lines (all layers): ``min_sigma`` 3, ``min_line_curve`` 1.5, ``max_curve_line`` 1.5,
+``min_selectivity`` 0.7. Straight dark lines are weak stimuli in σ (the best line of any
+conv2d2 / mixed3a unit reaches 5.7σ / 5.0σ), hence 3σ; a rectified cos 2Δ tuning curve has
+doubled-angle selectivity π/4 ≈ 0.79 and cos²Δ has 0.5, so 0.7 asks for tuning at least
+about as sharp as a rectified cosine.
+
+Freezing
+--------
+The families of a checkpoint listed in :data:`FROZEN_FAMILIES` are written into its
+packaged catalog (``circuits/data/families_<checkpoint>.yaml``) with this module's entry
+point, which is also recorded in the file::
+
+    python -m studies.discovery --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --freeze
+    python -m studies.discovery --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --check
 """
 
 from __future__ import annotations
 
+import argparse
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +98,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from circuits.geometry import receptive_field
 from circuits.model import InceptionV1
 from circuits.units import Family, canonical_layer
 
@@ -35,7 +107,50 @@ from .tuning import measure, radial_tuning, tuning_metrics
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
+#: Receptive-field size (px) the default radii :data:`studies.stimuli.DEFAULT_RADII` were
+#: chosen for (mixed3b, 5x5 branch; Branch Specialization: "about 91 px").
+REFERENCE_RF = 91
+#: Default stimulus orientations (deg) of a discovery sweep; lines use those in [0, 180).
+DEFAULT_ORIENTATIONS = tuple(range(0, 360, 10))
+#: Curves with radius ≤ this fraction of the receptive field are "tight" (line criterion 2).
+TIGHT_RADIUS_FRACTION = 0.25
 
+#: Curve criteria for layers without an entry in :data:`CURVE_CRITERIA`.
+DEFAULT_CURVE_CRITERIA = {"min_sigma": 5.0, "min_curve_line": 3.0, "min_selectivity": 0.8}
+#: Per-layer curve criteria (reasons in the module docstring).
+CURVE_CRITERIA = {
+    "conv2d2": {"min_sigma": 4.0, "min_curve_line": 2.5, "min_selectivity": 0.8},
+    "mixed3a": {"min_sigma": 4.0, "min_curve_line": 3.0, "min_selectivity": 0.8},
+    "mixed4a": {"min_sigma": 4.0, "min_curve_line": 3.0, "min_selectivity": 0.8},
+}
+#: Line criteria for layers without an entry in :data:`LINE_CRITERIA`.
+DEFAULT_LINE_CRITERIA = {"min_sigma": 3.0, "min_line_curve": 1.5, "max_curve_line": 1.5, "min_selectivity": 0.7}
+#: Per-layer line criteria (none differ from the default yet).
+LINE_CRITERIA: dict[str, dict[str, float]] = {}
+
+#: Families frozen into each checkpoint's packaged catalog by ``--freeze``: (layer, name).
+FROZEN_FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "inceptionv1_caffe": (
+        ("conv2d2", "curves"), ("conv2d2", "lines"),
+        ("mixed3a", "curves"), ("mixed3a", "lines"),
+        ("mixed3b", "curves"),
+        ("mixed4a", "curves"),
+    ),
+}
+#: Reference images used by the frozen catalogs (relative to ``$CIRCUITS_DATA``) and how many.
+REFERENCE_FOLDER = "imagenet-sample-1000"
+REFERENCE_IMAGES = 100
+#: Tolerance (deg) when a fresh discovery is compared with the frozen catalog.
+ORIENTATION_TOLERANCE = 0.1
+
+
+def regenerate_command(checkpoint: str, check: bool = False) -> str:
+    """The shell command that regenerates (or, with ``check``, verifies) a frozen catalog."""
+    return (f"python -m studies.discovery --model {checkpoint} --images $CIRCUITS_DATA/{REFERENCE_FOLDER} "
+            + ("--check" if check else "--freeze"))
+
+
+# --------------------------------------------------------------------------- reference images
 def list_images(folder: str | Path) -> list[Path]:
     """Image files of a folder (flat or ``<wnid>/`` subfolders), sorted.
 
@@ -71,10 +186,54 @@ def load_reference_images(folder: str | Path, n_images: int = 100, size: int = 2
             continue
     if not out:
         raise ValueError(f"no readable images in {folder}")
-    return torch.stack(out)
+    images = torch.stack(out)
+    images.reference = f"{Path(folder).name}: {len(out)} evenly spaced images, all positions, pre-ReLU"
+    return images
 
 
 @torch.no_grad()
+def reference_statistics_by_layer(
+    model: InceptionV1,
+    layers: Sequence[str],
+    images: torch.Tensor | str | Path,
+    n_images: int = 100,
+    batch_size: int = 25,
+) -> dict[str, pd.DataFrame]:
+    """:func:`reference_statistics` of several layers from one forward pass per batch.
+
+    Returns:
+        ``{canonical layer: DataFrame}`` (same tables as :func:`reference_statistics`).
+    """
+    layers = list(dict.fromkeys(canonical_layer(layer) for layer in layers))
+    if not isinstance(images, torch.Tensor):
+        images = load_reference_images(images, n_images)
+    names = [f"{layer}_pre_relu" for layer in layers]
+    dev = next(model.parameters()).device
+    acc: dict[str, list] = {n: [None, None, None] for n in names}
+    count = dict.fromkeys(names, 0)
+    for i in range(0, len(images), batch_size):
+        acts = model.run(images[i:i + batch_size].to(dev), names)
+        for n in names:
+            a = acts[n].double()
+            a = a.transpose(0, 1).reshape(a.shape[1], -1)
+            s = acc[n]
+            for k, v in enumerate((a.sum(1), (a * a).sum(1), (a > 0).sum(1))):
+                s[k] = v if s[k] is None else s[k] + v
+            count[n] += a.shape[1]
+    out = {}
+    for layer, n in zip(layers, names):
+        s1, s2, pos = acc[n]
+        c = count[n]
+        mean = s1 / c
+        std = torch.sqrt((s2 / c - mean * mean).clamp(min=0) * c / max(c - 1, 1))
+        df = pd.DataFrame({"mean": mean.cpu().numpy(), "std": std.cpu().numpy(),
+                           "frac_positive": (pos.double() / c).cpu().numpy()})
+        df.index.name = "index"
+        df.attrs["reference"] = getattr(images, "reference", f"{len(images)} images (tensor), all positions, pre-ReLU")
+        out[layer] = df
+    return out
+
+
 def reference_statistics(
     model: InceptionV1,
     layer: str,
@@ -92,44 +251,102 @@ def reference_statistics(
         DataFrame indexed by unit index: ``mean``, ``std``, ``frac_positive`` (pre-ReLU > 0).
     """
     layer = canonical_layer(layer)
-    if not isinstance(images, torch.Tensor):
-        images = load_reference_images(images, n_images)
-    name = f"{layer}_pre_relu"
-    dev = next(model.parameters()).device
-    s1 = s2 = pos = None
-    count = 0
-    for i in range(0, len(images), batch_size):
-        a = model.run(images[i:i + batch_size].to(dev), [name])[name].double()
-        a = a.transpose(0, 1).reshape(a.shape[1], -1)
-        s1 = a.sum(1) if s1 is None else s1 + a.sum(1)
-        s2 = (a * a).sum(1) if s2 is None else s2 + (a * a).sum(1)
-        pos = (a > 0).sum(1) if pos is None else pos + (a > 0).sum(1)
-        count += a.shape[1]
-    mean = s1 / count
-    std = torch.sqrt((s2 / count - mean * mean).clamp(min=0) * count / max(count - 1, 1))
-    return pd.DataFrame({"mean": mean.cpu().numpy(), "std": std.cpu().numpy(),
-                         "frac_positive": (pos.double() / count).cpu().numpy()})
+    return reference_statistics_by_layer(model, [layer], images, n_images, batch_size)[layer]
 
 
+# --------------------------------------------------------------------------- sweep
+def default_radii(spec, layer: str) -> tuple[float, ...]:
+    """Default curve radii (px) of a layer: :data:`studies.stimuli.DEFAULT_RADII` scaled by
+    ``receptive_field(spec, layer).size / 91`` and rounded to 0.01 px (mixed3b: unchanged)."""
+    rf = receptive_field(spec, canonical_layer(layer)).size
+    if rf == REFERENCE_RF:
+        return tuple(S.DEFAULT_RADII)
+    return tuple(round(r * rf / REFERENCE_RF, 2) for r in S.DEFAULT_RADII)
+
+
+def curve_criteria(layer: str) -> dict[str, float]:
+    """Default curve criteria of a layer (copy)."""
+    return dict(CURVE_CRITERIA.get(canonical_layer(layer), DEFAULT_CURVE_CRITERIA))
+
+
+def line_criteria(layer: str) -> dict[str, float]:
+    """Default line criteria of a layer (copy)."""
+    return dict(LINE_CRITERIA.get(canonical_layer(layer), DEFAULT_LINE_CRITERIA))
+
+
+def sweep_stimuli(
+    orientations: Sequence[float] = DEFAULT_ORIENTATIONS,
+    radii: Sequence[float] = S.DEFAULT_RADII,
+    stroke_width: float = 2.0,
+) -> S.Stimuli:
+    """The discovery sweep: curves (orientations × radii) + lines at the orientations in [0, 180)."""
+    line_ors = [o for o in orientations if 0 <= o < 180]
+    return S.curves(orientations, radii, stroke_width=stroke_width) + S.lines(line_ors, stroke_width=stroke_width)
+
+
+def sweep(
+    model: InceptionV1,
+    layer: str,
+    orientations: Sequence[float] = DEFAULT_ORIENTATIONS,
+    radii: Sequence[float] | None = None,
+    stroke_width: float = 2.0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """:func:`~studies.tuning.measure` of every unit of ``layer`` on :func:`sweep_stimuli`
+    (``radii`` default: :func:`default_radii`). Pass it as ``responses=`` to
+    :func:`discover_curves` and :func:`discover_lines` to share one sweep."""
+    layer = canonical_layer(layer)
+    radii = default_radii(model.spec, layer) if radii is None else radii
+    width = model.spec.layer_width(layer)
+    stim = sweep_stimuli(orientations, radii, stroke_width)
+    return measure(model, [f"{layer}:{i}" for i in range(width)], stim, progress=progress)
+
+
+# --------------------------------------------------------------------------- discovery
 @dataclass
 class Discovery:
-    """Result of :func:`discover_curves`: the family and the per-unit table it came from."""
+    """Result of :func:`discover_curves` / :func:`discover_lines`: the family and the
+    per-unit table it came from."""
 
     family: Family
     table: pd.DataFrame
     criteria: dict = field(default_factory=dict)
 
 
+def _statistics(model, layer, reference) -> pd.DataFrame:
+    if reference is None:
+        raise ValueError("discovery needs reference images (a folder or tensor) or statistics for the dataset σ")
+    return reference if isinstance(reference, pd.DataFrame) else reference_statistics(model, layer, reference)
+
+
+def _criteria_record(criteria: dict, orientations, radii, stroke_width, reference) -> dict:
+    return dict(**{k: float(v) for k, v in criteria.items()},
+                orientations=[float(o) for o in orientations], radii=[float(r) for r in radii],
+                stroke_width=float(stroke_width), reference=_describe_reference(reference))
+
+
+def _responses(model, layer, responses, orientations, radii, stroke_width) -> pd.DataFrame:
+    if responses is None:
+        responses = sweep(model, layer, orientations, radii, stroke_width)
+    return responses[responses["layer"] == layer] if "layer" in responses.columns else responses
+
+
+def _branches(model, layer, index) -> list[str]:
+    if layer.startswith("mixed"):
+        return [model.spec.branch_of(layer, int(i)) for i in index]
+    return [""] * len(index)
+
+
 def discover_curves(
     model: InceptionV1,
     layer: str = "mixed3b",
     reference: torch.Tensor | str | Path | pd.DataFrame | None = None,
-    orientations: Sequence[float] = tuple(range(0, 360, 10)),
-    radii: Sequence[float] = S.DEFAULT_RADII,
+    orientations: Sequence[float] = DEFAULT_ORIENTATIONS,
+    radii: Sequence[float] | None = None,
     stroke_width: float = 2.0,
-    min_sigma: float = 5.0,
-    min_curve_line: float = 3.0,
-    min_selectivity: float = 0.8,
+    min_sigma: float | None = None,
+    min_curve_line: float | None = None,
+    min_selectivity: float | None = None,
     responses: pd.DataFrame | None = None,
 ) -> Discovery:
     """Find the curve detectors of ``layer`` (criteria in the module docstring).
@@ -139,30 +356,32 @@ def discover_curves(
         layer: canonical or short layer name.
         reference: images (tensor or folder) for the dataset statistics, or a table from
             :func:`reference_statistics`. Required.
-        responses: optional precomputed :func:`~studies.tuning.measure` output for all units
-            of the layer on the same curves + lines (saves a sweep).
+        radii: px; default :func:`default_radii` (scaled to the receptive field).
+        min_sigma, min_curve_line, min_selectivity: default :func:`curve_criteria` of the layer.
+        responses: optional precomputed :func:`sweep` of the layer with the same
+            orientations, radii and stroke (saves a sweep).
 
     Returns:
         :class:`Discovery` with ``family`` (units ordered by preferred orientation, each
         unit's preferred orientation in ``family.orientations``) and ``table`` (one row per
         unit of the layer: ``curve_peak``, ``line_peak``, ``mean``, ``std``,
         ``curve_sigma``, ``line_sigma``, ``curve_line``, ``selectivity``,
-        ``preferred_orientation``, ``echo_ratio``, ``tuning_width``, ``branch``,
-        ``is_curve``).
+        ``preferred_orientation``, ``echo_ratio``, ``tuning_width``, ``peak_radius``,
+        ``branch``, ``is_curve``).
 
     Raises:
         ValueError: no reference given.
     """
     layer = canonical_layer(layer)
-    if reference is None:
-        raise ValueError("discover_curves needs reference images (a folder or tensor) for the dataset σ")
-    stats = reference if isinstance(reference, pd.DataFrame) else reference_statistics(model, layer, reference)
-    width = model.spec.layer_width(layer)
-    if responses is None:
-        stim = S.curves(orientations, radii, stroke_width=stroke_width) + S.lines(
-            [o for o in orientations if o < 180], stroke_width=stroke_width)
-        responses = measure(model, [f"{layer}:{i}" for i in range(width)], stim)
-    cur = responses[responses["kind"] == "curve"].groupby("index")["response"].max()
+    stats = _statistics(model, layer, reference)
+    radii = default_radii(model.spec, layer) if radii is None else tuple(radii)
+    crit = curve_criteria(layer)
+    for k, v in (("min_sigma", min_sigma), ("min_curve_line", min_curve_line), ("min_selectivity", min_selectivity)):
+        if v is not None:
+            crit[k] = float(v)
+    responses = _responses(model, layer, responses, orientations, radii, stroke_width)
+    curves = responses[responses["kind"] == "curve"]
+    cur = curves.groupby("index")["response"].max()
     lin = responses[responses["kind"] == "line"].groupby("index")["response"].max()
     met = tuning_metrics(radial_tuning(responses)).set_index("index")
     t = pd.DataFrame({"curve_peak": cur, "line_peak": lin})
@@ -173,31 +392,143 @@ def discover_curves(
     t["curve_line"] = (t["curve_peak"] - t["mean"]) / excess_line
     for c in ("selectivity", "preferred_orientation", "peak_orientation", "echo_ratio", "tuning_width"):
         t[c] = met[c]
-    if layer.startswith("mixed"):
-        t["branch"] = [model.spec.branch_of(layer, int(i)) for i in t.index]
-    else:
-        t["branch"] = ""
+    t["peak_radius"] = curves.loc[curves.groupby("index")["response"].idxmax()].set_index("index")["radius"]
+    t["branch"] = _branches(model, layer, t.index)
     t["is_curve"] = (
-        (t["curve_sigma"] >= min_sigma) & (t["curve_line"] >= min_curve_line) & (t["selectivity"] >= min_selectivity)
+        (t["curve_sigma"] >= crit["min_sigma"]) & (t["curve_line"] >= crit["min_curve_line"])
+        & (t["selectivity"] >= crit["min_selectivity"])
     )
     t.index.name = "index"
     fam_t = t[t["is_curve"]].sort_values("preferred_orientation")
-    criteria = dict(min_sigma=min_sigma, min_curve_line=min_curve_line, min_selectivity=min_selectivity,
-                    orientations=list(map(float, orientations)), radii=list(map(float, radii)),
-                    stroke_width=stroke_width, reference=_describe_reference(reference))
     fam = Family(
         name="curves", layer=layer, units=tuple(int(i) for i in fam_t.index), kind="curve",
         source=f"discovered from synthetic curves ({model.spec.name}); studies.discovery.discover_curves",
         orientations=tuple(round(float(o), 1) for o in fam_t["preferred_orientation"]),
     )
-    return Discovery(fam, t.reset_index(), criteria)
+    return Discovery(fam, t.reset_index(), _criteria_record(crit, orientations, radii, stroke_width, reference))
+
+
+def line_tuning_metrics(responses: pd.DataFrame) -> pd.DataFrame:
+    """180°-periodic tuning measures of the ``kind == "line"`` rows of a :func:`measure` table.
+
+    Columns (one row per ``index``): ``line_selectivity`` (``|Σ r e^{2iθ}| / Σ r`` over the
+    positive responses r), ``preferred_orientation`` (deg in [0, 180): half the angle of
+    that sum), ``peak_orientation`` (deg, argmax mod 180), ``line_tuning_width`` (deg, the
+    orientations whose response is ≥ half the peak).
+    """
+    d = responses[responses["kind"] == "line"]
+    rows = []
+    for i, g in d.groupby("index", sort=True):
+        g = g.groupby(g["orientation"] % 180.0)["response"].mean()
+        o = g.index.to_numpy(float)
+        r = g.to_numpy(float).clip(min=0)
+        total = r.sum()
+        if total > 0:
+            vec = (r * np.exp(2j * np.radians(o))).sum()
+            sel, pref = float(abs(vec) / total), float((np.degrees(np.angle(vec)) / 2) % 180.0)
+            step = float(np.median(np.diff(o))) if len(o) > 1 else 180.0
+            width = float((r >= r.max() / 2).sum() * step)
+            pk = float(o[int(np.argmax(r))])
+        else:
+            sel, pref, width, pk = 0.0, math.nan, math.nan, math.nan
+        rows.append({"index": int(i), "line_selectivity": sel, "preferred_orientation": pref,
+                     "peak_orientation": pk, "line_tuning_width": width})
+    return pd.DataFrame(rows).set_index("index")
+
+
+def discover_lines(
+    model: InceptionV1,
+    layer: str,
+    reference: torch.Tensor | str | Path | pd.DataFrame | None = None,
+    orientations: Sequence[float] = DEFAULT_ORIENTATIONS,
+    radii: Sequence[float] | None = None,
+    stroke_width: float = 2.0,
+    min_sigma: float | None = None,
+    min_line_curve: float | None = None,
+    max_curve_line: float | None = None,
+    min_selectivity: float | None = None,
+    responses: pd.DataFrame | None = None,
+) -> Discovery:
+    """Find the line detectors of ``layer`` (criteria in the module docstring).
+
+    Lines are 180°-periodic: only the sweep's orientations in [0, 180) are used for lines,
+    selectivity is measured on the doubled angle and preferred orientations are in [0, 180)
+    (the direction of the line's normal, :mod:`studies.stimuli`).
+
+    Args:
+        model: the network.
+        layer: canonical or short layer name.
+        reference: images (tensor or folder) or a :func:`reference_statistics` table. Required.
+        orientations, radii, stroke_width: the sweep (:func:`sweep`); radii default to
+            :func:`default_radii`. Curves with radius ≤ ``TIGHT_RADIUS_FRACTION`` × the
+            receptive field are the "tight" curves of criterion 2.
+        min_sigma, min_line_curve, max_curve_line, min_selectivity: default
+            :func:`line_criteria` of the layer.
+        responses: optional precomputed :func:`sweep` of the layer (shared with
+            :func:`discover_curves`).
+
+    Returns:
+        :class:`Discovery`: family ``<layer>/lines`` (kind ``line``) ordered by preferred
+        orientation; table with ``line_peak``, ``curve_peak``, ``tight_curve_peak``,
+        ``mean``, ``std``, ``line_sigma``, ``curve_sigma``, ``tight_sigma``,
+        ``line_curve`` (line excess / tight-curve excess), ``curve_line`` (best-curve
+        excess / line excess), ``selectivity`` (doubled-angle), ``preferred_orientation``,
+        ``peak_orientation``, ``line_tuning_width``, ``branch``, ``is_line``.
+
+    Raises:
+        ValueError: no reference given, or no tight curve in the sweep.
+    """
+    layer = canonical_layer(layer)
+    stats = _statistics(model, layer, reference)
+    radii = default_radii(model.spec, layer) if radii is None else tuple(radii)
+    crit = line_criteria(layer)
+    for k, v in (("min_sigma", min_sigma), ("min_line_curve", min_line_curve), ("max_curve_line", max_curve_line),
+                 ("min_selectivity", min_selectivity)):
+        if v is not None:
+            crit[k] = float(v)
+    responses = _responses(model, layer, responses, orientations, radii, stroke_width)
+    rf = receptive_field(model.spec, layer).size
+    curves = responses[responses["kind"] == "curve"]
+    tight = curves[curves["radius"] <= TIGHT_RADIUS_FRACTION * rf]
+    if tight.empty:
+        raise ValueError(f"no curve with radius ≤ {TIGHT_RADIUS_FRACTION} × {rf} px in the sweep of {layer}; "
+                         f"radii were {sorted(curves['radius'].unique())}")
+    lines = responses[responses["kind"] == "line"]
+    if lines.empty:
+        raise ValueError("the sweep has no lines (orientations in [0, 180) are needed)")
+    t = pd.DataFrame({"line_peak": lines.groupby("index")["response"].max(),
+                      "curve_peak": curves.groupby("index")["response"].max(),
+                      "tight_curve_peak": tight.groupby("index")["response"].max()})
+    t = t.join(stats[["mean", "std", "frac_positive"]])
+    for c, peak in (("line_sigma", "line_peak"), ("curve_sigma", "curve_peak"), ("tight_sigma", "tight_curve_peak")):
+        t[c] = (t[peak] - t["mean"]) / t["std"]
+    excess_line = (t["line_peak"] - t["mean"]).clip(lower=1e-9)
+    t["line_curve"] = excess_line / (t["tight_curve_peak"] - t["mean"]).clip(lower=1e-9)
+    t["curve_line"] = (t["curve_peak"] - t["mean"]).clip(lower=0) / excess_line
+    met = line_tuning_metrics(responses)
+    t["selectivity"] = met["line_selectivity"]
+    for c in ("preferred_orientation", "peak_orientation", "line_tuning_width"):
+        t[c] = met[c]
+    t["branch"] = _branches(model, layer, t.index)
+    t["is_line"] = (
+        (t["line_sigma"] >= crit["min_sigma"]) & (t["line_curve"] >= crit["min_line_curve"])
+        & (t["curve_line"] <= crit["max_curve_line"]) & (t["selectivity"] >= crit["min_selectivity"])
+    )
+    t.index.name = "index"
+    fam_t = t[t["is_line"]].sort_values("preferred_orientation")
+    fam = Family(
+        name="lines", layer=layer, units=tuple(int(i) for i in fam_t.index), kind="line",
+        source=f"discovered from synthetic lines and curves ({model.spec.name}); studies.discovery.discover_lines",
+        orientations=tuple(round(float(o), 1) for o in fam_t["preferred_orientation"]),
+    )
+    return Discovery(fam, t.reset_index(), _criteria_record(crit, orientations, radii, stroke_width, reference))
 
 
 def _describe_reference(reference) -> str:
-    if isinstance(reference, torch.Tensor):
-        return f"{len(reference)} images (tensor)"
     if isinstance(reference, pd.DataFrame):
-        return "precomputed statistics"
+        return reference.attrs.get("reference", "precomputed statistics")
+    if isinstance(reference, torch.Tensor):
+        return getattr(reference, "reference", f"{len(reference)} images (tensor)")
     return f"{Path(reference).name}: 100 evenly spaced images, all positions, pre-ReLU"
 
 
@@ -210,19 +541,55 @@ def orientation_coverage_gap(orientations: Sequence[float]) -> float:
     return float(gaps.max())
 
 
-def freeze_family(discovery: Discovery, checkpoint: str, command: str, path: str | Path | None = None) -> Path:
-    """Write (or replace) a discovered family in the checkpoint's catalog YAML.
+_DISCOVER = {"curves": discover_curves, "lines": discover_lines}
 
-    The entry records the units, preferred orientations, criteria, per-unit measurements
-    and the ``command`` that regenerates it.
+
+def discover_families(
+    model: InceptionV1,
+    images: torch.Tensor | str | Path,
+    families: Sequence[tuple[str, str]] | None = None,
+    n_images: int = REFERENCE_IMAGES,
+    progress: bool = False,
+) -> dict[str, Discovery]:
+    """Discover several families with the layer defaults, sharing work: one forward pass
+    per image batch gives the statistics of every layer, one :func:`sweep` per layer serves
+    its curve and line families.
+
+    Args:
+        images: reference images (tensor or folder).
+        families: ``(layer, name)`` pairs with name ``"curves"`` or ``"lines"``; default
+            :data:`FROZEN_FAMILIES` of the model's checkpoint.
+
+    Returns:
+        ``{"<layer>/<name>": Discovery}`` in the order given.
+
+    Raises:
+        KeyError: no frozen families for this checkpoint, or an unknown family name.
     """
-    import yaml
+    if families is None:
+        if model.spec.name not in FROZEN_FAMILIES:
+            raise KeyError(f"no frozen families for {model.spec.name}; checkpoints with some: "
+                           f"{', '.join(FROZEN_FAMILIES)}")
+        families = FROZEN_FAMILIES[model.spec.name]
+    families = [(canonical_layer(layer), name) for layer, name in families]
+    for _, name in families:
+        if name not in _DISCOVER:
+            raise KeyError(f"cannot discover family {name!r}; discoverable: {', '.join(_DISCOVER)}")
+    if not isinstance(images, torch.Tensor):
+        images = load_reference_images(images, n_images)
+    layers = list(dict.fromkeys(layer for layer, _ in families))
+    stats = reference_statistics_by_layer(model, layers, images)
+    out = {}
+    for layer in layers:
+        resp = sweep(model, layer, progress=progress)
+        for lyr, name in families:
+            if lyr == layer:
+                out[f"{layer}/{name}"] = _DISCOVER[name](model, layer, stats[layer], responses=resp)
+    return out
 
-    from circuits.catalog import catalog_path
 
-    path = Path(path) if path else catalog_path(checkpoint)
-    data = yaml.safe_load(path.read_text()) if path.is_file() else None
-    data = data or {"checkpoint": checkpoint, "families": []}
+# --------------------------------------------------------------------------- freezing
+def _entry(discovery: Discovery, command: str) -> dict:
     fam = discovery.family
     t = discovery.table.set_index("index").loc[list(fam.units)]
     entry = {
@@ -230,14 +597,156 @@ def freeze_family(discovery: Discovery, checkpoint: str, command: str, path: str
         "units": [int(u) for u in fam.units],
         "orientations": [float(o) for o in fam.orientations or ()],
         "branches": [str(b) for b in t["branch"]],
-        "curve_sigma": [round(float(v), 2) for v in t["curve_sigma"]],
-        "selectivity": [round(float(v), 3) for v in t["selectivity"]],
-        "source": fam.source,
-        "criteria": discovery.criteria,
-        "regenerate": command,
     }
-    data["families"] = [f for f in data.get("families", []) if (f["layer"], f["name"]) != (fam.layer, fam.name)]
-    data["families"].append(entry)
+    if fam.kind == "line":
+        entry["line_sigma"] = [round(float(v), 2) for v in t["line_sigma"]]
+        entry["selectivity"] = [round(float(v), 3) for v in t["selectivity"]]
+    else:
+        entry["curve_sigma"] = [round(float(v), 2) for v in t["curve_sigma"]]
+        entry["selectivity"] = [round(float(v), 3) for v in t["selectivity"]]
+        if "echo_ratio" in t:
+            entry["echo_ratio"] = [round(float(v), 2) for v in t["echo_ratio"]]
+    entry.update(source=fam.source, criteria=discovery.criteria, regenerate=command)
+    return entry
+
+
+def _write(path: Path, data: dict) -> None:
+    import yaml
+
     data["families"].sort(key=lambda f: (f["layer"], f["name"]))
-    path.write_text(yaml.safe_dump(data, sort_keys=False, width=120, default_flow_style=None))
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=120, default_flow_style=None, allow_unicode=True))
+    tmp.replace(path)
+
+
+def _read(path: Path, checkpoint: str) -> dict:
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    data = data or {"checkpoint": checkpoint, "families": []}
+    data.setdefault("families", [])
+    return data
+
+
+def freeze_family(discovery: Discovery, checkpoint: str, command: str, path: str | Path | None = None) -> Path:
+    """Write (or replace) a discovered family in the checkpoint's catalog YAML.
+
+    The entry records the units, preferred orientations, criteria, per-unit measurements
+    and the ``command`` that regenerates it. Other families and file-level fields are kept.
+    """
+    from circuits.catalog import catalog_path
+
+    path = Path(path) if path else catalog_path(checkpoint)
+    data = _read(path, checkpoint)
+    fam = discovery.family
+    data["families"] = [f for f in data["families"] if (f["layer"], f["name"]) != (fam.layer, fam.name)]
+    data["families"].append(_entry(discovery, command))
+    _write(path, data)
     return path
+
+
+_HEADER = {
+    "note": "Families found by the project's own discovery from synthetic stimuli (studies.discovery; "
+            "criteria and reasons in its module docstring and in each family's `criteria`). Not Lucid's "
+            "indices: the BVLC checkpoint has the same kinds of units at other indices.",
+    "orientation_convention": "degrees counter-clockwise from +x with +y up (studies.stimuli). Curves: the "
+                              "arc opens towards θ, [0, 360). Lines: θ is the direction of the line's normal, "
+                              "[0, 180) (180°-periodic).",
+}
+
+
+def write_catalog(discoveries: dict[str, Discovery], checkpoint: str, path: str | Path | None = None) -> Path:
+    """Freeze several discoveries into a catalog YAML at once (the ``--freeze`` entry point):
+    file-level fields record the regenerate/check commands; families not in ``discoveries``
+    are kept."""
+    from circuits.catalog import catalog_path
+
+    path = Path(path) if path else catalog_path(checkpoint)
+    data = _read(path, checkpoint)
+    fams = data.pop("families")
+    header = {"checkpoint": checkpoint, **_HEADER, "regenerate": regenerate_command(checkpoint),
+              "check": regenerate_command(checkpoint, check=True)}
+    data = {**header, **{k: v for k, v in data.items() if k not in header}}
+    keys = {(d.family.layer, d.family.name) for d in discoveries.values()}
+    data["families"] = [f for f in fams if (f["layer"], f["name"]) not in keys]
+    data["families"] += [_entry(d, regenerate_command(checkpoint)) for d in discoveries.values()]
+    _write(path, data)
+    return path
+
+
+def _circ_diff(a: float, b: float, period: float) -> float:
+    return abs((a - b + period / 2) % period - period / 2)
+
+
+def compare_with_catalog(discoveries: dict[str, Discovery], cat, tolerance: float = ORIENTATION_TOLERANCE) -> list[str]:
+    """Differences between fresh discoveries and a :class:`~circuits.catalog.FamilyCatalog`.
+
+    Units must be the same sets and each unit's preferred orientation must agree within
+    ``tolerance`` degrees (modulo 180° for lines, 360° otherwise). Returns one line per
+    difference (empty: everything matches).
+    """
+    problems = []
+    for key, d in discoveries.items():
+        if key not in cat:
+            problems.append(f"{key}: not in the frozen catalog ({', '.join(cat) or 'empty'})")
+            continue
+        frozen, fresh = cat[key], d.family
+        if set(frozen.units) != set(fresh.units):
+            gone = sorted(set(frozen.units) - set(fresh.units))
+            new = sorted(set(fresh.units) - set(frozen.units))
+            problems.append(f"{key}: units differ (frozen only: {gone}; discovered only: {new})")
+            continue
+        period = 180.0 if fresh.kind == "line" else 360.0
+        fo = dict(zip(frozen.units, frozen.orientations or ()))
+        for u, o in zip(fresh.units, fresh.orientations or ()):
+            if u not in fo or _circ_diff(fo[u], o, period) > tolerance:
+                problems.append(f"{key}: {fresh.layer}:{u} preferred orientation {o:.1f}° vs frozen {fo.get(u)}°")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m studies.discovery``: re-discover every frozen family of a checkpoint and
+    print them; ``--freeze`` rewrites the packaged catalog, ``--check`` exits 1 when the
+    catalog no longer matches."""
+    p = argparse.ArgumentParser(
+        prog="python -m studies.discovery",
+        description="Re-discover the frozen families of a checkpoint (studies.discovery.FROZEN_FAMILIES) with the "
+                    "per-layer default criteria; print them, rewrite the catalog (--freeze) or compare (--check).",
+    )
+    p.add_argument("--model", default="inceptionv1_caffe", help="checkpoint (default inceptionv1_caffe)")
+    p.add_argument("--images", required=True, help=f"reference image folder (the catalog uses {REFERENCE_FOLDER})")
+    p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    p.add_argument("--catalog", default=None, help="catalog YAML to write or check (default: the packaged one)")
+    p.add_argument("--device", default="cpu")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--freeze", action="store_true", help="rewrite the catalog with the fresh discoveries")
+    g.add_argument("--check", action="store_true", help="compare with the catalog; exit 1 on a mismatch")
+    args = p.parse_args(argv)
+
+    from circuits import load_model
+    from circuits.catalog import catalog_path, load_catalog
+
+    try:
+        model = load_model(args.model, weights=args.weights, device=args.device)
+        found = discover_families(model, args.images, progress=sys.stderr.isatty())
+    except (KeyError, FileNotFoundError, ValueError) as e:
+        print(f"{p.prog}: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    for key, d in found.items():
+        fam = d.family
+        print(f"{key}: {len(fam)} units")
+        print("  " + ", ".join(f"{u} ({o:.1f}°)" for u, o in zip(fam.units, fam.orientations or ())))
+    path = Path(args.catalog) if args.catalog else catalog_path(model.spec)
+    if args.freeze:
+        print(f"wrote {write_catalog(found, model.spec.name, path)}")
+    elif args.check:
+        problems = compare_with_catalog(found, load_catalog(model.spec, path))
+        for line in problems:
+            print(f"MISMATCH {line}")
+        print(f"{path}: " + ("does not match" if problems else "matches"))
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
