@@ -72,7 +72,15 @@ def _branch_kernel(model: InceptionV1, layer: str, conv: str, rows: Tensor | Non
         w2 = blk.unit(conv).conv.weight.to(dtype)
         w2 = w2 if rows is None else w2[rows]
         wb = blk.unit(conv + "_bottleneck").conv.weight.to(dtype)[:, :, 0, 0]  # (b, cin)
-        return torch.einsum("obhw,bi->oihw", w2, wb)
+        k = torch.einsum("obhw,bi->oihw", w2, wb)
+        if conv in blk.linear_paths:  # linearised units (edits.Linearize): their kernel is explicit
+            lp = blk.linear_paths[conv]
+            pos = {u: i for i, u in enumerate(lp.units.tolist())}
+            sel = range(k.shape[0]) if rows is None else rows.tolist()
+            for r, u in enumerate(sel):
+                if u in pos:
+                    k[r] = lp.conv.weight[pos[u], :-1].to(dtype)
+        return k
     if conv == "pool_reduce":
         wp = blk.unit("pool_reduce").conv.weight.to(dtype)
         wp = wp if rows is None else wp[rows]

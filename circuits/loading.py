@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -17,6 +18,8 @@ from .weights import (
     load_safetensors,
     read_caffejs,
 )
+
+log = logging.getLogger("circuits")
 
 
 def resolve_weights(checkpoint: str, weights: str | Path | None = None) -> Path:
@@ -40,6 +43,7 @@ def resolve_weights(checkpoint: str, weights: str | Path | None = None) -> Path:
         src = data_dir() / "bvlc_googlenet"
         tried.append(str(src))
         if src.is_dir():
+            log.info("first use: importing the BVLC weights from %s (checksums verified) into %s", src, p)
             return import_bvlc(src)
     hint = (
         "`circuits weights import --from DIR/bvlc_googlenet` (local caffejs files), "
@@ -47,7 +51,7 @@ def resolve_weights(checkpoint: str, weights: str | Path | None = None) -> Path:
         if spec.name == "inceptionv1_caffe"
         else "`circuits weights import --checkpoint inceptionv1 --from inception5h.pth` (lucent's or captum's file)"
     )
-    raise WeightsError(f"no weights for {spec.name}: looked in {', '.join(tried)}. Use {hint}, or pass weights=/--weights")
+    raise WeightsError(f"no weights for {spec.name}: looked in {', '.join(tried)}. Use {hint}, or pass an explicit weights file (weights= in Python, --weights on the command line)")
 
 
 def load_model(

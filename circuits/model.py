@@ -121,6 +121,86 @@ def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, 1, padding=k // 2)
 
 
+class WideConv2d(nn.Conv2d):
+    """A block convolution that structural edits widened beyond its unedited width.
+
+    Its parameters are those of a plain ``nn.Conv2d`` (``weight (out, in, k, k)``, ``bias
+    (out,)``, stride 1, zero padding ``k // 2``) and it computes the same function.
+    ``base_in`` / ``base_out`` are the widths of the unedited convolution (from the spec);
+    channels past them were added by an edit (e.g. bottleneck units duplicated by
+    :class:`edits.PrunePathway`). The forward pass computes the original block
+    ``weight[:base_out, :base_in]`` with exactly the call the unedited convolution makes,
+    then adds the extra input channels' contribution — to the rows that have non-zero
+    weights on them, from the channels those rows read — and appends the extra output
+    channels, with separate calls. So every output that an edit left alone (zero weights on
+    the extra inputs) is bitwise the unedited value, whatever reduction order a backend
+    would choose for one wider convolution, and rows that do read added channels cost only
+    what they read.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, base_in: int, base_out: int,
+                 device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, 1, padding=kernel_size // 2, device=device, dtype=dtype)
+        if in_channels < base_in or out_channels < base_out:
+            raise ValueError(f"WideConv2d ({in_channels}→{out_channels}) is narrower than its base ({base_in}→{base_out})")
+        self.base_in = base_in
+        self.base_out = base_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        bi, bo = self.base_in, self.base_out
+        w, b = self.weight, self.bias
+        base_x = x if x.shape[1] == bi else x[:, :bi]
+        y = F.conv2d(base_x, w[:bo, :bi], b[:bo], self.stride, self.padding)
+        if self.in_channels > bi:
+            # only the rows that read added channels, from the added channels they read
+            extra = w[:bo, bi:]
+            rows = extra.flatten(1).any(1).nonzero()[:, 0]
+            if rows.numel():
+                sub = extra[rows]
+                cols = sub.transpose(0, 1).flatten(1).any(1).nonzero()[:, 0]
+                part = F.conv2d(x[:, bi:][:, cols], sub[:, cols], None, self.stride, self.padding)
+                y = y.index_add(1, rows, part)
+        if self.out_channels > bo:
+            y = torch.cat([y, F.conv2d(x, w[bo:], b[bo:], self.stride, self.padding)], 1)
+        return y
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", base=({self.base_in}→{self.base_out})"
+
+
+class LinearPath(nn.Module):
+    """Some output channels of a bottleneck branch computed as one convolution of the block input.
+
+    Installed by :class:`edits.Linearize` (and by ``SetWeights(..., reads="input")``). The
+    block's forward pass overwrites channels ``units`` (branch-local indices) of the branch's
+    pre-ReLU output with this module's output, before the branch's ``_pre_relu`` hook point.
+
+    ``conv`` has ``in_channels + 1`` inputs: the block input, then a constant-one map. The
+    constant map is zero-padded like the block input, so a kernel on it reproduces exactly a
+    bias that the original branch adds *before* its zero-padded spatial convolution (the
+    bottleneck bias, which is absent at border taps). Shapes: ``conv.weight (n, in_channels
+    + 1, k, k)``, ``conv.bias (n,)``, ``units (n,)`` (int64 buffer, saved with the weights).
+    """
+
+    def __init__(self, in_channels: int, units: Sequence[int], k: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels + 1, len(units), k, 1, padding=k // 2)
+        self.register_buffer("units", torch.as_tensor(list(units), dtype=torch.long))
+
+    @property
+    def in_channels(self) -> int:
+        return self.conv.in_channels - 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, in_channels, H, W)`` block input → ``(N, n, H, W)`` pre-activations."""
+        ones = x.new_ones(x.shape[0], 1, x.shape[2], x.shape[3])
+        return self.conv(torch.cat([x, ones], 1))
+
+    def overwrite(self, y: Tensor, x: Tensor) -> Tensor:
+        """``y`` (the branch's pre-ReLU output) with channels ``units`` replaced (out of place)."""
+        return y.index_copy(1, self.units.to(y.device), self.forward(x).to(y.dtype))
+
+
 class InceptionBlock(nn.Module):
     """One inception block: branches 1x1, 3x3 (after a 1x1 bottleneck), 5x5 (after a 1x1
     bottleneck) and pool_reduce (3x3/1 max-pool then 1x1), concatenated in that order."""
@@ -129,6 +209,7 @@ class InceptionBlock(nn.Module):
         super().__init__()
         self.name = n = bs.name
         self.in_channels = cin
+        self.block_spec = bs
         self.b1x1 = ConvUnit(f"{n}_1x1", _conv(cin, bs.c1x1, 1))
         self.b3x3_bottleneck = ConvUnit(f"{n}_3x3_bottleneck", _conv(cin, bs.c3x3_bottleneck, 1))
         self.b3x3 = ConvUnit(f"{n}_3x3", _conv(bs.c3x3_bottleneck, bs.c3x3, 3))
@@ -140,6 +221,9 @@ class InceptionBlock(nn.Module):
         self.post = HookPoint(n)
         #: ``True`` in a :func:`linearized` copy (3x3 max-pool → 3x3 average pool)
         self.pool_linear = False
+        #: structural edits: ``{branch: LinearPath}`` overriding some channels of a branch
+        #: (empty in an unedited model; see :class:`LinearPath`)
+        self.linear_paths = nn.ModuleDict()
 
     @property
     def out_channels(self) -> int:
@@ -154,29 +238,121 @@ class InceptionBlock(nn.Module):
         """The :class:`ConvUnit` of a convolution suffix (``1x1``, ``3x3_bottleneck``, …)."""
         return getattr(self, "b" + conv)
 
+    # ------------------------------------------------------------------ structural edits
+    def base_width(self, conv: str) -> tuple[int, int]:
+        """``(in, out)`` channels of convolution ``conv`` in the unedited architecture."""
+        bs = self.block_spec
+        cin = {"3x3": bs.c3x3_bottleneck, "5x5": bs.c5x5_bottleneck}.get(conv, self.in_channels)
+        return cin, bs.conv_width(conv)
+
+    def resize_conv(self, conv: str, in_channels: int | None = None, out_channels: int | None = None) -> nn.Conv2d:
+        """Replace convolution ``conv`` (``"5x5_bottleneck"``, ``"5x5"``, …) by one of another width.
+
+        Weights and biases are copied on the overlapping channels; new channels get zeros,
+        dropped channels are discarded. Back at the unedited width the module is a plain
+        ``nn.Conv2d`` again, otherwise a :class:`WideConv2d`. Device, dtype, ``requires_grad``
+        and train/eval mode are kept.
+
+        Returns:
+            The new convolution module (already installed).
+
+        Raises:
+            ValueError: a width below the unedited width.
+        """
+        unit = self.unit(conv)
+        old = unit.conv
+        cin = old.in_channels if in_channels is None else int(in_channels)
+        cout = old.out_channels if out_channels is None else int(out_channels)
+        base_in, base_out = self.base_width(conv)
+        if cin < base_in or cout < base_out:
+            raise ValueError(f"{self.name}_{conv}: cannot shrink below the unedited width {base_in}→{base_out}")
+        k = old.kernel_size[0]
+        if (cin, cout) == (base_in, base_out):
+            new = nn.Conv2d(cin, cout, k, 1, padding=k // 2, device="meta")  # meta: no wasted init
+        else:
+            new = WideConv2d(cin, cout, k, base_in, base_out, device="meta")
+        with torch.no_grad():
+            w = old.weight.new_zeros(cout, cin, k, k)
+            b = old.bias.new_zeros(cout)
+            o, i = min(cout, old.out_channels), min(cin, old.in_channels)
+            w[:o, :i] = old.weight[:o, :i]
+            b[:o] = old.bias[:o]
+        new.weight = nn.Parameter(w, requires_grad=old.weight.requires_grad)
+        new.bias = nn.Parameter(b, requires_grad=old.bias.requires_grad)
+        new.train(old.training)
+        unit.conv = new
+        return new
+
+    def set_linear_path(self, branch: str, units: Sequence[int]) -> LinearPath | None:
+        """Install a :class:`LinearPath` for ``branch`` (``"3x3"``/``"5x5"``) over ``units``.
+
+        Rows of units the current path already has keep their weights; new rows are zero.
+        An empty ``units`` removes the path.
+
+        Returns:
+            The new path, or ``None`` when removed.
+        """
+        if branch not in ("3x3", "5x5"):
+            raise ValueError(f"linear paths exist for the bottleneck branches 3x3 and 5x5, not {branch!r}")
+        units = [int(u) for u in units]
+        old = self.linear_paths[branch] if branch in self.linear_paths else None
+        if not units:
+            if old is not None:
+                del self.linear_paths[branch]
+            return None
+        width = self.unit(branch).conv.out_channels
+        if len(set(units)) != len(units) or not all(0 <= u < width for u in units):
+            raise ValueError(f"{self.name}_{branch}: linear-path units must be distinct and in 0..{width - 1}; got {units}")
+        ref = old.conv.weight if old is not None else self.unit(branch).conv.weight
+        new = LinearPath(self.in_channels, units, self.unit(branch).conv.kernel_size[0])
+        new = new.to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            new.conv.weight.zero_()
+            new.conv.bias.zero_()
+            if old is not None:
+                pos = {int(u): i for i, u in enumerate(old.units.tolist())}
+                for r, u in enumerate(units):
+                    if u in pos:
+                        new.conv.weight[r] = old.conv.weight[pos[u]]
+                        new.conv.bias[r] = old.conv.bias[pos[u]]
+        new.requires_grad_(ref.requires_grad)
+        new.train(self.training)
+        self.linear_paths[branch] = new
+        return new
+
+    def linear_units(self, branch: str) -> list[int]:
+        """Branch-local channels of ``branch`` that a :class:`LinearPath` computes (``[]`` if none)."""
+        return self.linear_paths[branch].units.tolist() if branch in self.linear_paths else []
+
+    # ------------------------------------------------------------------ forward
+    def _branch_pre(self, x: Tensor, branch: str) -> Tensor:
+        """Pre-ReLU output of one branch (linear paths applied), through its ``_pre_relu`` hook point."""
+        if branch == "1x1":
+            unit, y = self.b1x1, self.b1x1.conv(x)
+        elif branch == "3x3":
+            unit, y = self.b3x3, self.b3x3.conv(self.b3x3_bottleneck(x))
+        elif branch == "5x5":
+            unit, y = self.b5x5, self.b5x5.conv(self.b5x5_bottleneck(x))
+        else:
+            unit, y = self.bpool_reduce, self.bpool_reduce.conv(self.pool(self._pool(x)))
+        if branch in self.linear_paths:
+            y = self.linear_paths[branch].overwrite(y, x)
+        return unit.pre(y)
+
     def forward(self, x: Tensor) -> Tensor:
+        units = (self.b1x1, self.b3x3, self.b5x5, self.bpool_reduce)
         if self.pre.active:
             # Someone wants the concatenated pre-ReLU tensor: compute branches pre-ReLU.
-            parts = [
-                self.b1x1.pre(self.b1x1.conv(x)),
-                self.b3x3.pre(self.b3x3.conv(self.b3x3_bottleneck(x))),
-                self.b5x5.pre(self.b5x5.conv(self.b5x5_bottleneck(x))),
-                self.bpool_reduce.pre(self.bpool_reduce.conv(self.pool(self._pool(x)))),
-            ]
+            parts = [self._branch_pre(x, b) for b in BRANCHES]
             pre = self.pre(torch.cat(parts, 1))
             # Post-ReLU branch hook points still see their own slices.
             out, start = [], 0
-            for unit, p in zip((self.b1x1, self.b3x3, self.b5x5, self.bpool_reduce), parts):
+            for unit, p in zip(units, parts):
                 w = p.shape[1]
                 out.append(unit.post(unit.act(pre[:, start:start + w])))
                 start += w
             return self.post(torch.cat(out, 1))
-        y = torch.cat([
-            self.b1x1(x),
-            self.b3x3(self.b3x3_bottleneck(x)),
-            self.b5x5(self.b5x5_bottleneck(x)),
-            self.bpool_reduce(self.pool(self._pool(x))),
-        ], 1)
+        y = torch.cat([u.post(u.act(self._branch_pre(x, b))) for u, b in zip(units, BRANCHES)], 1)
         return self.post(y)
 
 
@@ -278,6 +454,63 @@ class InceptionV1(nn.Module):
             if name.startswith(layer + "_") and name[len(layer) + 1:] in CONV_KERNEL:
                 return self.block(layer).unit(name[len(layer) + 1:])
         raise KeyError(f"{name!r} is not a convolution of {self.spec.name}")
+
+    # ------------------------------------------------------------------ structural edits
+    def structure(self) -> dict[str, list[int]]:
+        """Shapes that structural edits changed: ``{module path: weight shape}``.
+
+        Lists every block convolution whose weight shape differs from the unedited
+        architecture (``"mixed3b.b5x5_bottleneck.conv": [64, 256, 1, 1]``) and every
+        :class:`LinearPath` (``"mixed3b.linear_paths.5x5.conv": [3, 257, 5, 5]``). Empty for
+        an unedited model. :meth:`restructure` rebuilds the architecture from it.
+        """
+        out: dict[str, list[int]] = {}
+        for layer in MIXED_LAYERS:
+            blk = getattr(self, layer, None)
+            if blk is None:
+                continue
+            for conv in CONV_KERNEL:
+                c = blk.unit(conv).conv
+                if (c.in_channels, c.out_channels) != blk.base_width(conv):
+                    out[f"{layer}.b{conv}.conv"] = list(c.weight.shape)
+            for branch, lp in blk.linear_paths.items():
+                out[f"{layer}.linear_paths.{branch}.conv"] = list(lp.conv.weight.shape)
+        return out
+
+    def restructure(self, structure: dict[str, Sequence[int]]) -> InceptionV1:
+        """Resize convolutions and add linear paths as listed by :meth:`structure` (in place).
+
+        The new channels and rows hold zeros (and linear-path ``units`` placeholders
+        ``0..n-1``) until a state dict is loaded. Returns ``self``.
+
+        Raises:
+            ValueError: an entry that names no block convolution or linear path, or whose
+                shape does not fit the block.
+        """
+        for path, shape in structure.items():
+            parts = path.split(".")
+            shape = [int(s) for s in shape]
+            try:
+                blk = self.block(parts[0])
+            except KeyError:
+                raise ValueError(f"structure entry {path!r}: no block {parts[0]!r}") from None
+            if len(parts) == 3 and parts[1].startswith("b") and parts[1][1:] in CONV_KERNEL and parts[2] == "conv":
+                conv = parts[1][1:]
+                k = CONV_KERNEL[conv]
+                if len(shape) != 4 or shape[2:] != [k, k]:
+                    raise ValueError(f"structure entry {path!r}: shape {shape} is not (out, in, {k}, {k})")
+                blk.resize_conv(conv, in_channels=shape[1], out_channels=shape[0])
+            elif len(parts) == 4 and parts[1] == "linear_paths" and parts[3] == "conv":
+                branch = parts[2]
+                k = CONV_KERNEL.get(branch)
+                if branch not in ("3x3", "5x5") or len(shape) != 4 or shape[1] != blk.in_channels + 1 or shape[2:] != [k, k]:
+                    raise ValueError(
+                        f"structure entry {path!r}: expected a 3x3/5x5 linear path of shape (n, {blk.in_channels + 1}, k, k); got {shape}"
+                    )
+                blk.set_linear_path(branch, range(shape[0]))
+            else:
+                raise ValueError(f"structure entry {path!r} names no block convolution or linear path")
+        return self
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, stop_at: str | None = None, start_at: str | None = None) -> Tensor:

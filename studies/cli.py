@@ -9,6 +9,10 @@ Usage::
     circuits weights fetch CHECKPOINT [--dest DIR] [--timeout S]
     circuits study curve-ablation --model M [--images DIR] --out DIR [--overwrite]
     circuits discover --model M --layer L --images DIR [--freeze]
+    circuits tune UNIT|FAMILY ... --model M --out DIR [--images DIR] [--orientation-step DEG] [--radii PX ...]
+    circuits edit validate PLAN [--model M]
+    circuits edit apply PLAN --model M --out FILE [--reference DIR]
+    circuits edit diff PLAN --model M [--reference DIR] [--json]
 
 Adding a subcommand: write ``_add_<name>(subparsers)`` (creates its parser and calls
 ``set_defaults(func=_cmd_<name>)``) and ``_cmd_<name>(args) -> int``, and append
@@ -247,7 +251,7 @@ def _cmd_weights_verify(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise VerifyFailed(
                     f"weights file {path} does not exist" if args.weights else
-                    f"no canonical file at {path}; run `circuits weights import --checkpoint {ckpt}` first"
+                    f"no canonical file at {path}; run `circuits weights import --checkpoint {ckpt} --from SOURCE` first (SOURCE: a caffejs bvlc_googlenet folder or an inception5h .pth)"
                 )
             try:
                 state = W.load_safetensors(path, ckpt, verify=True)
@@ -367,9 +371,9 @@ def _add_discover(subparsers) -> None:
     _add_checkpoint_arg(p)
     p.add_argument("--layer", default="mixed3b")
     p.add_argument("--images", required=True, help="reference image folder for the dataset σ")
-    p.add_argument("--min-sigma", type=float, default=5.0)
-    p.add_argument("--min-curve-line", type=float, default=3.0)
-    p.add_argument("--min-selectivity", type=float, default=0.8)
+    p.add_argument("--min-sigma", type=float, default=None, help="default: the layer's (studies.discovery)")
+    p.add_argument("--min-curve-line", type=float, default=None, help="default: the layer's")
+    p.add_argument("--min-selectivity", type=float, default=None, help="default: the layer's")
     p.add_argument("--weights", default=None)
     p.add_argument("--csv", default=None, help="write the per-unit table here")
     p.add_argument("--freeze", action="store_true", help="write the family into the packaged catalog")
@@ -393,8 +397,10 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     if args.csv:
         d.table.to_csv(args.csv, index=False)
     if args.freeze:
-        cmd = (f"circuits discover --model {args.checkpoint} --layer {fam.layer} --min-sigma {args.min_sigma:g} "
-               f"--min-curve-line {args.min_curve_line:g} --min-selectivity {args.min_selectivity:g} "
+        opts = "".join(f" --{k.replace('_', '-')} {v:g}" for k, v in
+                       (("min_sigma", args.min_sigma), ("min_curve_line", args.min_curve_line),
+                        ("min_selectivity", args.min_selectivity)) if v is not None)
+        cmd = (f"circuits discover --model {args.checkpoint} --layer {fam.layer}{opts} "
                f"--images $CIRCUITS_DATA/imagenet-sample-1000 --freeze")
         print(f"wrote {freeze_family(d, args.checkpoint, cmd)}")
     return 0
@@ -429,9 +435,244 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- edit
+def _add_edit(subparsers) -> None:
+    p = subparsers.add_parser(
+        "edit", help="validate, apply or diff an edit plan (JSON/YAML)",
+        description="Edit plans (edits.EditPlan) saved as .json/.yaml/.yml: check them against a checkpoint, "
+        "apply them to a copy of the model and save the result, or list what they change.",
+    )
+    sub = p.add_subparsers(dest="edit_command", metavar="ACTION")
+
+    q = sub.add_parser("validate", help="check a plan file (exit 2 and the error when invalid)",
+                       description="Reads the plan (YAML with safe_load only) and checks every edit. With --model, "
+                                   "also checks units, families and ranges against that checkpoint and rejects "
+                                   "conflicting edits. No weights are loaded.")
+    q.add_argument("plan", metavar="PLAN", help="plan file (.json, .yaml, .yml)")
+    _add_checkpoint_arg(q, default=None)
+    q.set_defaults(func=_cmd_edit_validate)
+
+    q = sub.add_parser("apply", help="apply a plan to a copy of the model and save the edited model",
+                       description="Writes the edited model with edits.save_model (reload with edits.load_model): "
+                                   "weights, widened structure and, in the metadata, the applied plan (with measured "
+                                   "means and resolved families). Activation interventions (resample ablation) are "
+                                   "not weights: re-install them from the plan (EditPlan.install_interventions).")
+    q.add_argument("plan", metavar="PLAN", help="plan file (.json, .yaml, .yml)")
+    _add_checkpoint_arg(q)
+    q.add_argument("--out", required=True, metavar="FILE", help="edited model (.safetensors)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    q.add_argument("--save-plan", metavar="FILE", help="also write the applied plan (.json/.yaml) here")
+    _add_edit_common(q)
+    q.set_defaults(func=_cmd_edit_apply)
+
+    q = sub.add_parser("diff", help="list the tensors a plan changes, with counts and the largest changes",
+                       description="Applies the plan to a copy and compares state dicts: tensors changed, entries "
+                                   "changed, the largest absolute changes per tensor, channels added by "
+                                   "structural edits, and installed interventions.")
+    q.add_argument("plan", metavar="PLAN", help="plan file (.json, .yaml, .yml)")
+    _add_checkpoint_arg(q)
+    q.add_argument("--top", type=int, default=3, help="largest changes listed per tensor (default 3)")
+    q.add_argument("--json", action="store_true", help="print the diff as JSON")
+    _add_edit_common(q)
+    q.set_defaults(func=_cmd_edit_diff)
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
+
+
+def _add_edit_common(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    q.add_argument("--reference", metavar="DIR", default=None,
+                   help="image folder for edits that measure statistics (Ablate mode 'mean' without stored means)")
+    q.add_argument("--n-reference", type=int, default=100, metavar="N",
+                   help="evenly spaced reference images to use (default 100)")
+    _add_device_arg(q)
+
+
+def _load_plan(path: str):
+    from edits import EditPlan
+
+    return EditPlan.load(Path(path).expanduser())
+
+
+def _applied(args: argparse.Namespace):
+    """(plan, model, edited, record) for ``edit apply`` / ``edit diff``."""
+    from circuits import load_model
+
+    plan = _load_plan(args.plan)
+    plan.validate(args.checkpoint)  # before loading weights or images
+    need = plan.needs_reference()
+    if need and not args.reference:
+        i, kind, field = need[0]
+        raise ValueError(f"{args.plan}: edits[{i}] ({kind}) field {field!r} is measured on reference images: "
+                         "pass --reference DIR (e.g. $CIRCUITS_DATA/imagenet-sample-1000)")
+    model = load_model(args.checkpoint, weights=args.weights, device=_device(args))
+    reference = None
+    if need:
+        from .discovery import load_reference_images
+
+        reference = load_reference_images(args.reference, args.n_reference)
+    edited, record = plan.apply(model, reference=reference)
+    return plan, model, edited, record
+
+
+def _cmd_edit_validate(args: argparse.Namespace) -> int:
+    from edits import EditError
+
+    try:
+        plan = _load_plan(args.plan)
+        if args.checkpoint:
+            plan.validate(args.checkpoint)
+        elif not len(plan):
+            raise EditError("the plan has no edits; it would change nothing", field="edits")
+    except EditError as e:
+        _error(f"{args.plan}: {e}")
+        return 2
+    where = f"valid for {args.checkpoint}" if args.checkpoint else "document valid (add --model to check units)"
+    print(f"OK {args.plan}: plan {plan.name!r}, {len(plan)} edit(s), {where}")
+    for i, kind, field in plan.needs_reference():
+        print(f"  note: edits[{i}] ({kind}) measures {field!r} on reference images when applied (--reference DIR)")
+    return 0
+
+
+def _cmd_edit_apply(args: argparse.Namespace) -> int:
+    out = Path(args.out).expanduser()
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: the edited model is written as .safetensors")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
+    plan, _, edited, record = _applied(args)
+    from edits import save_model
+
+    path = save_model(edited, out)
+    print(f"applied {args.plan} ({len(plan)} edit(s)) to {args.checkpoint}: {record.num_changed:,} weights changed "
+          f"in {len(record.changed)} tensor(s), {len(record.interventions)} intervention(s)")
+    for h in record.interventions:
+        print(f"  intervention on {h.name}: {h.note} (not a weight: re-install with EditPlan.install_interventions)")
+    print(f"wrote {path}")
+    if args.save_plan:
+        print(f"wrote {record.applied_plan.save(Path(args.save_plan).expanduser())} (the applied plan)")
+    return 0
+
+
+def _cmd_edit_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from edits.diff import weight_diff
+
+    if args.top < 0:
+        raise ValueError(f"--top must be ≥ 0, got {args.top}")
+    plan, model, edited, record = _applied(args)
+    diffs = weight_diff(model, edited, top=args.top)
+    if args.json:
+        print(json.dumps({
+            "plan": record.plan, "num_changed": record.num_changed, "tensors": [d.to_dict() for d in diffs],
+            "interventions": [{"hook_point": h.name, "note": h.note} for h in record.interventions],
+        }, indent=2))
+        return 0
+    print(f"plan {plan.name!r} on {args.checkpoint}: {len(plan)} edit(s); {len(diffs)} tensor(s) differ, "
+          f"{sum(d.changed for d in diffs):,} entries changed; {len(record.interventions)} intervention(s)")
+    for d in diffs:
+        shape = "×".join(map(str, d.shape_after or d.shape_before or ()))
+        if d.status in ("added", "removed"):
+            print(f"{d.key}  ({shape})  {d.status} tensor, {d.numel:,} entries ({d.new_nonzero:,} non-zero)")
+            continue
+        print(f"{d.key}  ({shape})  changed {d.changed:,} / {d.numel:,}  max |Δ| {d.max_abs:.6g}")
+        for dim, (a, b) in d.added.items():
+            print(f"    added channels: dim {dim}: {a} → {b} (+{b - a})")
+        if d.new_entries:
+            print(f"    {d.new_entries:,} new entries, {d.new_nonzero:,} non-zero")
+        for dim, (a, b) in d.removed.items():
+            print(f"    removed channels: dim {dim}: {a} → {b}")
+        for idx, before, after in d.top:
+            print(f"    [{', '.join(map(str, idx))}]  {before:.6g} → {after:.6g}  (Δ {after - before:+.6g})")
+    for h in record.interventions:
+        print(f"intervention on {h.name}: {h.note}")
+    return 0
+
+
+# --------------------------------------------------------------------------- tune
+def _add_tune(subparsers) -> None:
+    p = subparsers.add_parser(
+        "tune", help="tuning curves, joint tuning, combing, angles and dataset statistics of units",
+        description="Measure units (3b:358, mixed3b:9,mixed3b:12) or families (mixed3b/curves, from the "
+        "checkpoint's catalog) on synthetic curves, lines, combed curves and angles at their receptive-field "
+        "centre, and write tables (CSV) and plots to --out (atomically). With --images: σ units (pre-ReLU "
+        "statistics over reference images, all positions) and dataset statistics (activation histogram, "
+        "exponential tail, top examples, rotation tuning); without it those are skipped.",
+    )
+    p.add_argument("targets", nargs="+", metavar="UNIT_OR_FAMILY", help="e.g. 3b:358 or mixed3b/curves")
+    _add_checkpoint_arg(p)
+    p.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--images", default=None, help="image folder for σ units and dataset statistics")
+    p.add_argument("--orientation-step", type=float, default=5.0, metavar="DEG",
+                   help="degrees between orientations (0.5 = the published 720 bins; default 5)")
+    p.add_argument("--radii", type=float, nargs="+", default=None, metavar="PX",
+                   help="curve radii in px (default 8 12 18 27 40 60 90 135 200)")
+    p.add_argument("--n-radii", type=int, default=None, metavar="N",
+                   help="instead of --radii: N radii geometrically spaced from 8 to 200 px")
+    p.add_argument("--stroke-width", type=float, default=2.0, metavar="PX")
+    p.add_argument("--top-k", type=int, default=8, help="top dataset examples per unit (default 8)")
+    p.add_argument("--limit", type=int, default=None, help="dataset statistics over the first N images only")
+    p.add_argument("--reference-images", type=int, default=100, help="images for the σ reference (default 100)")
+    p.add_argument("--rotation-step", type=float, default=10.0, metavar="DEG", help="rotation tuning step")
+    p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_device_arg(p)
+    p.set_defaults(func=_cmd_tune)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from circuits import load_model
+    from circuits.spec import get_spec
+
+    from . import stimuli as S
+    from .report import check_out_dir
+    from .tuning import parse_targets, tune_report
+
+    # everything the user can get wrong is checked before the model is loaded
+    try:
+        units, labels = parse_targets(args.targets, get_spec(args.checkpoint))
+    except IndexError as e:  # a unit index out of range: a user error like an unknown name
+        raise ValueError(str(e)) from None
+    if args.radii is not None and args.n_radii is not None:
+        raise ValueError("give --radii or --n-radii, not both")
+    radii = S.radius_grid(args.n_radii) if args.n_radii is not None else (args.radii or list(S.DEFAULT_RADII))
+    S.curves(S.orientation_grid(args.orientation_step)[:1], radii, stroke_width=args.stroke_width)
+    check_out_dir(args.out, args.overwrite)
+    if args.images is not None:
+        from .dataset import image_files
+
+        image_files(args.images)
+    model = load_model(args.checkpoint, weights=args.weights, device=_device(args))
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    s = tune_report(model, units, args.out, images=args.images, orientation_step=args.orientation_step, radii=radii,
+                    stroke_width=args.stroke_width, top_k=args.top_k, limit=args.limit,
+                    reference_images=args.reference_images, rotation_step=args.rotation_step,
+                    overwrite=args.overwrite, log=log, labels=labels)
+    for row in s["per_unit"]:
+        line = (f"{row['unit']}: preferred {row['preferred_orientation']:.1f}°, width {row['tuning_width']:.0f}°, "
+                f"echo {row['echo_ratio']:.2f}")
+        if "curve_sigma" in row:
+            line += (f", best curve {row['curve_sigma']:.1f}σ vs line {row['line_sigma']:.1f}σ "
+                     f"(×{row['ratio_sigma']:.1f} above the mean)")
+        else:
+            line += f", best curve {row['best_curve']:.0f} vs line {row['best_line']:.0f} (pre-ReLU)"
+        print(line)
+    if "skipped" in s:
+        print(s["skipped"])
+    print(f"report: {args.out} ({', '.join(s['files'])}; {s['wall_time_s']} s)")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 #: Subcommand registrars, in the order they appear in ``--help``.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_study, _add_graph, _add_discover, _add_weights]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_study, _add_tune, _add_edit, _add_graph, _add_discover, _add_weights,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -454,6 +695,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors: argparse has printed already
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

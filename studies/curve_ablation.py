@@ -95,11 +95,24 @@ def run_curve_ablation(config: CurveAblationConfig, out: str | Path, overwrite: 
     quiet = not progress
     check_out_dir(out, overwrite)
     layer = canonical_layer(config.layer)
-    if config.images is not None and not Path(config.images).is_dir():
-        raise FileNotFoundError(f"--images {config.images} is not a folder")
+    if config.limit is not None and config.limit < 1:
+        raise ValueError(f"--limit must be ≥ 1, got {config.limit}")
+    if config.images is not None:
+        if not Path(config.images).is_dir():
+            raise FileNotFoundError(f"--images {config.images} is not a folder")
+        config = dataclasses.replace(config, images=str(Path(config.images).resolve()))
     torch.manual_seed(config.seed)
     model = load_model(config.model, weights=config.weights, device=config.device)
     _log(f"loaded {model.spec.name} from {getattr(model, 'weights_source', '?')}", t0, quiet)
+    if config.images:
+        # fail now, not after minutes of tuning, if the folder has no usable labelled image
+        from .classify import ImageFolderDataset, wnid_index
+
+        ds = ImageFolderDataset(config.images, wnid_index(model))
+        if len(ds) == 0:
+            reason = f" (e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]})" if ds.skipped else ""
+            raise ValueError(f"--images {config.images} has no usable labelled image{reason}; expected files "
+                             f"<wnid>_*.JPEG or <wnid>/*.JPEG")
 
     # 1. the family
     if config.images:
@@ -151,14 +164,12 @@ def run_curve_ablation(config: CurveAblationConfig, out: str | Path, overwrite: 
     # 4. classification
     cls_before = cls_after = None
     if config.images:
-        from .classify import evaluate
+        from .classify import evaluate_variants
 
-        kw = dict(batch_size=config.batch_size, device=config.device, limit=config.limit,
-                  num_workers=config.num_workers, progress=progress)
-        _log("classification, unedited model", t0, quiet)
-        cls_before = evaluate(model, config.images, **kw)
-        _log("classification, ablated model", t0, quiet)
-        cls_after = evaluate(edited, config.images, **kw)
+        _log("classification before/after (one pass; the unedited prefix up to the edited layer is shared)", t0, quiet)
+        res = evaluate_variants(models, config.images, batch_size=config.batch_size, device=config.device,
+                                limit=config.limit, num_workers=config.num_workers, progress=progress)
+        cls_before, cls_after = res["before"], res["after"]
 
     # 5. report
     metrics: dict = {
@@ -201,14 +212,19 @@ def run_curve_ablation(config: CurveAblationConfig, out: str | Path, overwrite: 
             units = units.merge(extra, on=["layer", "index"], how="left")
         units.to_csv(tmp / "units.csv", index=False)
         plot_radial(radial, tmp / "radial_tuning.png", preferred=pref, variants=["before", "after"],
-                    title=f"{model.spec.name} {family.key}: radial tuning before/after zero ablation")
+                    title=f"{model.spec.name} {family.key}: radial tuning before/after zero ablation",
+                    notes={"after": "all ablated units are silent (response 0)"}
+                    if float(radial[radial["variant"] == "after"]["response"].max()) == 0 else None)
         if down_radial is not None:
-            plot_radial(down_radial, tmp / "downstream_radial_tuning.png", variants=["before", "after"],
+            dpref = {r["unit"]: r["preferred_orientation"] for _, r in mu[(mu["layer"] == downstream_family.layer)
+                                                                         & (mu["variant"] == "before")].iterrows()}
+            plot_radial(down_radial, tmp / "downstream_radial_tuning.png", variants=["before", "after"], preferred=dpref,
                         title=f"{downstream_family.key}: radial tuning before/after ablating {family.key}")
         if cls_before is not None:
             pb = cls_before.per_image.drop(columns=["top5"]).add_suffix("_before").rename(
                 columns={"path_before": "path", "wnid_before": "wnid", "label_before": "label"})
-            pa = cls_after.per_image[["path", "pred", "correct_top1", "correct_top5", "logit_label"]].add_suffix("_after")
+            pa = cls_after.per_image[["path", "pred", "pred_wnid", "correct_top1", "correct_top5",
+                                      "logit_label"]].add_suffix("_after")
             pa = pa.rename(columns={"path_after": "path"})
             pb.merge(pa, on="path").to_csv(tmp / "classification.csv", index=False)
             if cls_before.n_skipped:
@@ -249,10 +265,21 @@ def _summary(config, m, units: pd.DataFrame, layer: str, downstream) -> str:
             f"| change | {c['top1_change']:+.4f} | {c['top5_change']:+.4f} |",
         ]
     lines += ["", "## Tuning of the family (per unit)", "",
-              "| unit | variant | peak | preferred ° | selectivity | width ° | echo ratio |", "|---|---|---|---|---|---|---|"]
-    for _, r in units[units["layer"] == layer].iterrows():
-        lines.append(f"| {r['unit']} | {r['variant']} | {r['peak']:.1f} | {r['preferred_orientation']:.1f} | "
-                     f"{r['selectivity']:.2f} | {r['tuning_width']:.0f} | {r['echo_ratio']:.2f} |")
+              "Radial tuning = positive pre-ReLU responses averaged over radius, per orientation (5° bins by default). "
+              "Preferred ° = angle of the response-weighted vector sum of that curve, measured in this run "
+              "(the family line above gives the discovery sweep's value); selectivity = 1 − circular variance; "
+              "width = degrees at ≥ half the peak; echo ratio = largest response within ±30° of the peak "
+              "orientation + 180°, over the peak (Curve Circuits). After a zero ablation every unit is silent.", "",
+              "| unit | peak before | peak after | preferred ° | selectivity | width ° | echo ratio |",
+              "|---|---|---|---|---|---|---|"]
+    fam_rows = units[units["layer"] == layer]
+    before = fam_rows[fam_rows["variant"] == "before"].set_index("index")
+    after = fam_rows[fam_rows["variant"] == "after"].set_index("index")
+    for idx in sorted(before.index):
+        b = before.loc[idx]
+        a_peak = float(after.loc[idx]["peak"]) if idx in after.index else float("nan")
+        lines.append(f"| {layer}:{idx} | {b['peak']:.1f} | {a_peak:.1f} | {b['preferred_orientation']:.1f} | "
+                     f"{b['selectivity']:.2f} | {b['tuning_width']:.0f} | {b['echo_ratio']:.2f} |")
     if downstream is not None:
         d = units[units["layer"] == downstream.layer]
         piv = d.pivot_table(index="unit", columns="variant", values="peak")

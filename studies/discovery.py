@@ -69,11 +69,13 @@ mixed4a      4          3               0.8
   (Curve Circuits: echo ratios 0.19–0.88 and 0.04–0.53), so low echo is not required there.
   (Echoes lower the selectivity; the echo ratio is recorded per unit in the catalog.)
 
-Lines (all layers): ``min_sigma`` 3, ``min_line_curve`` 1.5, ``max_curve_line`` 1.5,
+Lines (all layers): ``min_sigma`` 2.9, ``min_line_curve`` 1.5, ``max_curve_line`` 1.5,
 ``min_selectivity`` 0.7. Straight dark lines are weak stimuli in σ (the best line of any
-conv2d2 / mixed3a unit reaches 5.7σ / 5.0σ), hence 3σ; a rectified cos 2Δ tuning curve has
-doubled-angle selectivity π/4 ≈ 0.79 and cos²Δ has 0.5, so 0.7 asks for tuning at least
-about as sharp as a rectified cosine.
+conv2d2 / mixed3a unit reaches 5.7σ / 5.0σ). The σ threshold is 2.9 rather than a round 3
+because BVLC 3a:55 sits at 2.999σ: a threshold on top of a unit would make the family
+depend on float rounding (the nearest line σ of otherwise qualifying units are 2.98 above
+and 2.81 below 2.9). A rectified cos 2Δ tuning curve has doubled-angle selectivity
+π/4 ≈ 0.79 and cos²Δ has 0.5, so 0.7 asks for tuning nearly as sharp as a rectified cosine.
 
 Freezing
 --------
@@ -124,7 +126,7 @@ CURVE_CRITERIA = {
     "mixed4a": {"min_sigma": 4.0, "min_curve_line": 3.0, "min_selectivity": 0.8},
 }
 #: Line criteria for layers without an entry in :data:`LINE_CRITERIA`.
-DEFAULT_LINE_CRITERIA = {"min_sigma": 3.0, "min_line_curve": 1.5, "max_curve_line": 1.5, "min_selectivity": 0.7}
+DEFAULT_LINE_CRITERIA = {"min_sigma": 2.9, "min_line_curve": 1.5, "max_curve_line": 1.5, "min_selectivity": 0.7}
 #: Per-layer line criteria (none differ from the default yet).
 LINE_CRITERIA: dict[str, dict[str, float]] = {}
 
@@ -136,6 +138,12 @@ FROZEN_FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
         ("mixed3b", "curves"),
         ("mixed4a", "curves"),
     ),
+}
+#: Other names of discovered families, recorded as ``aliases`` in the catalog (Lucid's names
+#: for the same kinds of units: An Overview of Early Vision's "tiny curves" and "early curves").
+FAMILY_ALIASES: dict[tuple[str, str], list[str]] = {
+    ("conv2d2", "curves"): ["tiny_curves"],
+    ("mixed3a", "curves"): ["early_curves"],
 }
 #: Reference images used by the frozen catalogs (relative to ``$CIRCUITS_DATA``) and how many.
 REFERENCE_FOLDER = "imagenet-sample-1000"
@@ -388,7 +396,10 @@ def discover_curves(
     t = t.join(stats[["mean", "std", "frac_positive"]])
     t["curve_sigma"] = (t["curve_peak"] - t["mean"]) / t["std"]
     t["line_sigma"] = (t["line_peak"] - t["mean"]) / t["std"]
-    excess_line = (t["line_peak"] - t["mean"]).clip(lower=1e-9)
+    # ratios of excesses over the dataset mean; a denominator is floored at 0.1σ so that a
+    # unit whose best line stays below its mean gets a large but finite ratio
+    floor = 0.1 * t["std"]
+    excess_line = (t["line_peak"] - t["mean"]).clip(lower=floor)
     t["curve_line"] = (t["curve_peak"] - t["mean"]) / excess_line
     for c in ("selectivity", "preferred_orientation", "peak_orientation", "echo_ratio", "tuning_width"):
         t[c] = met[c]
@@ -502,8 +513,9 @@ def discover_lines(
     t = t.join(stats[["mean", "std", "frac_positive"]])
     for c, peak in (("line_sigma", "line_peak"), ("curve_sigma", "curve_peak"), ("tight_sigma", "tight_curve_peak")):
         t[c] = (t[peak] - t["mean"]) / t["std"]
-    excess_line = (t["line_peak"] - t["mean"]).clip(lower=1e-9)
-    t["line_curve"] = excess_line / (t["tight_curve_peak"] - t["mean"]).clip(lower=1e-9)
+    floor = 0.1 * t["std"]  # denominators floored at 0.1σ (finite ratios)
+    excess_line = (t["line_peak"] - t["mean"]).clip(lower=floor)
+    t["line_curve"] = excess_line / (t["tight_curve_peak"] - t["mean"]).clip(lower=floor)
     t["curve_line"] = (t["curve_peak"] - t["mean"]).clip(lower=0) / excess_line
     met = line_tuning_metrics(responses)
     t["selectivity"] = met["line_selectivity"]
@@ -594,10 +606,12 @@ def _entry(discovery: Discovery, command: str) -> dict:
     t = discovery.table.set_index("index").loc[list(fam.units)]
     entry = {
         "name": fam.name, "layer": fam.layer, "kind": fam.kind,
+        **({"aliases": FAMILY_ALIASES[fam.layer, fam.name]} if (fam.layer, fam.name) in FAMILY_ALIASES else {}),
         "units": [int(u) for u in fam.units],
         "orientations": [float(o) for o in fam.orientations or ()],
-        "branches": [str(b) for b in t["branch"]],
     }
+    if fam.layer.startswith("mixed"):
+        entry["branches"] = [str(b) for b in t["branch"]]
     if fam.kind == "line":
         entry["line_sigma"] = [round(float(v), 2) for v in t["line_sigma"]]
         entry["selectivity"] = [round(float(v), 3) for v in t["selectivity"]]

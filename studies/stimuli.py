@@ -11,12 +11,26 @@ limit: the line through the centre perpendicular to θ (θ and θ + 180° give t
 Source: Cammarata et al., "Curve Detectors", Distill 2020 (stimuli pass through the
 centre; the circle's centre lies in the orientation direction; the border clips them).
 
-Rendering: dark strokes on a light background; each pixel's ink is the stroke coverage
-estimated from the exact distance of the pixel centre to the arc (a 1-px linear ramp at the
-edge), so strokes are anti-aliased and sub-pixel positioned; no randomness.
+Every other family follows the same convention, so stimuli of the same orientation bulge
+the same way: an angle of orientation θ has its corner at the stimulus centre and its two
+arms opening towards θ (a rounded angle of corner radius r is a curve of radius r between
+its arms); a filled curve fills the disc side (towards θ); the teeth of a combed curve
+point "inward" towards θ (the circle's centre) or "outward" away from it.
+
+Positions: ``dx``, ``dy`` (px) move a stimulus's centre away from the render centre, ``dx``
+rightwards and ``dy`` *up* (the same y-up axes as the orientations).
+
+Rendering: dark strokes on a light background by default (``fg``/``bg``: grey levels or RGB
+triples in [0, 1], for every family); each pixel's ink is the stroke coverage estimated from
+the exact distance of the pixel centre to the shape (a 1-px linear ramp at the edge; filled
+shapes use the signed distance to their border), so strokes are anti-aliased and sub-pixel
+positioned; no randomness. Rendering is vectorised over the stimuli of one kind (one
+broadcast distance computation per kind and batch).
 
 Stroke width, radius range and image size are not published; they are parameters here
-(defaults: 2 px strokes, radii 8–200 px).
+(defaults: 2 px strokes, radii 8–200 px). Every parameter is validated when a family is
+built, before anything is rendered: out-of-range values raise :class:`StimulusError`, whose
+message names the parameter and its valid range.
 """
 
 from __future__ import annotations
@@ -33,42 +47,151 @@ from torch import Tensor
 #: Default radii (px), geometric from high curvature to nearly straight, for a 91-px RF.
 DEFAULT_RADII = (8.0, 12.0, 18.0, 27.0, 40.0, 60.0, 90.0, 135.0, 200.0)
 
+#: Combing sides: the teeth's extent along the outward normal of the curve, in units of
+#: ``length_px`` (inward = towards the circle's centre, i.e. towards the orientation).
+COMB_SIDES = {"inward": (-1.0, 0.0), "outward": (0.0, 1.0), "both": (-1.0, 1.0)}
+
 
 class StimulusError(ValueError):
     """A stimulus parameter is out of range."""
 
 
+# ----------------------------------------------------------------------------- validation
 def _check_finite(name: str, values, lo=None, hi=None, allow_inf=False) -> list[float]:
-    vals = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=float))]
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        raise StimulusError(f"{name} must be numbers; got {values!r}") from None
+    vals = [float(v) for v in arr.ravel()]
+    rng = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
     if not vals:
-        raise StimulusError(f"{name} is empty")
+        raise StimulusError(f"{name} is empty; give at least one value in {rng}")
     for v in vals:
         if math.isnan(v) or (math.isinf(v) and not allow_inf):
-            raise StimulusError(f"{name} must be finite numbers; got {v}")
+            raise StimulusError(f"{name} must be finite numbers in {rng}; got {v}")
         if lo is not None and v < lo:
-            raise StimulusError(f"{name} must be ≥ {lo}; got {v}")
+            raise StimulusError(f"{name} must be ≥ {lo} (valid range {rng}); got {v}")
         if hi is not None and v > hi:
-            raise StimulusError(f"{name} must be ≤ {hi}; got {v}")
+            raise StimulusError(f"{name} must be ≤ {hi} (valid range {rng}); got {v}")
     return vals
+
+
+def _positive(name: str, values, allow_inf: bool = False, unit: str = "px") -> list[float]:
+    """Values > 0 (``inf`` allowed only if ``allow_inf``)."""
+    rng = f"(0, inf]{' (inf = straight)' if allow_inf else ''}" if allow_inf else "(0, inf)"
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        raise StimulusError(f"{name} must be numbers in {rng} {unit}; got {values!r}") from None
+    vals = [float(v) for v in arr.ravel()]
+    if not vals:
+        raise StimulusError(f"{name} is empty; give at least one value in {rng} {unit}")
+    bad = [v for v in vals if math.isnan(v) or v <= 0 or (math.isinf(v) and not allow_inf)]
+    if bad:
+        raise StimulusError(f"{name} must be > 0 {unit}{'' if allow_inf else ' and finite'} (valid range {rng}); "
+                            f"got {bad if len(bad) > 1 else bad[0]}")
+    return vals
+
+
+def _scalar(name: str, value, lo: float, hi: float, lo_open: bool = True, hi_open: bool = False,
+            unit: str = "") -> float:
+    rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}{' ' + unit if unit else ''}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise StimulusError(f"{name} must be a number in {rng}; got {value!r}") from None
+    if math.isnan(v) or (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+        raise StimulusError(f"{name} must be in {rng}; got {v}")
+    return v
+
+
+def _size(size) -> int:
+    try:
+        s = float(size)
+    except (TypeError, ValueError):
+        raise StimulusError(f"size must be an integer ≥ 1 px; got {size!r}") from None
+    if math.isnan(s) or s < 1 or s != int(s):
+        raise StimulusError(f"size must be an integer ≥ 1 px (valid range [1, inf)); got {size}")
+    return int(s)
 
 
 def _colour(name: str, c) -> tuple[float, float, float]:
     if isinstance(c, (int, float)):
         c = (c, c, c)
-    c = tuple(float(v) for v in c)
+    try:
+        c = tuple(float(v) for v in c)
+    except (TypeError, ValueError):
+        raise StimulusError(f"{name} must be a grey level or an RGB triple in [0, 1]; got {c!r}") from None
     if len(c) != 3 or any(math.isnan(v) or not 0 <= v <= 1 for v in c):
         raise StimulusError(f"{name} must be a grey level or an RGB triple in [0, 1]; got {c}")
     return c
 
 
+def _positions(positions) -> list[tuple[float, float]]:
+    try:
+        arr = np.asarray(positions, dtype=float)
+    except (TypeError, ValueError):
+        raise StimulusError(f"positions must be (dx, dy) pairs in px; got {positions!r}") from None
+    if arr.ndim == 1 and arr.shape == (2,):
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
+        raise StimulusError(f"positions must be a non-empty sequence of (dx, dy) pairs in px; got {positions!r}")
+    if not np.isfinite(arr).all():
+        raise StimulusError(f"positions must be finite (dx, dy) pairs in px (valid range (-inf, inf)); got {arr.tolist()}")
+    return [(float(a), float(b)) for a, b in arr]
+
+
+def _common(stroke_width, fg, bg, size) -> tuple[float, tuple, tuple, int]:
+    sw = _positive("stroke_width", stroke_width)
+    if len(sw) != 1:
+        raise StimulusError(f"stroke_width must be one number > 0 px; got {stroke_width!r}")
+    return sw[0], _colour("fg", fg), _colour("bg", bg), _size(size)
+
+
+def _arc(arc_degrees) -> float:
+    return _scalar("arc_degrees", arc_degrees, 0.0, 360.0, unit="deg")
+
+
+def orientation_grid(step: float = 5.0, start: float = 0.0) -> list[float]:
+    """Orientations ``start, start + step, …`` covering [start, start + 360) (deg).
+
+    ``step=0.5`` gives the 720 bins of the published radial tuning data.
+
+    Raises:
+        StimulusError: ``step`` not in (0, 360].
+    """
+    step = _scalar("orientation_step", step, 0.0, 360.0, unit="deg")
+    start = _check_finite("start", start)[0]
+    n = int(math.floor(360.0 / step + 1e-9))
+    return [start + i * step for i in range(n)]
+
+
+def radius_grid(n: int = 32, lo: float = 8.0, hi: float = 200.0) -> list[float]:
+    """``n`` radii (px) geometrically spaced from ``lo`` to ``hi`` (high to low curvature).
+
+    Raises:
+        StimulusError: ``n`` < 1, ``lo``/``hi`` not > 0, or ``lo`` > ``hi``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise StimulusError(f"n must be an integer ≥ 1; got {n!r}")
+    lo, hi = _positive("lo", lo)[0], _positive("hi", hi)[0]
+    if lo > hi:
+        raise StimulusError(f"lo must be ≤ hi; got lo={lo}, hi={hi}")
+    if n == 1:
+        return [lo]
+    return [float(v) for v in np.geomspace(lo, hi, n)]
+
+
+# ----------------------------------------------------------------------------- the table
 @dataclass
 class Stimuli:
     """A parameter table of stimuli, rendered on demand at any size and centre.
 
-    ``meta`` has one row per stimulus (columns ``kind``, ``orientation`` (deg), ``radius``
-    (px; ``inf`` for lines), ``stroke_width`` (px), ``arc_degrees``, ``fg``, ``bg`` …).
-    Rendering happens in :meth:`render` / :meth:`batches`, so a sweep of thousands of
-    stimuli never holds them all in memory.
+    ``meta`` has one row per stimulus (columns ``stimulus``, ``kind``, ``orientation`` (deg),
+    ``radius`` (px; ``inf`` for lines), ``curvature`` (1/px), ``stroke_width`` (px), ``fg``,
+    ``bg``, ``dx``, ``dy`` (px) and the family's own parameters). Rendering happens in
+    :meth:`render` / :meth:`batches`, so a sweep of thousands of stimuli never holds them
+    all in memory.
     """
 
     meta: pd.DataFrame
@@ -79,38 +202,79 @@ class Stimuli:
     def __len__(self) -> int:
         return len(self.meta)
 
-    def at(self, size: int, center: tuple[float, float] | float | None = None) -> "Stimuli":
+    def at(self, size: int, center: tuple[float, float] | float | None = None) -> Stimuli:
         """The same stimuli rendered in a ``size``-px square with the stimulus centre at
-        ``center`` (pixel coordinates (x, y); a single number means (c, c))."""
+        ``center`` (pixel coordinates (x, y) of pixel centres; a single number means (c, c);
+        default the middle of the image)."""
+        size = _size(size)
         if isinstance(center, (int, float)):
             center = (float(center), float(center))
-        _check_finite("size", size, lo=1)
-        return Stimuli(self.meta, int(size), center, self._params)
+        if center is not None:
+            c = _check_finite("center", center)
+            if len(c) != 2:
+                raise StimulusError(f"center must be a number or an (x, y) pair; got {center!r}")
+            center = (c[0], c[1])
+        return Stimuli(self.meta, size, center, self._params)
+
+    def subset(self, rows: Sequence[int]) -> Stimuli:
+        """The stimuli ``rows`` (positions in this table), renumbered from 0."""
+        rows = list(rows)
+        meta = self.meta.iloc[rows].reset_index(drop=True)
+        meta["stimulus"] = range(len(meta))
+        return Stimuli(meta, self.size, self.center, [self._params[i] for i in rows])
 
     def _center(self) -> tuple[float, float]:
         return self.center if self.center is not None else ((self.size - 1) / 2, (self.size - 1) / 2)
+
+    def ink(self, rows: Sequence[int] | slice | None = None) -> Tensor:
+        """Ink coverage in [0, 1] of stimuli ``rows`` → float32 ``(n, size, size)``."""
+        idx = self._rows(rows)
+        out = torch.empty(len(idx), self.size, self.size, dtype=torch.float32)
+        for ns, ink, _, _ in self._render_kinds(idx):
+            out[ns] = ink
+        return out
+
+    def _rows(self, rows) -> list[int]:
+        if rows is None:
+            return list(range(len(self)))
+        if isinstance(rows, slice):
+            return list(range(len(self))[rows])
+        return list(rows)
+
+    def _render_kinds(self, idx: list[int]):
+        cx, cy = self._center()
+        ax = torch.arange(self.size, dtype=torch.float32)
+        x = (ax - cx).view(1, 1, -1)  # x right
+        y = (cy - ax).view(1, -1, 1)  # y up
+        by_kind: dict[str, list[int]] = {}
+        for n, i in enumerate(idx):
+            by_kind.setdefault(self._params[i]["kind"], []).append(n)
+        for kind, ns in by_kind.items():
+            ps = [self._params[idx[n]] for n in ns]
+            xs, ys = x, y
+            if any(p.get("dx", 0.0) or p.get("dy", 0.0) for p in ps):
+                xs, ys = x - _col(ps, "dx", 0.0), y - _col(ps, "dy", 0.0)
+            ink = _RENDERERS[kind](xs, ys, ps)  # (k, size, size)
+            yield ns, ink, ps, len(ns) == len(idx)
 
     def render(self, rows: Sequence[int] | slice | None = None) -> Tensor:
         """Render stimuli ``rows`` (default all) → float32 ``(n, 3, size, size)`` RGB in [0, 1].
 
         Vectorised over stimuli of the same kind (one broadcast distance computation per kind).
         """
-        idx = list(range(len(self))[rows] if isinstance(rows, slice) else (range(len(self)) if rows is None else rows))
-        cx, cy = self._center()
-        ax = torch.arange(self.size, dtype=torch.float32)
-        x = (ax - cx).view(1, 1, -1)      # x right
-        y = (cy - ax).view(1, -1, 1)      # y up
-        out = torch.empty(len(idx), 3, self.size, self.size, dtype=torch.float32)
-        by_kind: dict[str, list[int]] = {}
-        for n, i in enumerate(idx):
-            by_kind.setdefault(self._params[i]["kind"], []).append(n)
-        for kind, ns in by_kind.items():
-            ps = [self._params[idx[n]] for n in ns]
-            ink = _RENDERERS[kind](x, y, ps)  # (k, size, size)
+        idx = self._rows(rows)
+        out = None
+        for ns, ink, ps, whole in self._render_kinds(idx):
             fg = torch.tensor([p["fg"] for p in ps], dtype=torch.float32).view(-1, 3, 1, 1)
             bg = torch.tensor([p["bg"] for p in ps], dtype=torch.float32).view(-1, 3, 1, 1)
-            ink = ink.unsqueeze(1)
-            out[ns] = bg + (fg - bg) * ink
+            img = torch.addcmul(bg, fg - bg, ink.unsqueeze(1))
+            if whole:
+                return img
+            if out is None:
+                out = torch.empty(len(idx), 3, self.size, self.size, dtype=torch.float32)
+            out[ns] = img
+        if out is None:
+            out = torch.empty(0, 3, self.size, self.size, dtype=torch.float32)
         return out
 
     def batches(self, batch_size: int = 128) -> Iterator[tuple[pd.DataFrame, Tensor]]:
@@ -119,42 +283,75 @@ class Stimuli:
             sl = slice(s, min(s + batch_size, len(self)))
             yield self.meta.iloc[sl], self.render(sl)
 
-    def __add__(self, other: "Stimuli") -> "Stimuli":
+    def __add__(self, other: Stimuli) -> Stimuli:
         meta = pd.concat([self.meta, other.meta], ignore_index=True)
+        meta["stimulus"] = range(len(meta))
         return Stimuli(meta, self.size, self.center, self._params + other._params)
 
 
+# ----------------------------------------------------------------------------- renderers
 def _col(ps: list[dict], key: str, default=None) -> Tensor:
     return torch.tensor([p.get(key, default) for p in ps], dtype=torch.float32).view(-1, 1, 1)
 
 
 def _coverage(dist: Tensor, width: Tensor) -> Tensor:
     """Anti-aliased ink from the distance of each pixel centre to the stroke's centre line
-    (a 1-px linear ramp centred on the stroke edge)."""
-    return (width / 2 - dist + 0.5).clamp(0, 1)
+    (a 1-px linear ramp centred on the stroke edge). Overwrites ``dist``."""
+    return dist.neg_().add_(width / 2 + 0.5).clamp_(0, 1)
 
 
-def _arc_distance(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
-    """Exact distance from each pixel centre to each arc, ``(k, H, W)``."""
-    th = torch.deg2rad(_col(ps, "orientation"))
-    r = _col(ps, "radius")
-    half = torch.deg2rad(_col(ps, "arc_degrees")) / 2
-    ccx, ccy = r * torch.cos(th), r * torch.sin(th)  # circle centres
+def _fill(signed: Tensor) -> Tensor:
+    """Anti-aliased ink of a filled shape from the signed distance to its border (< 0
+    inside). Overwrites ``signed``."""
+    return signed.neg_().add_(0.5).clamp_(0, 1)
+
+
+def _wrap(a: Tensor) -> Tensor:
+    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+
+def _ring_distance(x: Tensor, y: Tensor, ccx: Tensor, ccy: Tensor, r: Tensor, mid: Tensor, half: Tensor,
+                   full: bool) -> Tensor:
+    """Distance from each pixel to an arc of the circle (centre ``ccx, ccy``, radius ``r``)
+    spanning ``±half`` (rad) around direction ``mid`` (rad) seen from the centre, ``(k, H, W)``."""
     dx, dy = x - ccx, y - ccy
-    d = (torch.sqrt(dx * dx + dy * dy) - r).abs()
-    if bool((half >= math.pi).all()):
+    d = dx * dx + dy * dy
+    d = d.sqrt_().sub_(r).abs_()
+    if full:
         return d
-    # angle of each pixel around the circle centre relative to the arc's midpoint (the
-    # stimulus centre, in direction θ + 180° seen from the circle centre)
-    phi = torch.atan2(dy, dx) - (th + math.pi)
-    phi = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
+    phi = _wrap(torch.atan2(dy, dx) - mid)
     ends = []
     for sgn in (-1.0, 1.0):
-        a = th + math.pi + sgn * half
+        a = mid + sgn * half
         ex, ey = ccx + r * torch.cos(a), ccy + r * torch.sin(a)
         ends.append(torch.sqrt((x - ex) ** 2 + (y - ey) ** 2))
     inside = (phi.abs() <= half) | (half >= math.pi)
     return torch.where(inside, d, torch.minimum(*ends))
+
+
+def _arc_geometry(ps: list[dict]):
+    th = torch.deg2rad(_col(ps, "orientation"))
+    r = _col(ps, "radius")
+    half = torch.deg2rad(_col(ps, "arc_degrees")) / 2
+    full = all(p["arc_degrees"] >= 360 for p in ps)
+    return th, r, half, full
+
+
+def _arc_distance(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    """Exact distance from each pixel centre to each arc (through the stimulus centre), ``(k, H, W)``."""
+    th, r, half, full = _arc_geometry(ps)
+    return _ring_distance(x, y, r * torch.cos(th), r * torch.sin(th), r, th + math.pi, half, full)
+
+
+def _line_distance(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    th = torch.deg2rad(_col(ps, "orientation"))
+    nx, ny = torch.cos(th), torch.sin(th)
+    d = (x * nx + y * ny).abs()  # (k, H, W)
+    length = _col(ps, "length", math.inf)
+    if bool(torch.isinf(length).all()):
+        return d
+    t = (-x * ny + y * nx).abs() - length / 2
+    return torch.where(t > 0, torch.sqrt(d * d + t.clamp(min=0) ** 2), d)
 
 
 def _render_curve(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
@@ -162,24 +359,182 @@ def _render_curve(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
 
 
 def _render_line(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    return _coverage(_line_distance(x, y, ps), _col(ps, "stroke_width"))
+
+
+def _render_filled_curve(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    """Disc side of the arc filled: the disc (full arc) or the circular segment cut by the
+    chord between the arc's ends; signed distance = max(disc, half-plane)."""
+    th, r, half, full = _arc_geometry(ps)
+    ux, uy = torch.cos(th), torch.sin(th)
+    dx, dy = x - r * ux, y - r * uy
+    sd = (dx * dx + dy * dy).sqrt_().sub_(r)
+    if not full:
+        # towards the stimulus centre (-u) from the circle's centre; the chord sits at r·cos(half)
+        proj = -(dx * ux + dy * uy)
+        sd = torch.maximum(sd, r * torch.cos(half) - proj)
+    return _fill(sd)
+
+
+def _angle_signed_distance(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    """Signed distance to the rounded angle (a wedge of half-opening β whose corner is rounded
+    with radius r, the corner's midpoint at the stimulus centre, opening towards θ).
+
+    The rounded wedge is the r-dilation of the wedge W' with the same opening whose apex is
+    the circle centre C = r·u, so sd = sd_{W'} − r (exact; r = 0 is the sharp angle).
+    """
     th = torch.deg2rad(_col(ps, "orientation"))
-    nx, ny = torch.cos(th), torch.sin(th)
-    d = (x * nx + y * ny).abs()
-    length = _col(ps, "length", math.inf)
-    t = (-x * ny + y * nx).abs() - length / 2
-    d = torch.where(t > 0, torch.sqrt(d * d + t.clamp(min=0) ** 2), d)
+    r = _col(ps, "corner_radius")
+    beta = torch.deg2rad(_col(ps, "opening_degrees")) / 2
+    ux, uy = torch.cos(th), torch.sin(th)
+    qx, qy = x - r * ux, y - r * uy
+    par = qx * ux + qy * uy
+    perp = (qy * ux - qx * uy).abs()
+    sb, cb = torch.sin(beta), torch.cos(beta)
+    s = perp * cb - par * sb  # signed distance to the arm's line (> 0 outside)
+    t = par * cb + perp * sb  # position along the arm (< 0: behind the apex)
+    apex = (par * par + perp * perp).sqrt_()
+    return torch.where(t >= 0, s, apex).sub_(r)
+
+
+def _render_angle(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    return _coverage(_angle_signed_distance(x, y, ps).abs_(), _col(ps, "stroke_width"))
+
+
+def _render_filled_angle(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    return _fill(_angle_signed_distance(x, y, ps))
+
+
+def _teeth_distance(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    """Distance to the comb's teeth: radial segments at regular arc-length spacing along the
+    arc (one at the stimulus centre), spanning ``[lo, hi]·length`` along the outward normal."""
+    out = torch.empty(len(ps), y.shape[-2], x.shape[-1])
+    straight = [i for i, p in enumerate(ps) if math.isinf(p["radius"])]
+    curved = [i for i, p in enumerate(ps) if not math.isinf(p["radius"])]
+    for sel, fn in ((straight, _teeth_straight), (curved, _teeth_curved)):
+        if sel:
+            sub = [ps[i] for i in sel]
+            xs = x[sel] if x.shape[0] > 1 else x
+            ys = y[sel] if y.shape[0] > 1 else y
+            out[sel] = fn(xs, ys, sub)
+    return out
+
+
+def _teeth_bounds(ps: list[dict]) -> tuple[Tensor, Tensor]:
+    length = _col(ps, "length_px")
+    return _col(ps, "_lo") * length, _col(ps, "_hi") * length
+
+
+def _teeth_straight(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    th = torch.deg2rad(_col(ps, "orientation"))
+    ux, uy = torch.cos(th), torch.sin(th)
+    sp = _col(ps, "spacing_px")
+    lo, hi = _teeth_bounds(ps)
+    along = y * ux - x * uy
+    out_n = -(x * ux + y * uy)  # along the outward normal (away from θ)
+    ds = along - torch.round(along / sp) * sp
+    dn = out_n - torch.maximum(torch.minimum(out_n, hi), lo)
+    return torch.sqrt(ds * ds + dn * dn)
+
+
+def _teeth_curved(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    th, r, half, _ = _arc_geometry(ps)
+    sp = _col(ps, "spacing_px")
+    lo, hi = _teeth_bounds(ps)
+    rho_lo, rho_hi = (r + lo).clamp(min=0), r + hi
+    ccx, ccy = r * torch.cos(th), r * torch.sin(th)
+    dx, dy = x - ccx, y - ccy
+    rho = torch.sqrt(dx * dx + dy * dy)
+    phi = _wrap(torch.atan2(dy, dx) - (th + math.pi))  # 0 at the stimulus centre
+    step = sp / r  # rad between teeth
+    kmax = torch.floor(half / step + 1e-6)
+    k0 = torch.floor(phi / step)
+    best = None
+    for k in (k0, k0 + 1, -kmax, kmax):
+        k = torch.maximum(torch.minimum(k, kmax), -kmax)
+        delta = _wrap(phi - k * step)
+        proj = rho * torch.cos(delta)
+        perp = rho * torch.sin(delta).abs()
+        dr = proj - torch.maximum(torch.minimum(proj, rho_hi), rho_lo)
+        d = torch.sqrt(dr * dr + perp * perp)
+        best = d if best is None else torch.minimum(best, d)
+    return best
+
+
+def _curve_or_line_distance(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    out = torch.empty(len(ps), y.shape[-2], x.shape[-1])
+    straight = [i for i, p in enumerate(ps) if math.isinf(p["radius"])]
+    curved = [i for i, p in enumerate(ps) if not math.isinf(p["radius"])]
+    for sel, fn in ((straight, _line_distance), (curved, _arc_distance)):
+        if sel:
+            sub = [ps[i] for i in sel]
+            xs = x[sel] if x.shape[0] > 1 else x
+            ys = y[sel] if y.shape[0] > 1 else y
+            out[sel] = fn(xs, ys, sub).expand(len(sel), y.shape[-2], x.shape[-1])
+    return out
+
+
+def _render_combed_curve(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    d = torch.minimum(_curve_or_line_distance(x, y, ps), _teeth_distance(x, y, ps))
     return _coverage(d, _col(ps, "stroke_width"))
 
 
-_RENDERERS = {"curve": _render_curve, "line": _render_line}
+def _render_combing(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    return _coverage(_teeth_distance(x, y, ps), _col(ps, "stroke_width"))
+
+
+def _render_concentric(x: Tensor, y: Tensor, ps: list[dict]) -> Tensor:
+    """``n`` arcs sharing the circle centre C = r·u, radii r + (j − (n−1)/2)·gap, so the
+    middle one (odd n) passes through the stimulus centre; straight: parallel lines."""
+    th, r, half, full = _arc_geometry(ps)
+    n = _col(ps, "n")
+    gap = _col(ps, "gap_px")
+    straight = torch.isinf(r)
+    rr = torch.where(straight, torch.zeros_like(r), r)
+    ccx, ccy = rr * torch.cos(th), rr * torch.sin(th)
+    ux, uy = torch.cos(th), torch.sin(th)
+    best = None
+    for j in range(int(max(p["n"] for p in ps))):
+        off = (j - (n - 1) / 2) * gap
+        if bool(straight.all()):
+            d = (x * ux + y * uy + off).abs()
+        else:
+            d = _ring_distance(x, y, ccx, ccy, rr + off, th + math.pi, half, full)
+            if bool(straight.any()):
+                d = torch.where(straight, (x * ux + y * uy + off).abs(), d)
+        d = torch.where(j < n, d, torch.full_like(d, math.inf))
+        best = d if best is None else torch.minimum(best, d)
+    best = best.expand(len(ps), y.shape[-2], x.shape[-1]).clone()
+    return _coverage(best, _col(ps, "stroke_width"))
+
+
+_RENDERERS = {
+    "curve": _render_curve,
+    "line": _render_line,
+    "filled_curve": _render_filled_curve,
+    "angle": _render_angle,
+    "filled_angle": _render_filled_angle,
+    "combed_curve": _render_combed_curve,
+    "combing": _render_combing,
+    "concentric_curves": _render_concentric,
+}
 
 
 def _build(rows: list[dict], size: int) -> Stimuli:
-    meta = pd.DataFrame(rows)
+    meta = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     meta.insert(0, "stimulus", range(len(meta)))
     return Stimuli(meta, size, None, rows)
 
 
+def _base(kind: str, o: float, r: float, sw: float, fg, bg, pos=(0.0, 0.0), **extra) -> dict:
+    d = dict(kind=kind, orientation=o, radius=r, curvature=0.0 if math.isinf(r) else (1.0 / r if r > 0 else math.inf),
+             stroke_width=sw)
+    d.update(extra)
+    d.update(fg=fg, bg=bg, dx=pos[0], dy=pos[1])
+    return d
+
+
+# ----------------------------------------------------------------------------- families
 def curves(
     orientations: Sequence[float] = tuple(range(0, 360, 5)),
     radii: Sequence[float] = DEFAULT_RADII,
@@ -188,45 +543,41 @@ def curves(
     fg=0.0,
     bg=1.0,
     size: int = 224,
+    positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
 ) -> Stimuli:
-    """Circular arcs through the stimulus centre: orientation × radius grid.
+    """Circular arcs through the stimulus centre: orientation × radius (× position) grid.
 
     Args:
         orientations: degrees, any real values (the project's convention, module docstring).
-        radii: px, > 0; ``inf`` gives a straight line.
+        radii: px, > 0; ``inf`` gives a straight line (kind ``line``).
         stroke_width: px, > 0.
         arc_degrees: angular extent of the arc around its circle, centred on the stimulus
-            centre, in (0, 360]; 360 draws the whole circle (clipped by the border).
+            centre, in (0, 360]; 360 draws the whole circle (clipped by the border). The arc
+            length is ``radius · arc_degrees · π/180``.
         fg, bg: stroke and background colour (grey level or RGB in [0, 1]).
         size: default render size in px (tuning re-renders at the receptive-field size).
+        positions: ``(dx, dy)`` offsets (px, dx right, dy up) of the stimulus centre from
+            the render centre; every orientation × radius is drawn at each.
 
     Returns:
-        :class:`Stimuli`, rows ordered orientation-major.
+        :class:`Stimuli`, rows ordered orientation-major, then radius, then position.
 
     Raises:
         StimulusError: NaN/negative/zero radius, NaN orientation, non-positive stroke or size,
             colours outside [0, 1] — before any rendering.
     """
     ors = _check_finite("orientations", orientations)
-    rad = _check_finite("radii", radii, allow_inf=True)
-    if any(r <= 0 for r in rad):
-        raise StimulusError(f"radii must be > 0 px; got {[r for r in rad if r <= 0]}")
-    sw = _check_finite("stroke_width", stroke_width)[0]
-    if sw <= 0:
-        raise StimulusError(f"stroke_width must be > 0 px; got {sw}")
-    arc = _check_finite("arc_degrees", arc_degrees)[0]
-    if not 0 < arc <= 360:
-        raise StimulusError(f"arc_degrees must be in (0, 360]; got {arc}")
-    if int(size) < 1:
-        raise StimulusError(f"size must be ≥ 1 px; got {size}")
-    fg, bg = _colour("fg", fg), _colour("bg", bg)
+    rad = _positive("radii", radii, allow_inf=True)
+    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
+    arc = _arc(arc_degrees)
+    pos = _positions(positions)
     rows = []
     for o in ors:
         for r in rad:
-            kind = "line" if math.isinf(r) else "curve"
-            rows.append(dict(kind=kind, orientation=o, radius=r, curvature=0.0 if math.isinf(r) else 1.0 / r,
-                             stroke_width=sw, arc_degrees=arc, fg=fg, bg=bg))
-    return _build(rows, int(size))
+            for p in pos:
+                kind = "line" if math.isinf(r) else "curve"
+                rows.append(_base(kind, o, r, sw, fg, bg, p, arc_degrees=arc))
+    return _build(rows, size)
 
 
 def lines(
@@ -236,6 +587,7 @@ def lines(
     fg=0.0,
     bg=1.0,
     size: int = 224,
+    positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
 ) -> Stimuli:
     """Straight lines through the stimulus centre, perpendicular to each orientation (deg).
 
@@ -245,13 +597,235 @@ def lines(
         StimulusError: as :func:`curves`.
     """
     ors = _check_finite("orientations", orientations)
-    sw = _check_finite("stroke_width", stroke_width)[0]
-    if sw <= 0:
-        raise StimulusError(f"stroke_width must be > 0 px; got {sw}")
-    ln = _check_finite("length", length, allow_inf=True)[0]
-    if ln <= 0:
-        raise StimulusError(f"length must be > 0 px; got {ln}")
-    fg, bg = _colour("fg", fg), _colour("bg", bg)
-    rows = [dict(kind="line", orientation=o, radius=math.inf, curvature=0.0, stroke_width=sw, arc_degrees=0.0,
-                 length=ln, fg=fg, bg=bg) for o in ors]
-    return _build(rows, int(size))
+    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
+    ln = _positive("length", length, allow_inf=True)[0]
+    pos = _positions(positions)
+    rows = [_base("line", o, math.inf, sw, fg, bg, p, arc_degrees=0.0, length=ln) for o in ors for p in pos]
+    return _build(rows, size)
+
+
+def filled_curves(
+    orientations: Sequence[float] = tuple(range(0, 360, 5)),
+    radii: Sequence[float] = DEFAULT_RADII,
+    arc_degrees: float = 360.0,
+    fg=0.0,
+    bg=1.0,
+    size: int = 224,
+    positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
+) -> Stimuli:
+    """Curves with their disc side filled: the inside of the circle (centre at ``radius`` in
+    direction θ), clipped by the border; with ``arc_degrees`` < 360 the circular segment
+    between the arc and its chord. The filled region's edge passes through the stimulus
+    centre exactly where the curve of the same orientation and radius does.
+
+    ``stroke_width`` is recorded as 0 (no stroke; the edge is anti-aliased over 1 px).
+
+    Raises:
+        StimulusError: as :func:`curves` (radii must be finite here).
+    """
+    ors = _check_finite("orientations", orientations)
+    rad = _positive("radii", radii)
+    _, fg, bg, size = _common(1.0, fg, bg, size)
+    arc = _arc(arc_degrees)
+    pos = _positions(positions)
+    rows = [_base("filled_curve", o, r, 0.0, fg, bg, p, arc_degrees=arc) for o in ors for r in rad for p in pos]
+    return _build(rows, size)
+
+
+def angles(
+    orientations: Sequence[float] = tuple(range(0, 360, 5)),
+    opening_degrees: float | Sequence[float] = 90.0,
+    corner_radius: float | Sequence[float] = 0.0,
+    stroke_width: float = 2.0,
+    filled: bool = False,
+    fg=0.0,
+    bg=1.0,
+    size: int = 224,
+    positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
+) -> Stimuli:
+    """Angles: the boundary of two half-planes meeting at a corner rounded with radius r.
+
+    Drawn as a stroke (two rays joined by the circular arc of radius ``corner_radius``
+    tangent to both; ``corner_radius=0`` is a sharp angle), or filled (``filled=True``: the
+    inside of the angle). The midpoint of the corner lies on the stimulus centre and the
+    angle opens towards the orientation θ, the bisector pointing along θ: a curve and an
+    angle of the same orientation bulge the same way, and the rounded part of an angle of
+    corner radius r is the curve of radius r (same circle centre, r·(cos θ, sin θ)).
+
+    Args:
+        orientations: deg, direction the angle opens toward.
+        opening_degrees: angle between the two arms, in (0, 180) deg (one value or several).
+        corner_radius: px, ≥ 0 (one value or several).
+        stroke_width: px, > 0.
+        filled: fill the inside instead of stroking the boundary.
+
+    Returns:
+        :class:`Stimuli` (kind ``angle`` or ``filled_angle``), rows orientation × opening ×
+        corner radius × position; ``radius`` = ``corner_radius``, ``arc_degrees`` = the
+        extent of the rounded corner (180 − opening).
+
+    Raises:
+        StimulusError: opening outside (0, 180), negative/NaN corner radius, … — before rendering.
+    """
+    ors = _check_finite("orientations", orientations)
+    opens = _check_finite("opening_degrees", opening_degrees)
+    bad = [v for v in opens if not 0 < v < 180]
+    if bad:
+        raise StimulusError(f"opening_degrees must be in (0, 180) deg; got {bad if len(bad) > 1 else bad[0]}")
+    crs = _check_finite("corner_radius", corner_radius, lo=0.0)
+    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
+    pos = _positions(positions)
+    kind = "filled_angle" if filled else "angle"
+    rows = []
+    for o in ors:
+        for a in opens:
+            for r in crs:
+                for p in pos:
+                    d = _base(kind, o, r, 0.0 if filled else sw, fg, bg, p, arc_degrees=180.0 - a,
+                              opening_degrees=a, corner_radius=r)
+                    rows.append(d)
+    return _build(rows, size)
+
+
+def angle_to_curve_series(
+    orientation: float,
+    corner_radii: Sequence[float] = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0),
+    opening_degrees: float = 90.0,
+    stroke_width: float = 2.0,
+    fg=0.0,
+    bg=1.0,
+    size: int = 224,
+) -> Stimuli:
+    """The same angle with a growing corner radius, from sharp (r = 0) to a curve: once the
+    rounded corner is larger than the receptive field, the unit sees the curve of radius r.
+
+    Returns:
+        :class:`Stimuli` of kind ``angle`` with a ``step`` column (0 = sharpest), in the
+        order of ``corner_radii`` sorted increasingly.
+
+    Raises:
+        StimulusError: as :func:`angles`.
+    """
+    o = _check_finite("orientation", orientation)
+    if len(o) != 1:
+        raise StimulusError(f"orientation must be one number (deg); got {orientation!r}")
+    crs = sorted(_check_finite("corner_radii", corner_radii, lo=0.0))
+    st = angles(o, opening_degrees, crs, stroke_width=stroke_width, fg=fg, bg=bg, size=size)
+    st.meta["step"] = range(len(st))
+    return st
+
+
+def _comb_rows(kind, ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos) -> list[dict]:
+    sides = [side] if isinstance(side, str) else list(side)
+    for s in sides:
+        if s not in COMB_SIDES:
+            raise StimulusError(f"side must be one of {', '.join(COMB_SIDES)}; got {s!r}")
+    sp = _positive("spacing_px", spacing_px)[0]
+    ln = _positive("length_px", length_px)[0]
+    rows = []
+    for o in ors:
+        for r in rad:
+            for s in sides:
+                for p in pos:
+                    lo, hi = COMB_SIDES[s]
+                    rows.append(_base(kind, o, r, sw, fg, bg, p, arc_degrees=arc, side=s, spacing_px=sp,
+                                      length_px=ln, _lo=lo, _hi=hi))
+    return rows
+
+
+def combed_curves(
+    orientations: Sequence[float] = tuple(range(0, 360, 5)),
+    radii: Sequence[float] = DEFAULT_RADII,
+    side: str | Sequence[str] = "both",
+    spacing_px: float = 8.0,
+    length_px: float = 8.0,
+    stroke_width: float = 2.0,
+    arc_degrees: float = 360.0,
+    fg=0.0,
+    bg=1.0,
+    size: int = 224,
+    positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
+) -> Stimuli:
+    """Curves with "combing": short segments perpendicular to the curve (radial), at regular
+    arc-length spacing, one of them at the stimulus centre.
+
+    Args:
+        side: ``"inward"`` (each tooth runs ``length_px`` from the curve towards the circle's
+            centre, i.e. towards θ), ``"outward"`` (away from it) or ``"both"`` (``length_px``
+            on each side, crossing the curve); a list of sides makes one row per side.
+        spacing_px: arc length between teeth, > 0 px.
+        length_px: tooth length on each side it extends to, > 0 px.
+        radii: px, > 0; ``inf`` combs a straight line.
+
+    Returns:
+        :class:`Stimuli` of kind ``combed_curve``, rows orientation × radius × side × position.
+
+    Raises:
+        StimulusError: as :func:`curves`; unknown side; non-positive spacing or length.
+    """
+    ors = _check_finite("orientations", orientations)
+    rad = _positive("radii", radii, allow_inf=True)
+    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
+    arc = _arc(arc_degrees)
+    pos = _positions(positions)
+    return _build(_comb_rows("combed_curve", ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos), size)
+
+
+def combing_lines(
+    orientations: Sequence[float] = tuple(range(0, 360, 5)),
+    radii: Sequence[float] = DEFAULT_RADII,
+    side: str | Sequence[str] = "both",
+    spacing_px: float = 8.0,
+    length_px: float = 8.0,
+    stroke_width: float = 2.0,
+    arc_degrees: float = 360.0,
+    fg=0.0,
+    bg=1.0,
+    size: int = 224,
+    positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
+) -> Stimuli:
+    """The teeth of :func:`combed_curves` without the curve (kind ``combing``); same arguments."""
+    ors = _check_finite("orientations", orientations)
+    rad = _positive("radii", radii, allow_inf=True)
+    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
+    arc = _arc(arc_degrees)
+    pos = _positions(positions)
+    return _build(_comb_rows("combing", ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos), size)
+
+
+def concentric_curves(
+    orientations: Sequence[float] = tuple(range(0, 360, 5)),
+    radii: Sequence[float] = DEFAULT_RADII,
+    n: int = 3,
+    gap_px: float = 6.0,
+    stroke_width: float = 2.0,
+    arc_degrees: float = 360.0,
+    fg=0.0,
+    bg=1.0,
+    size: int = 224,
+    positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
+) -> Stimuli:
+    """Several concentric arcs: ``n`` arcs sharing the circle centre of the curve of
+    orientation θ and radius r, with radii ``r + (j − (n−1)/2)·gap_px`` (j = 0 … n−1), i.e.
+    centred on the curve through the stimulus centre (for odd ``n`` the middle arc is that
+    curve). ``radius`` ``inf`` gives ``n`` parallel lines.
+
+    Raises:
+        StimulusError: ``n`` not an integer ≥ 1, ``gap_px`` ≤ 0, or an innermost radius
+            ``r − (n−1)/2·gap_px`` ≤ 0; and as :func:`curves`.
+    """
+    ors = _check_finite("orientations", orientations)
+    rad = _positive("radii", radii, allow_inf=True)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise StimulusError(f"n must be an integer ≥ 1 (number of arcs); got {n!r}")
+    gap = _positive("gap_px", gap_px)[0]
+    inner = [r for r in rad if not math.isinf(r) and r - (n - 1) / 2 * gap <= 0]
+    if inner:
+        raise StimulusError(f"radii must be > (n−1)/2·gap_px = {(n - 1) / 2 * gap:g} px so that the innermost arc "
+                            f"has a positive radius; got {inner}")
+    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
+    arc = _arc(arc_degrees)
+    pos = _positions(positions)
+    rows = [_base("concentric_curves", o, r, sw, fg, bg, p, arc_degrees=arc, n=int(n), gap_px=gap)
+            for o in ors for r in rad for p in pos]
+    return _build(rows, size)

@@ -242,3 +242,19 @@ def test_progress_bar_goes_to_stderr(caffe_model, images_dir, capsys):
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
 
+
+
+def test_variants_share_the_prefix_and_match_separate_runs(caffe_model, images_dir):
+    """evaluate_variants (decode once, shared unedited prefix) gives the same numbers as
+    separate evaluations."""
+    from edits import Ablate, EditPlan
+    from studies.classify import evaluate_variants, shared_prefix
+
+    edited, _ = EditPlan([Ablate(["3b:358", "3b:9"])]).apply(caffe_model)
+    variants = {"before": caffe_model, "after": edited}
+    assert shared_prefix(variants) == "mixed3a"
+    both = evaluate_variants(variants, images_dir, limit=16, progress=False)
+    for name, m in variants.items():
+        alone = evaluate(m, images_dir, limit=16, progress=False)
+        assert both[name].per_image["pred"].tolist() == alone.per_image["pred"].tolist()
+        np.testing.assert_allclose(both[name].per_image["logit_label"], alone.per_image["logit_label"], rtol=1e-5, atol=1e-4)

@@ -4,21 +4,17 @@ and the frozen catalog entry must still match a fresh discovery."""
 from __future__ import annotations
 
 import pytest
+from shared_discovery import fresh_discoveries
 
 from circuits.catalog import catalog, load_catalog
-from studies.discovery import (
-    discover_curves,
-    load_reference_images,
-    orientation_coverage_gap,
-    reference_statistics,
-)
+from studies.discovery import discover_curves, load_reference_images, orientation_coverage_gap, reference_statistics
 
 
 @pytest.fixture(scope="module")
 def discovery(caffe_model, images_dir):
-    ref = load_reference_images(images_dir, 100)
-    stats = reference_statistics(caffe_model, "mixed3b", ref)
-    return discover_curves(caffe_model, "mixed3b", stats)
+    # the session's shared discovery (one statistics pass and one sweep per layer for every
+    # frozen family); for mixed3b it is discover_curves(model, "mixed3b", statistics)
+    return fresh_discoveries(caffe_model, images_dir)["mixed3b/curves"]
 
 
 def test_family_properties(discovery):
@@ -62,3 +58,15 @@ def test_catalog_addressing_errors(caffe_model):
 def test_discovery_needs_a_reference(caffe_model):
     with pytest.raises(ValueError, match="reference"):
         discover_curves(caffe_model, "mixed3b", None)
+
+
+def test_shared_statistics_equal_single_layer_statistics(caffe_model, images_dir):
+    """Statistics of several layers from one pass equal those of a single-layer pass."""
+    from studies.discovery import reference_statistics_by_layer
+
+    ref = load_reference_images(images_dir, 8)
+    both = reference_statistics_by_layer(caffe_model, ["conv2d2", "3a"], ref)
+    alone = reference_statistics(caffe_model, "mixed3a", ref)
+    assert set(both) == {"conv2d2", "mixed3a"}
+    assert both["mixed3a"][["mean", "std", "frac_positive"]].equals(alone[["mean", "std", "frac_positive"]])
+    assert len(both["conv2d2"]) == 192 and "8 evenly spaced images" in alone.attrs["reference"]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from circuits import Family, Unit
-from edits import Ablate, EditError, EditPlan, EditRecord, producing_conv
+from edits import Ablate, Edit, EditError, EditPlan, EditRecord, producing_conv
 
 # Units of mixed3b, one or more per branch (BVLC offsets: 1x1 [0,128), 3x3 [128,320),
 # 5x5 [320,416), pool_reduce [416,480)).
@@ -81,6 +81,10 @@ def test_ablate_normalises_units_to_strings():
     assert Ablate("3b:1").mode == "zero"
     with pytest.raises(dataclasses.FrozenInstanceError):
         Ablate("3b:1").mode = "mean"  # type: ignore[misc]
+    # a Family object is resolved at once; its key is kept as provenance
+    assert a.families == (("mixed3b/curves", (379, 385)),)
+    assert a.to_dict()["families"] == {"mixed3b/curves": [379, 385]}
+    assert Ablate([Unit("mixed3b", 1), Unit("mixed3b", 2)]).units == ("mixed3b:1", "mixed3b:2")
 
 
 def test_producing_conv(caffe_model):
@@ -241,9 +245,29 @@ def test_json_round_trip_and_files(tmp_path):
         ({"schema_version": 1, "edits": [{"type": "Ablate", "unit": ["3b:1"]}]}, r"edits\[0\] \(Ablate\).*'unit'"),
         ({"schema_version": 1, "edits": [{"type": "Ablate", "mode": "zero"}]}, r"'units'.*missing"),
         (
-            {"schema_version": 1, "edits": [{"type": "Ablate", "units": ["3b:1"]}, {"type": "Ablate", "units": ["3b:2"], "mode": "mean"}]},
-            r"edits\[1\] \(Ablate\) field 'mode'.*\['zero'\]",
+            {"schema_version": 1, "edits": [{"type": "Ablate", "units": ["3b:1"]}, {"type": "Ablate", "units": ["3b:2"], "mode": "median"}]},
+            r"edits\[1\] \(Ablate\) field 'mode'.*\['zero', 'mean', 'resample'\]",
         ),
+        ({"schema_version": True, "edits": []}, "schema_version"),
+        ({"schema_version": 1, "name": 3, "edits": []}, "name"),
+        ({"schema_version": 1, "edits": [{"type": ["Ablate"], "units": "3b:1"}]}, r"edits\[0\].*'type'"),
+        ({"schema_version": 1, "edits": [{"type": "Ablate", "units": "3b:1", "seed": 3}]}, r"field 'seed'.*resample"),
+        ({"schema_version": 1, "edits": [{"type": "Ablate", "units": "3b:1", "means": [1.0]}]}, r"field 'means'.*'mean' only"),
+        (
+            {"schema_version": 1, "edits": [{"type": "Ablate", "units": "3b:1", "mode": "mean", "means": [1.0, 2.0]}]},
+            r"field 'means'.*2 values for 1 units",
+        ),
+        (
+            {"schema_version": 1, "edits": [{"type": "Ablate", "units": "3b:1", "mode": "mean", "means": [float("nan")]}]},
+            r"field 'means'.*finite",
+        ),
+        (
+            {"schema_version": 1, "edits": [{"type": "Ablate", "units": "3b:1", "mode": "mean", "means": [-0.5]}]},
+            r"field 'means'.*≥ 0",
+        ),
+        ({"schema_version": 1, "edits": [{"type": "Ablate", "units": "3b:1", "families": {"3b/x": [2]}}]}, "families"),
+        ({"schema_version": 1, "edits": [{"type": "Ablate", "units": {"3b:1": 1}}]}, r"field 'units'.*list"),
+        ({"schema_version": 1, "edits": [{"type": "Ablate", "units": "3b/"}]}, r"field 'units'.*family"),
     ],
 )
 def test_from_dict_rejects_bad_documents(doc, match):
@@ -274,9 +298,9 @@ def test_unknown_layer_lists_valid_layers():
 
 
 def test_unknown_mode_names_field_and_choices():
-    with pytest.raises(EditError, match=r"Ablate field 'mode'.*'mean'.*valid choices: \['zero'\]") as e:
-        Ablate("3b:1", mode="mean")
-    assert e.value.field == "mode" and e.value.choices == ["zero"]
+    with pytest.raises(EditError, match=r"Ablate field 'mode'.*'max'.*valid choices: \['zero', 'mean', 'resample'\]") as e:
+        Ablate("3b:1", mode="max")
+    assert e.value.field == "mode" and e.value.choices == ["zero", "mean", "resample"]
 
 
 @pytest.mark.parametrize(
@@ -306,6 +330,10 @@ def test_apply_validates_before_copying(caffe_model, monkeypatch):
         EditPlan([Ablate("3b:480")]).apply(caffe_model)
     with pytest.raises(EditError, match="appears twice"):
         EditPlan([Ablate("3b:1,3b:1")]).apply(caffe_model)
+    with pytest.raises(EditError, match=r"edits\[1\] \(Ablate\) field 'means'.*reference"):
+        EditPlan([Ablate("3b:1"), Ablate("3b:2", mode="mean")]).apply(caffe_model)
+    with pytest.raises(EditError, match=r"field 'reference'"):
+        EditPlan([Ablate("3b:2", mode="mean")]).apply(caffe_model, reference=torch.zeros(2, 1, 8, 8))
     assert "InceptionV1" not in calls
     EditPlan([Ablate("3b:1")]).apply(caffe_model)
     assert "InceptionV1" in calls  # the spy does see the copy of a valid plan
@@ -314,3 +342,343 @@ def test_apply_validates_before_copying(caffe_model, monkeypatch):
 def test_plan_rejects_non_edits():
     with pytest.raises(EditError, match=r"edits\[1\].*not an edit"):
         EditPlan([Ablate("3b:1"), "3b:2"])  # type: ignore[list-item]
+
+
+# ---------------------------------------------------------------------------- mean ablation
+MEAN_UNITS = ["3b:5", "3b:379", "mixed3b_5x5_bottleneck:3"]
+
+
+@pytest.fixture(scope="module")
+def reference(images_dir) -> torch.Tensor:
+    from studies.discovery import load_reference_images
+
+    return load_reference_images(images_dir, 6)
+
+
+@pytest.fixture(scope="module")
+def mean_ablated(caffe_model, reference):
+    return EditPlan([Ablate(MEAN_UNITS, mode="mean")], name="mean").apply(caffe_model, reference=reference)
+
+
+def test_mean_ablation_equals_the_mean_intervention(caffe_model, mean_ablated, reference, images):
+    from edits import intervene, mean_units
+
+    edited, record = mean_ablated
+    means = record.plan["edits"][0]["means"]
+    assert len(means) == 3 and all(m > 0 for m in means)
+    # the means are those of the unedited model over the reference set (all positions, post-ReLU)
+    acts = caffe_model.run(reference, ["mixed3b", "mixed3b_5x5_bottleneck"])
+    expected = [acts["mixed3b"][:, 5].double().mean(), acts["mixed3b"][:, 379].double().mean(),
+                acts["mixed3b_5x5_bottleneck"][:, 3].double().mean()]
+    assert means == pytest.approx([float(e) for e in expected], rel=1e-6)
+    assert means == [float(torch.tensor(m, dtype=torch.float32)) for m in means], "means are float32 values"
+    # constant activations, equal to the means, pre- and post-ReLU
+    out = edited.run(images, ["mixed3b", "mixed3b_pre_relu", "mixed3b_5x5_bottleneck"])
+    assert torch.all(out["mixed3b"][:, 5] == means[0]) and torch.all(out["mixed3b_pre_relu"][:, 379] == means[1])
+    assert torch.all(out["mixed3b_5x5_bottleneck"][:, 3] == means[2])
+    # logits equal those of the unedited model with the activations replaced by hooks
+    with torch.no_grad(), intervene(caffe_model, {
+        "mixed3b_5x5_bottleneck": mean_units([3], means[2:]),
+        "mixed3b": mean_units([5, 379], means[:2]),
+    }):
+        hooked = caffe_model(images)
+    with torch.no_grad():
+        logits = edited(images)
+        plain = caffe_model(images)
+    torch.testing.assert_close(logits, hooked, atol=1e-4, rtol=1e-5)
+    assert not torch.allclose(logits, plain, atol=1e-3), "mean ablation had no effect"
+    assert record.changed["mixed3b.b1x1.conv.bias"] == 1 and record.changed["mixed3b.b1x1.conv.weight"] == 256
+
+
+def test_applied_mean_plan_reapplies_without_images(caffe_model, mean_ablated, tmp_path):
+    edited, record = mean_ablated
+    assert edited.edit_plan == record.plan
+    applied = record.applied_plan
+    assert applied.edits[0].means is not None and applied.needs_reference() == []
+    for name in ("applied.json", "applied.yaml"):
+        again = EditPlan.load(applied.save(tmp_path / name))
+        assert again == applied and again.to_dict() == record.plan  # lossless, floats included
+        edited2, record2 = again.apply(caffe_model)  # no reference needed
+        assert _hashes(edited2) == _hashes(edited)
+        assert record2.plan == record.plan
+    restored = record.undo(edited)
+    assert _hashes(restored) == _hashes(caffe_model)
+
+
+def test_family_keys_resolve_through_the_catalog(caffe_model, reference):
+    from circuits.catalog import load_catalog
+
+    fam = load_catalog("inceptionv1_caffe")["mixed3b/curves"]
+    a = Ablate("3b/curves")
+    assert a.units == ("mixed3b/curves",) and a.families is None
+    with pytest.raises(EditError, match="validate first"):
+        a.unit_list()
+    plan = EditPlan([a], name="curves")
+    plan.validate(caffe_model)
+    edited, record = plan.apply(caffe_model)
+    d = record.plan["edits"][0]
+    assert d["units"] == [f"mixed3b:{u}" for u in fam.units]
+    assert d["families"] == {"mixed3b/curves": list(fam.units)}
+    assert record.num_changed > 0
+    # the stored unit list wins over the catalog: a resolved plan keeps its meaning
+    b = Ablate(["mixed3b/curves"], families={"mixed3b/curves": [1, 2]})
+    assert b.units == ("mixed3b:1", "mixed3b:2")
+    with pytest.raises(EditError, match=r"edits\[0\] \(Ablate\) field 'units'.*no family 'mixed3b/nope'.*mixed3b/curves"):
+        EditPlan([Ablate("mixed3b/nope")]).validate(caffe_model)
+    # a family and one of its units in one plan: the same unit twice
+    with pytest.raises(EditError, match=f"mixed3b:{fam.units[0]} appears twice"):
+        EditPlan([Ablate("mixed3b/curves"), Ablate(f"3b:{fam.units[0]}", mode="resample")]).validate(caffe_model)
+
+
+# ---------------------------------------------------------------------------- resample ablation
+def test_resample_ablation_is_an_intervention_on_the_copy(caffe_model, images):
+    from edits import derangement, intervene, resample_units
+
+    units = ["3b:5", "3b:379", "4a:10"]
+    before = _hashes(caffe_model)
+    edited, record = EditPlan([Ablate(units, mode="resample", seed=7)]).apply(caffe_model)
+    assert record.num_changed == 0 and record.changed == {}
+    assert [(h.name, h.note) for h in record.interventions] == [
+        ("mixed3b", "resample mixed3b:5, mixed3b:379 (seed 7)"), ("mixed4a", "resample mixed4a:10 (seed 7)")]
+    assert _hashes(caffe_model) == before
+    assert not any(h._forward_hooks for h in caffe_model.hook_points.values()), "hook leaked onto the caller's model"
+    assert record.plan["edits"][0]["seed"] == 7
+    assert record.to_dict()["interventions"][0]["hook_point"] == "mixed3b"
+    with torch.no_grad():
+        a, b = edited(images), edited(images)
+        plain = caffe_model(images)
+    assert torch.equal(a, b), "resample ablation is not deterministic"
+    assert not torch.allclose(a, plain, atol=1e-4)
+    # the channel values come from the donor images of the seeded derangement
+    orig = caffe_model.run(images, "mixed3b")["mixed3b"]
+    out = edited.run(images, "mixed3b")["mixed3b"]
+    perm = derangement(len(images), 7)
+    assert torch.equal(out[:, [5, 379]], orig[perm][:, [5, 379]])
+    # equal to the intervention context manager on the unedited model
+    with torch.no_grad(), intervene(caffe_model, {"mixed3b": resample_units([5, 379], 7),
+                                                  "mixed4a": resample_units([10], 7)}):
+        hooked = caffe_model(images)
+    assert torch.equal(a, hooked)
+    # another seed (with another donor permutation: 4 images have only 6 cyclic orders) gives other outputs
+    seed = next(s for s in range(8, 100) if not torch.equal(derangement(len(images), s), perm))
+    other, _ = EditPlan([Ablate(units, mode="resample", seed=seed)]).apply(caffe_model)
+    with torch.no_grad():
+        assert not torch.equal(other(images), a)
+    # undo removes the hooks; deep copies and re-installation carry them
+    restored = record.undo(edited)
+    assert not any(h._forward_hooks for h in restored.hook_points.values())
+    assert edited.hook_points["mixed3b"]._forward_hooks, "undo modified the edited model"
+    with pytest.raises(EditError, match="cannot undo.*intervention"):
+        record.undo(caffe_model)
+    fresh = copy.deepcopy(caffe_model)
+    hooks = record.applied_plan.install_interventions(fresh)
+    assert len(hooks) == 2
+    with torch.no_grad():
+        assert torch.equal(fresh(images), a)
+        assert torch.equal(copy.deepcopy(edited)(images), a)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        edited(images[:1])
+
+
+def test_resample_default_seed_is_recorded(caffe_model):
+    a = Ablate("3b:1", mode="resample")
+    assert a.seed is None and "seed" not in a.to_dict()
+    _, record = EditPlan([a]).apply(caffe_model)
+    assert record.plan["edits"][0]["seed"] == 0
+
+
+# ---------------------------------------------------------------------------- validation & conflicts
+@dataclasses.dataclass(frozen=True)
+class _Columns(Edit):
+    """Test-only edit claiming single input columns of a row (not registered)."""
+
+    type_name = "_Columns"
+    dst: str
+    cols: tuple
+
+    def claims(self, spec):
+        conv, ch = producing_conv(Unit.parse(self.dst), spec)
+        return [((conv, ch, c), self.dst, "dst") for c in self.cols]
+
+
+def test_plan_validate_runs_every_edit_validate_before_conflicts(caffe_model):
+    with pytest.raises(EditError, match=r"edits\[2\] \(Ablate\) field 'units'.*0\.\.479"):
+        EditPlan([Ablate("3b:1"), Ablate("3b:1"), Ablate("3b:999")]).validate(caffe_model)
+    with pytest.raises(EditError, match=r"no edits"):
+        EditPlan([]).validate(caffe_model)
+
+
+@pytest.mark.parametrize(
+    "edits, match",
+    [
+        ([Ablate("3b:379", mode="mean", means=[1.0]), Ablate("3b:379", mode="resample")], r"edits\[1\].*appears twice"),
+        ([_Columns("3b:379", (1, 2)), _Columns("3b:379", (2, 3))], r"edits\[1\] \(_Columns\) field 'dst'.*also writes"),
+        ([_Columns("3b:379", (1,)), Ablate("3b:379")], r"edits\[1\] \(Ablate\) field 'units'.*edits\[0\]"),
+        ([Ablate("3b:379"), _Columns("3b:379", (5,))], r"edits\[1\] \(_Columns\) field 'dst'.*edits\[0\]"),
+    ],
+)
+def test_conflicting_edits_on_the_same_weights(caffe_model, edits, match):
+    with pytest.raises(EditError, match=match):
+        EditPlan(edits).validate(caffe_model)
+
+
+def test_disjoint_columns_of_one_row_do_not_conflict(caffe_model):
+    EditPlan([_Columns("3b:379", (1, 2)), _Columns("3b:379", (3,)), Ablate("3b:380")]).validate(caffe_model)
+
+
+def test_an_edit_that_changes_nothing_warns(caffe_model):
+    from edits import EditWarning
+
+    edited, _ = EditPlan([Ablate("3b:5")]).apply(caffe_model)
+    with pytest.warns(EditWarning, match=r"edits\[0\] \(Ablate\) changed no weight"):
+        EditPlan([Ablate("3b:5")]).apply(edited)
+
+
+def test_yaml_with_python_tags_is_rejected(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("schema_version: 1\nedits:\n- !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(EditError, match="not valid YAML"):
+        EditPlan.load(p)
+    p.write_text("!!python/object:edits.plan.EditPlan {edits: []}\n")
+    with pytest.raises(EditError, match="not valid YAML"):
+        EditPlan.load(p)
+    p.write_bytes(b"\xff\xfe schema")
+    with pytest.raises(EditError, match="UTF-8"):
+        EditPlan.load(p)
+
+
+def test_round_trip_of_every_mode(tmp_path):
+    plan = EditPlan([
+        Ablate(Family("curves", "mixed3b", (379, 385))),
+        Ablate("3b/curves", mode="resample", seed=12),
+        Ablate(["4a:1", "4a:2"], mode="mean", means=[0.25, 1e-7]),
+    ], name="modes")
+    for name in ("p.json", "p.yaml", "p.yml"):
+        again = EditPlan.load(plan.save(tmp_path / name))
+        assert again == plan and again.to_dict() == plan.to_dict()
+    assert EditPlan.from_json(plan.to_json()) == plan
+    assert EditPlan.from_yaml(plan.to_yaml()) == plan
+
+
+# ---------------------------------------------------------------------------- CLI
+def _write_plan(tmp_path, plan: EditPlan, name: str = "plan.yaml"):
+    return str(plan.save(tmp_path / name))
+
+
+def test_cli_edit_validate(tmp_path, capsys):
+    from studies.cli import main
+
+    good = _write_plan(tmp_path, EditPlan([Ablate("3b:379"), Ablate("3b:1", mode="mean")], name="g"))
+    assert main(["edit", "validate", good]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK ") and "document valid" in out and "--reference" in out
+    assert main(["edit", "validate", good, "--model", "inceptionv1_caffe"]) == 0
+    assert "valid for inceptionv1_caffe" in capsys.readouterr().out
+    bad = _write_plan(tmp_path, EditPlan([Ablate("3b:480")]), "bad.json")
+    assert main(["edit", "validate", bad]) == 0  # ranges need a checkpoint
+    capsys.readouterr()
+    assert main(["edit", "validate", bad, "--model", "inceptionv1_caffe"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: edits[0] (Ablate) field 'units'" in err and "0..479" in err
+    p = tmp_path / "typo.yaml"
+    p.write_text("schema_version: 1\nedits:\n- {type: Ablate, units: ['3b:1'], mode: maen}\n")
+    assert main(["edit", "validate", str(p)]) == 2
+    assert "field 'mode'" in capsys.readouterr().err
+    assert main(["edit", "validate", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_cli_edit_apply_and_diff(tmp_path, capsys, caffe_model, images_dir):
+    from circuits import load_model
+    from edits import load_model as edits_load_model
+    from studies.cli import main
+
+    plan = _write_plan(tmp_path, EditPlan([Ablate(["3b:379", "3b:385"]), Ablate("4a:3", mode="resample")], name="c"))
+    out = tmp_path / "edited.safetensors"
+    assert main(["edit", "apply", plan, "--model", "inceptionv1_caffe", "--out", str(out),
+                 "--save-plan", str(tmp_path / "applied.json")]) == 0
+    text = capsys.readouterr().out
+    assert "1,602 weights changed in 2 tensor(s), 1 intervention(s)" in text and f"wrote {out}" in text
+    reference, _ = EditPlan([Ablate(["3b:379", "3b:385"])]).apply(caffe_model)
+    assert _hashes(load_model("inceptionv1_caffe", weights=out)) == _hashes(reference)
+    loaded = edits_load_model(out)
+    assert _hashes(loaded) == _hashes(reference)
+    hooks = EditPlan.from_dict(loaded.edit_plan).install_interventions(loaded)
+    assert [h.name for h in hooks] == ["mixed4a"]
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["edit_plan"]) == EditPlan.load(tmp_path / "applied.json").to_dict()
+    assert main(["edit", "apply", plan, "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    assert main(["edit", "diff", plan, "--model", "inceptionv1_caffe", "--top", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "2 tensor(s) differ, 1,602 entries changed; 1 intervention(s)" in text
+    assert "mixed3b.b5x5.conv.weight  (96×32×5×5)  changed 1,600 / 76,800" in text
+    assert "intervention on mixed4a: resample mixed4a:3 (seed 0)" in text
+    assert main(["edit", "diff", plan, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    w = {t["key"]: t for t in d["tensors"]}["mixed3b.b5x5.conv.weight"]
+    assert w["changed"] == 1600 and len(w["top"]) == 3 and w["top"][0]["after"] == 0.0
+    assert w["max_abs"] == pytest.approx(abs(w["top"][0]["before"]))
+
+    mean = _write_plan(tmp_path, EditPlan([Ablate("3b:379", mode="mean")]), "mean.json")
+    assert main(["edit", "diff", mean]) == 2
+    assert "--reference" in capsys.readouterr().err
+    assert main(["edit", "diff", mean, "--reference", str(images_dir), "--n-reference", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "mixed3b.b5x5.conv.bias  (96)  changed 1 / 96" in text
+
+
+def test_weight_diff_reports_changes_growth_and_new_tensors():
+    from torch import nn
+
+    from edits.diff import weight_diff
+
+    a = nn.Module()
+    a.w = nn.Parameter(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    a.same = nn.Parameter(torch.ones(3))
+    b = copy.deepcopy(a)
+    b.w = nn.Parameter(torch.tensor([[1.0, -2.0, 0.0], [3.0, 4.5, 7.0], [0.0, 0.0, 0.0]]))
+    b.extra = nn.Parameter(torch.tensor([0.0, 5.0]))
+    d = {x.key: x for x in weight_diff(a, b, top=5)}
+    assert set(d) == {"w", "extra"}
+    w = d["w"]
+    assert (w.status, w.changed, w.numel, w.max_abs) == ("resized", 2, 4, 4.0)
+    assert w.top == [((0, 1), 2.0, -2.0), ((1, 1), 4.0, 4.5)]
+    assert w.added == {0: (2, 3), 1: (2, 3)} and (w.new_entries, w.new_nonzero) == (5, 1)
+    assert (d["extra"].status, d["extra"].new_nonzero) == ("added", 1)
+    json.dumps([x.to_dict() for x in d.values()])
+
+
+def test_cli_edit_diff_shows_added_channels(tmp_path, capsys):
+    from studies.cli import main
+
+    p = tmp_path / "prune.yaml"
+    p.write_text("schema_version: 1\nedits:\n"
+                 "- {type: PrunePathway, src: mixed3a/curves, dst: ['mixed3b:379'], sign: negative}\n")
+    assert main(["edit", "diff", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "mixed3b.b5x5_bottleneck.conv.weight" in out and "added channels: dim 0" in out
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # ablating a unit whose incoming weights another edit rewrites
+        lambda E: [E.Ablate("3b:379"), E.PrunePathway(src="3a:1", dst="3b:379", sign="negative")],
+        lambda E: [E.PrunePathway(src="mixed3a/curves", dst="3b:379", sign="negative"), E.Ablate("3b:379", mode="mean",
+                                                                                               means=[1.0])],
+        lambda E: [E.Ablate("3b:379", mode="resample"), E.Scale(src="3a:1", dst="3b:379", factor=2.0)],
+        # two edits rewriting the same weights
+        lambda E: [E.Scale(src="3a:1", dst="3b:379", factor=2.0), E.PrunePathway(src="3a:1", dst="3b:379")],
+    ],
+    ids=["ablate+prune", "prune+mean", "resample+scale", "scale+prune"],
+)
+def test_structural_and_ablation_edits_on_the_same_unit_conflict(caffe_model, make):
+    import edits
+
+    with pytest.raises(EditError, match=r"edits\[1\]"):
+        EditPlan(make(edits)).validate(caffe_model)

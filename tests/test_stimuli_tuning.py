@@ -9,9 +9,21 @@ import pandas as pd
 import pytest
 import torch
 
+from circuits import InceptionV1
 from circuits.geometry import measurement_window, receptive_field
 from studies import stimuli as S
-from studies.tuning import measure, radial_tuning, tuning_metrics
+from studies.tuning import cone_plan, fast_path_problem, measure, radial_tuning, tuning_metrics
+
+FAMILIES = {
+    "curve": lambda **kw: S.curves([60], [20], **kw),
+    "line": lambda **kw: S.lines([60], **kw),
+    "filled_curve": lambda **kw: S.filled_curves([60], [20], **kw),
+    "angle": lambda **kw: S.angles([60], 90, 6, **kw),
+    "filled_angle": lambda **kw: S.angles([60], 90, 6, filled=True, **kw),
+    "combed_curve": lambda **kw: S.combed_curves([60], [20], "both", **kw),
+    "combing": lambda **kw: S.combing_lines([60], [20], "inward", **kw),
+    "concentric_curves": lambda **kw: S.concentric_curves([60], [20], 3, 5, **kw),
+}
 
 
 # ----------------------------------------------------------------------------- stimuli
@@ -23,6 +35,28 @@ def test_render_is_deterministic_and_in_range():
     assert float(a.min()) >= 0 and float(a.max()) <= 1
     # anti-aliased: intermediate grey levels exist
     assert ((a > 0.05) & (a < 0.95)).any()
+
+
+@pytest.mark.parametrize("kind", list(FAMILIES))
+def test_every_family_renders_deterministically_antialiased_and_coloured(kind):
+    st = FAMILIES[kind](fg=(1, 0, 0), bg=(0, 0, 1)).at(64, 31.5)
+    a = st.render()
+    assert torch.equal(a, st.render()) and a.shape == (1, 3, 64, 64)
+    assert st.meta["kind"].tolist() == [kind]
+    ink = st.ink()[0]
+    assert ((ink > 0.05) & (ink < 0.95)).any(), "edges are anti-aliased"
+    assert (ink > 0.99).any() and (ink < 0.01).any()
+    # colour = bg + (fg - bg) · ink, for every kind
+    expect = torch.tensor([0.0, 0, 1]).view(3, 1, 1) + torch.tensor([1.0, 0, -1]).view(3, 1, 1) * ink
+    assert torch.allclose(a[0], expect, atol=1e-6)
+
+
+def test_mixed_kinds_render_in_order():
+    st = S.curves([0], [20]) + S.lines([45]) + S.angles([90], 60, 0) + S.curves([10], [30])
+    assert st.meta["stimulus"].tolist() == [0, 1, 2, 3]
+    a = st.at(48).render()
+    for i, part in enumerate([S.curves([0], [20]), S.lines([45]), S.angles([90], 60, 0), S.curves([10], [30])]):
+        assert torch.equal(a[i], part.at(48).render()[0])
 
 
 @pytest.mark.parametrize("orientation,side", [(90, "above"), (270, "below"), (0, "right"), (180, "left")])
@@ -40,6 +74,32 @@ def test_orientation_convention(orientation, side):
     assert ink[int(c), int(c)] > 0.5  # the arc passes through the centre
 
 
+def _ink_direction(st: S.Stimuli, size: int = 81) -> float:
+    """Direction (deg, y up) of the ink's centroid from the stimulus centre."""
+    ax = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    inside = (ax.view(1, -1) ** 2 + ax.view(-1, 1) ** 2) <= ((size - 1) / 2) ** 2  # a disc: no square clipping
+    ink = st.at(size).ink()[0] * inside
+    x = (ink * ax.view(1, -1)).sum() / ink.sum()
+    y = (ink * -ax.view(-1, 1)).sum() / ink.sum()
+    return math.degrees(math.atan2(float(y), float(x))) % 360
+
+
+@pytest.mark.parametrize("theta", [0.0, 37.0, 90.0, 200.0, 301.5])
+@pytest.mark.parametrize("make", [
+    lambda o: S.curves([o], [25]),
+    lambda o: S.filled_curves([o], [25]),
+    lambda o: S.angles([o], 90, 0),
+    lambda o: S.angles([o], 60, 12),
+    lambda o: S.angles([o], 90, 0, filled=True),
+    lambda o: S.combed_curves([o], [25], "inward"),
+    lambda o: S.concentric_curves([o], [25], 3, 6),
+], ids=["curve", "filled", "sharp_angle", "rounded_angle", "filled_angle", "combed", "concentric"])
+def test_every_family_bulges_the_same_way(theta, make):
+    """A curve, an angle, a filled curve … of orientation θ all open towards θ."""
+    d = _ink_direction(make(theta))
+    assert abs((d - theta + 180) % 360 - 180) < 3, d
+
+
 def test_infinite_radius_is_a_line():
     a = S.curves([30, 120], [math.inf]).at(64, 31.5).render()
     b = S.lines([30, 120]).at(64, 31.5).render()
@@ -52,18 +112,112 @@ def test_arc_degrees_limits_the_arc():
     assert (1 - half).sum() < 0.4 * (1 - full).sum()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(orientations=[float("nan")]), "orientations"),
-    (dict(radii=[-5]), "radii"),
-    (dict(radii=[0]), "radii"),
-    (dict(stroke_width=0), "stroke_width"),
-    (dict(arc_degrees=0), "arc_degrees"),
-    (dict(size=0), "size"),
-    (dict(fg=(0, 0, 2)), "fg"),
+def test_position_offsets_move_the_stimulus():
+    """dx right, dy up: the same as moving the render centre."""
+    moved = S.curves([30, 250], [20], positions=[(5.0, -3.0), (0.0, 0.0)]).at(64, 31.0)
+    assert moved.meta[["dx", "dy"]].values.tolist() == [[5, -3], [0, 0], [5, -3], [0, 0]]
+    a = moved.render()
+    b = S.curves([30, 250], [20]).at(64, (36.0, 34.0)).render()
+    assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[2], b[1], atol=1e-5)
+    assert torch.equal(a[1], S.curves([30], [20]).at(64, 31.0).render()[0])
+
+
+def test_filled_curve_fills_the_disc_side():
+    ink = S.filled_curves([90], [20]).at(101).ink()[0]
+    c = 50
+    assert ink[c - 20, c] == 1.0  # the circle's centre, 20 px above
+    assert ink[c + 5, c] == 0.0 and ink[c - 43, c] == 0.0 and ink[c - 20, c + 23] == 0.0  # outside the disc
+    assert 0.3 < float(ink[c, c]) < 0.7  # the edge passes through the stimulus centre
+    seg = S.filled_curves([90], [20], arc_degrees=180).at(101).ink()[0]
+    assert seg[c - 25, c] == 0.0 and seg[c - 10, c] == 1.0  # cut by the chord 20 px above
+
+
+def test_angle_corner_and_angle_to_curve():
+    # sharp angle: ink at the corner, arms along ±45° from the bisector (θ = 90: up-left, up-right)
+    sharp = S.angles([90], 90, 0).at(81).ink()[0]
+    assert sharp[40, 40] > 0.5 and sharp[40 - 20, 40 - 20] > 0.5 and sharp[40 - 20, 40 + 20] > 0.5
+    assert sharp[40 - 20, 40] < 0.01  # the inside is empty
+    # a rounded corner of radius r is the curve of radius r near the stimulus centre
+    ang = S.angles([90], 90, 30).at(81).ink()[0]
+    cur = S.curves([90], [30]).at(81).ink()[0]
+    near = slice(40 - 8, 40 + 9)
+    assert torch.allclose(ang[near, near], cur[near, near], atol=1e-4)
+    # ... and in a 91-px window a 90° angle with r = 128 is exactly the curve (arms start outside)
+    assert torch.allclose(S.angles([33], 90, 128).at(91).ink(), S.curves([33], [128]).at(91).ink(), atol=1e-4)
+    series = S.angle_to_curve_series(45, [16, 0, 4])
+    assert series.meta["corner_radius"].tolist() == [0, 4, 16] and series.meta["step"].tolist() == [0, 1, 2]
+    assert series.meta["arc_degrees"].tolist() == [90, 90, 90]
+    assert series.meta["curvature"].iloc[0] == math.inf
+
+
+def test_combing_teeth_sides_and_spacing():
+    r, length, sp, w = 25.0, 8.0, 8.0, 2.0
+    plain = S.curves([90], [r]).at(101).ink()
+    teeth = {s: S.combing_lines([90], [r], s, sp, length).at(101).ink()[0] for s in S.COMB_SIDES}
+    combed = S.combed_curves([90], [r], "inward", sp, length).at(101).ink()
+    # combed = curve ∪ teeth (coverage of the nearer stroke)
+    assert torch.allclose(combed, torch.maximum(plain, teeth["inward"].unsqueeze(0)), atol=1e-6)
+    ax = torch.arange(101, dtype=torch.float32) - 50
+    rho = torch.sqrt(ax.view(1, -1) ** 2 + (-ax.view(-1, 1) - r) ** 2)  # distance to the circle's centre
+    assert float(rho[teeth["inward"] > 0.01].max()) <= r + w / 2 + 1
+    assert float(rho[teeth["outward"] > 0.01].min()) >= r - w / 2 - 1
+    assert float(rho[teeth["both"] > 0.01].min()) < r - length + 2 and float(rho[teeth["both"] > 0.01].max()) > r + length - 2
+    # a tooth at the stimulus centre; a combed straight line has a tooth every spacing_px
+    assert teeth["inward"][50 - 4, 50] > 0.9
+    row = S.combing_lines([90], [math.inf], "inward", sp, length).at(101).ink()[0, 50 - 4]
+    runs = int(((row[1:] > 0.5) & (row[:-1] <= 0.5)).sum())
+    assert runs in (12, 13)  # 101 px / 8 px
+
+
+def test_concentric_curves_count():
+    ink = S.concentric_curves([90], [30], n=4, gap_px=6).at(161).ink()[0]  # radii 21, 27, 33, 39
+    col = ink[:, 80]
+    runs = int(((col[1:] > 0.5) & (col[:-1] <= 0.5)).sum())
+    assert runs == 8  # each of 4 circles crosses the vertical through the centre twice
+    st = S.concentric_curves([0], [math.inf], n=3, gap_px=5).at(41)
+    assert st.ink()[0][:, 20].min() > 0.9  # odd n: the middle line passes through the centre
+
+
+def test_grids():
+    assert len(S.orientation_grid(0.5)) == 720 and S.orientation_grid(0.5)[1] == 0.5
+    assert S.orientation_grid(7)[-1] < 360
+    r = S.radius_grid(32)
+    assert len(r) == 32 and r[0] == 8 and abs(r[-1] - 200) < 1e-9
+    assert len(S.curves(S.orientation_grid(0.5), r)) == 23040
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: S.curves(orientations=[float("nan")]), "orientations"),
+    (lambda: S.curves(radii=[-5]), "radii"),
+    (lambda: S.curves(radii=[0]), "radii"),
+    (lambda: S.curves(radii=[float("nan")]), "radii"),
+    (lambda: S.curves(stroke_width=0), "stroke_width"),
+    (lambda: S.curves(arc_degrees=0), "arc_degrees"),
+    (lambda: S.curves(size=0), "size"),
+    (lambda: S.curves(fg=(0, 0, 2)), "fg"),
+    (lambda: S.curves(positions=[(float("nan"), 0)]), "positions"),
+    (lambda: S.curves([0], [10]).at(0), "size"),
+    (lambda: S.lines(length=-1), "length"),
+    (lambda: S.filled_curves(radii=[math.inf]), "radii"),
+    (lambda: S.angles([0], opening_degrees=0), "opening_degrees"),
+    (lambda: S.angles([0], opening_degrees=180), "opening_degrees"),
+    (lambda: S.angles([0], corner_radius=-1), "corner_radius"),
+    (lambda: S.angles([float("nan")]), "orientations"),
+    (lambda: S.angle_to_curve_series(float("nan")), "orientation"),
+    (lambda: S.angle_to_curve_series(0, [-1]), "corner_radii"),
+    (lambda: S.combed_curves(side="sideways"), "side"),
+    (lambda: S.combed_curves(spacing_px=0), "spacing_px"),
+    (lambda: S.combing_lines(length_px=-2), "length_px"),
+    (lambda: S.concentric_curves(n=0), "n"),
+    (lambda: S.concentric_curves(gap_px=0), "gap_px"),
+    (lambda: S.concentric_curves([0], [5], n=3, gap_px=6), "innermost"),
+    (lambda: S.orientation_grid(0), "orientation_step"),
+    (lambda: S.radius_grid(0), "n"),
 ])
-def test_bad_stimulus_parameters_raise(kwargs, match):
-    with pytest.raises(S.StimulusError, match=match):
-        S.curves(**kwargs)
+def test_bad_stimulus_parameters_raise(make, match):
+    with pytest.raises(S.StimulusError, match=match) as e:
+        make()
+    assert any(w in str(e.value) for w in ("must be", "range", "one of")), str(e.value)
 
 
 def test_colours():
@@ -92,6 +246,48 @@ def test_receptive_field_matches_the_gradient(caffe_model):
     assert center == rf.center(pos)
 
 
+def test_cone_plan_crops_to_the_branch_receptive_field(caffe_model):
+    spec = caffe_model.spec
+    assert cone_plan(spec, "mixed3b", {"5x5"}).crop == 91
+    assert cone_plan(spec, "mixed3b", {"1x1"}).crop == receptive_field(spec, "mixed3b_1x1").size
+    assert cone_plan(spec, "mixed3b", {"1x1", "3x3"}).crop == receptive_field(spec, "mixed3b_3x3").size
+    assert cone_plan(spec, "conv2d2").crop == receptive_field(spec, "conv2d2").size
+    assert fast_path_problem(caffe_model) is None
+
+
+# ----------------------------------------------------------------------------- fast path = model.run
+MIXED_STIMULI = (S.curves([0, 90, 200], [15, 60]) + S.lines([10]) + S.angles([45], 90, 5)
+                 + S.combed_curves([300], [25], "outward") + S.filled_curves([120], [30], fg=(0.2, 0.5, 0.9))
+                 + S.curves([33], [40], positions=[(4, -7)]) + S.concentric_curves([150], [20], 3, 6, bg=0.7))
+
+#: units of every branch of mixed3a and mixed3b (first and last of each), and conv layers
+FAST_UNITS = {
+    "mixed3a": [0, 63, 64, 191, 192, 223, 224, 255],
+    "mixed3b": [0, 127, 128, 319, 320, 358, 415, 416, 479],
+    "conv2d2": [0, 146, 191],
+    "conv2d0": [0, 63],
+    "conv2d1": [5],
+}
+
+
+@pytest.mark.parametrize("layer", list(FAST_UNITS))
+def test_fast_path_equals_model_run_on_224px_images(caffe_model, layer):
+    """The receptive-field cone (crop, valid convolutions, only the needed branches and
+    channels, preprocessing folded into conv2d0) gives model.run's values on full images."""
+    idx = FAST_UNITS[layer]
+    units = [f"{layer}:{i}" for i in idx]
+    fast = measure(caffe_model, units, MIXED_STIMULI, fast=True)
+    naive = measure(caffe_model, units, MIXED_STIMULI, fast=False)
+    rf = receptive_field(caffe_model.spec, layer)
+    pos = 13 if layer.startswith("mixed") else 30
+    imgs = MIXED_STIMULI.at(224, rf.center(pos)).render()
+    act = caffe_model.run(imgs, [f"{layer}_pre_relu"])[f"{layer}_pre_relu"][:, :, pos, pos]
+    for i in idx:
+        ref = act[:, i].numpy()
+        np.testing.assert_allclose(fast[fast["index"] == i]["response"].to_numpy(), ref, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(naive[naive["index"] == i]["response"].to_numpy(), ref, rtol=1e-4, atol=1e-3)
+
+
 def test_cropped_measurement_equals_full_image(caffe_model):
     """Receptive-field cropping gives the same responses as 224-px images (to float tolerance)."""
     st = S.curves([0, 90, 200], [15, 60])
@@ -106,6 +302,48 @@ def test_cropped_measurement_equals_full_image(caffe_model):
             idx = int(u.split(":")[1])
             got = fast[fast["unit"] == f"{layer}:{idx}"]["response"].to_numpy()
             np.testing.assert_allclose(got, act[:, idx].numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_fast_path_with_lucid_padding():
+    """Lucid's TF 'SAME' geometry (random weights: its numerics, not its weights, are tested)."""
+    torch.manual_seed(0)
+    m = InceptionV1("inceptionv1").eval()
+    st = S.curves([0, 130], [12, 50]) + S.angles([250], 70, 0)
+    units = ["3a:5", "3a:100", "3a:200", "3a:250", "3b:10", "3b:200", "3b:400", "3b:470", "conv2d2:7"]
+    fast = measure(m, units, st, fast=True)
+    naive = measure(m, units, st, fast=False)
+    assert fast_path_problem(m) is None
+    np.testing.assert_allclose(fast["response"], naive["response"], rtol=1e-4, atol=1e-4)
+
+
+def test_hooks_send_measure_down_the_naive_path(caffe_model):
+    """An intervention (a forward hook) must be honoured: the fast path steps aside."""
+    st = S.curves([0, 180], [20])
+
+    def zero(mod, inp, out):
+        return out * 0
+
+    clean = measure(caffe_model, ["3b:358"], st)
+    h = caffe_model.hook_points["mixed3a"].register_forward_hook(zero)
+    try:
+        assert "hooks" in fast_path_problem(caffe_model)
+        with pytest.raises(ValueError, match="fast path unavailable"):
+            measure(caffe_model, ["3b:358"], st, fast=True)
+        hooked = measure(caffe_model, ["3b:358"], st)
+    finally:
+        h.remove()
+    assert not np.allclose(hooked["response"], clean["response"])
+    assert np.ptp(hooked["response"]) < 1e-3  # mixed3a zeroed: every stimulus gives the same value
+    assert fast_path_problem(caffe_model) is None
+
+
+def test_post_relu_and_thread_count(caffe_model):
+    st = S.curves([0, 90, 180, 270], [20, 60])
+    n = torch.get_num_threads()
+    pre = measure(caffe_model, ["3b:358", "3b:9"], st)
+    post = measure(caffe_model, ["3b:358", "3b:9"], st, pre_relu=False)
+    assert torch.get_num_threads() == n  # the worker threads do not leak their setting
+    np.testing.assert_allclose(post["response"], pre["response"].clip(lower=0), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- measures
