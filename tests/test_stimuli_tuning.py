@@ -381,3 +381,39 @@ def test_measure_rejects_units_outside_the_model(caffe_model):
         measure(caffe_model, ["3b:480"], S.curves([0], [10]))
     with pytest.raises(KeyError, match="valid layers"):
         measure(caffe_model, ["9z:1"], S.curves([0], [10]))
+
+
+def test_edited_and_linearised_models(caffe_model):
+    """Weight edits keep the fast path (and its values); a linearised copy, or a structure the
+    cone does not know, falls back to model.run."""
+    import copy
+
+    from circuits.model import linearized
+
+    st = S.curves([0, 90, 180, 270], [20, 60])
+    edited = copy.deepcopy(caffe_model)
+    with torch.no_grad():
+        edited.mixed3a.b5x5.conv.weight.mul_(-1.0)
+    assert fast_path_problem(edited) is None
+    np.testing.assert_allclose(measure(edited, ["3b:358"], st, fast=True)["response"],
+                               measure(edited, ["3b:358"], st, fast=False)["response"], rtol=1e-4, atol=1e-3)
+    lin = linearized(caffe_model)
+    assert "linear" in fast_path_problem(lin)
+    with pytest.raises(ValueError, match="fast path unavailable"):
+        measure(lin, ["3b:358"], st, fast=True)
+    np.testing.assert_allclose(measure(lin, ["3b:358"], st)["response"],
+                               measure(lin, ["3b:358"], st, fast=False)["response"], rtol=1e-6)
+
+
+def test_self_check_catches_changes_the_structural_checks_miss(caffe_model):
+    import copy
+
+    m = copy.deepcopy(caffe_model)
+    orig = m.mixed3a.forward
+    m.mixed3a.forward = lambda x: orig(x) * 0.5  # same modules, different function
+    st = S.curves([0, 180], [20])
+    assert fast_path_problem(m) is None
+    with pytest.raises(ValueError, match="self-check"):
+        measure(m, ["3b:358"], st, fast=True)
+    np.testing.assert_allclose(measure(m, ["3b:358"], st)["response"],
+                               measure(m, ["3b:358"], st, fast=False)["response"], rtol=1e-6)

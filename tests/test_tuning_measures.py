@@ -167,7 +167,7 @@ def test_cli_tune_with_images_and_a_family(tmp_path, images_dir, capsys):
     assert {"dataset_summary.csv", "histogram.csv", "top_examples.csv", "rotation.csv", "histogram.png",
             "top_examples.png", "rotation.png"} <= names
     s = json.loads((out / "summary.json").read_text())
-    assert s["targets"] == ["mixed3b/curves"] and len(s["units"]) >= 10 and "sigma" in s
+    assert s["targets"] == ["mixed3b/curves"] and len(s["units"]) >= 5 and "sigma" in s
     assert s["dataset"]["n_images"] == 6
     assert all("curve_sigma" in r and "dataset_frac_positive" in r for r in s["per_unit"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folders left
@@ -192,4 +192,4 @@ def test_parse_targets(caffe_model):
     assert [str(u) for u in units] == ["mixed3b:358", "mixed3b:9", "conv2d2:1"]
     assert labels == ["3b:358", "3b:9", "mixed3b:358", "conv2d2:1"]
     fam, labels = T.parse_targets(["mixed3b/curves"], caffe_model)
-    assert len(fam) >= 10 and labels == ["mixed3b/curves"] and all(u.layer == "mixed3b" for u in fam)
+    assert len(fam) >= 5 and labels == ["mixed3b/curves"] and all(u.layer == "mixed3b" for u in fam)
