@@ -23,7 +23,9 @@ Definition (deterministic; ``tests/test_reference.py`` recomputes it):
   with the unit's pre-ReLU statistics over :data:`N_IMAGES` evenly spaced images of the
   reference folder, all spatial positions (:func:`studies.discovery.reference_statistics_by_layer`);
   ``curve_sigma`` = (best curve − mean) / std, ``line_sigma`` likewise for the best line,
-  ``curve_line_ratio_sigma`` = the tool's ``ratio_sigma`` = (best curve − mean) / (best line − mean).
+  ``curve_line_ratio_sigma`` = the tool's ``ratio_sigma`` = (best curve − mean) / (best line − mean)
+  = curve_sigma / line_sigma, left empty (NaN) when the best line does not rise above the
+  dataset mean (``line_sigma`` ≤ 0: the tool's 1e-9 floor would give ~1e11).
 * ``combing_index`` (side ``both``), ``combing_inward``, ``combing_outward``:
   :func:`studies.tuning.combing_index` with its defaults (teeth spacing 8 px, length 8 px,
   2-px stroke) at each unit's preferred orientation and best radius
@@ -90,7 +92,8 @@ def reference_measurements(model, images_dir, families=FAMILIES, orientation_ste
                 preferred_orientation=met.loc[n, "preferred_orientation"], peak=met.loc[n, "peak"],
                 echo_ratio=met.loc[n, "echo_ratio"], tuning_width=met.loc[n, "tuning_width"],
                 curve_sigma=clp.loc[n, "curve_sigma"], line_sigma=clp.loc[n, "line_sigma"],
-                curve_line_ratio_sigma=clp.loc[n, "ratio_sigma"],
+                curve_line_ratio_sigma=(clp.loc[n, "ratio_sigma"] if clp.loc[n, "line_sigma"] > 0
+                                        else float("nan")),
                 best_curve_orientation=clp.loc[n, "best_curve_orientation"],
                 best_radius=bidx.loc[n, "best_radius"],
                 combing_index=comb.loc[n, "both"], combing_inward=comb.loc[n, "inward"],
