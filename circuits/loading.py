@@ -54,6 +54,52 @@ def resolve_weights(checkpoint: str, weights: str | Path | None = None) -> Path:
     raise WeightsError(f"no weights for {spec.name}: looked in {', '.join(tried)}. Use {hint}, or pass an explicit weights file (weights= in Python, --weights on the command line)")
 
 
+#: ``format`` metadata of files written by ``edits.save_model`` (edited, possibly widened models).
+EDITED_FORMAT = "circuits-edited-1"
+
+
+def _load_edited(path: Path, spec) -> InceptionV1 | None:
+    """An edited model file (``edits.save_model``): rebuild its structure and load it.
+    ``None`` for any other file."""
+    import json
+
+    from safetensors import safe_open
+
+    from .weights import state_digest
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            if meta.get("format") != EDITED_FORMAT:
+                return None
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception:  # not safetensors: let load_safetensors report it
+        return None
+    if meta.get("checkpoint") != spec.name:
+        raise WeightsError(f"{path} is an edited {meta.get('checkpoint')!r} model, not {spec.name!r}")
+    if "digest" in meta and state_digest(state) != meta["digest"]:
+        raise WeightsError(f"{path}: tensor contents do not match the digest stored when it was saved")
+    model = InceptionV1(spec)
+    model.restructure(json.loads(meta.get("structure") or "{}"))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: weights do not fit the recorded structure: {e}") from None
+    history = json.loads(meta.get("edit_history") or "[]")
+    plan = json.loads(meta.get("edit_plan") or "null")
+    if plan is not None:
+        model.edit_plan = plan
+    if history:
+        model.edit_history = history
+    if any(e.get("type") == "Ablate" and e.get("mode") == "resample" for p in history or [plan or {}]
+           for e in (p or {}).get("edits", [])):
+        log.warning("%s: its plan has resample ablations (activation interventions); they are not weights — "
+                    "re-install them with edits.EditPlan.from_dict(plan).install_interventions(model)", path)
+    model.weights_source = str(path)
+    model.requires_grad_(False)
+    return model
+
+
 def load_model(
     checkpoint: str = "inceptionv1_caffe",
     weights: str | Path | None = None,
@@ -64,8 +110,10 @@ def load_model(
     Args:
         checkpoint: ``"inceptionv1_caffe"`` (BVLC GoogLeNet) or ``"inceptionv1"`` (Lucid's
             inception5h); aliases such as ``"bvlc_googlenet"`` work.
-        weights: a canonical ``.safetensors`` file, a caffejs ``bvlc_googlenet`` folder, or
-            (Lucid) a lucent/captum ``inception5h.pth``. Default: the user cache.
+        weights: a canonical ``.safetensors`` file, an edited model written by
+            ``edits.save_model`` / ``circuits edit apply`` (its widened structure is rebuilt),
+            a caffejs ``bvlc_googlenet`` folder, or (Lucid) a lucent/captum
+            ``inception5h.pth``. Default: the user cache.
         device: where to put the model.
 
     Returns:
@@ -88,6 +136,9 @@ def load_model(
         state = load_lucid_pth(path)
         source = str(path)
     else:
+        edited = _load_edited(path, spec)
+        if edited is not None:
+            return edited.to(device).eval()
         state = load_safetensors(path, spec)
         source = str(path)
     model = InceptionV1(spec)

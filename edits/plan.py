@@ -716,7 +716,7 @@ def _check_reference(reference: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- record
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class EditRecord:
     """What :meth:`EditPlan.apply` changed, and how to undo it.
 
@@ -738,6 +738,11 @@ class EditRecord:
     touched: tuple[str, ...]
     inverse: tuple[SliceBackup | StructOp, ...]
     interventions: tuple[InstalledHook, ...] = ()
+
+    def __repr__(self) -> str:
+        n = self.plan.get("name", "") if isinstance(self.plan, dict) else ""
+        return (f"EditRecord(plan={n!r}, tensors_changed={len(self.changed)}, "
+                f"weights_changed={self.num_changed})")
 
     @property
     def tensors(self) -> tuple[str, ...]:

@@ -48,10 +48,12 @@ def plot_family_graph(fg: nx.DiGraph, path: str | Path | None = None, title: str
         x, y = pos[n]
         ax.scatter([x], [y], s=150 + 25 * a.get("size", 1), color="#f5f5f5", edgecolor="#333", zorder=3)
         ax.text(x, y - 0.32, f"{n.split('/')[1]} ({a.get('size', 0)})", ha="center", va="top", fontsize=8)
+    top = ax.get_ylim()[1]
     for x, layer in enumerate(layers):
-        ax.text(x, ax.get_ylim()[1] + 0.3, layer, ha="center", fontsize=11, weight="bold")
+        ax.text(x, top + 0.3, layer, ha="center", fontsize=11, weight="bold")
+    ax.set_ylim(ax.get_ylim()[0], top + 0.8)
     ax.set_axis_off()
-    ax.set_title(title or "family graph (red: excitatory, blue: inhibitory; width: strength)", fontsize=10, pad=24)
+    fig.suptitle(title or "family graph (red: excitatory, blue: inhibitory; width: strength)", fontsize=10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         fig.tight_layout()
@@ -100,7 +102,7 @@ _HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:16px;color:#222}
-svg{border:1px solid #ddd;background:#fff}
+svg{border:1px solid #ddd;background:#fff;max-width:100%;height:auto}
 .edge{fill:none;opacity:.7}.edge.dim{opacity:.07}.node{fill:#f4f4f4;stroke:#333;cursor:pointer}
 .node.sel{fill:#ffe08a}.label{font-size:11px;pointer-events:none}.layer{font-weight:bold;font-size:13px}
 #info{margin-top:8px;font-size:13px;min-height:3em;white-space:pre}
@@ -108,7 +110,7 @@ svg{border:1px solid #ddd;background:#fff}
 <h2>__TITLE__</h2>
 <p>Families (circles, area ∝ units) connected by expanded weights: red excitatory, blue inhibitory,
 width ∝ summed L2 strength. Click a family to highlight its pathways; hover an edge for numbers.</p>
-<svg id="g" width="__W__" height="__H__"></svg>
+<svg id="g" width="__W__" height="__H__" viewBox="0 0 __W__ __H__"></svg>
 <div id="info"></div>
 <script id="data" type="application/json">__DATA__</script>
 <script>

@@ -59,10 +59,10 @@ def plot_radial(
         ax.set_rlabel_position(100)
         ax.tick_params(axis="y", labelsize=7)
         if notes and v in notes:
-            ax.text(0.5, -0.12, notes[v], transform=ax.transAxes, ha="center", fontsize=8)
+            ax.text(0.5, -0.1, notes[v], transform=ax.transAxes, ha="center", va="top", fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 if notes else 0, 1, 1))
     if path is not None:
         fig.savefig(path, dpi=110)
         plt.close(fig)
