@@ -1,0 +1,438 @@
+"""Ablate each curve family (zero / mean / resample) and size-matched random controls; measure
+top-1/top-5 with paired bootstrap CIs and McNemar tests against the unedited model.
+
+``run_family_ablation(config, out)`` (CLI: ``circuits study family-ablation``):
+
+1. load the checkpoint; check ``--out`` and the image folder before any compute;
+2. for each family (packaged catalog) build ``Ablate(family, mode)`` for every mode, and the
+   same for ``controls`` random unit sets per family: drawn from the same branch(es) of the
+   same layer as the family, the same number of units per branch, never a family unit,
+   seeded by ``(seed, family, control number)``;
+3. mean ablation measures each unit's mean activation on reference images: ``reference_images``
+   images of the folder spread evenly over the files that are *not* evaluated (disjoint when
+   ``limit`` leaves enough; otherwise evenly spaced over all files, and the report says so);
+   resample draws donor images within each batch (seed ``seed``);
+4. all variants run through :func:`studies.sweep.run_sweep` (cached per plan, resumable);
+5. statistics per variant vs the unedited model, paired over images: change of top-1/top-5,
+   percentile bootstrap 95 % CI (``bootstrap`` resamples of the images, seeded; the same
+   resamples for every variant), exact two-sided McNemar test (binomial on the discordant
+   pairs, any count);
+6. the report folder (atomic): ``config.yaml``, ``results.csv`` (+ ``.parquet`` with pyarrow),
+   ``per_image.csv``, ``class_changes.csv``, ``accuracy_deltas.png``, ``most_affected.png``,
+   ``summary.md``, ``report.html``, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+DEFAULT_FAMILIES = ("conv2d2/curves", "mixed3a/curves", "mixed3b/curves", "mixed4a/curves")
+DEFAULT_MODES = ("zero", "mean", "resample")
+BASELINE = "unedited"
+
+
+@dataclass
+class FamilyAblationConfig:
+    """Everything needed to re-run the study (saved as ``config.yaml``)."""
+
+    model: str = "inceptionv1_caffe"
+    images: str = ""
+    weights: str | None = None
+    limit: int | None = None
+    families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
+    modes: list[str] = field(default_factory=lambda: list(DEFAULT_MODES))
+    controls: int = 1
+    seed: int = 0
+    bootstrap: int = 1000
+    reference_images: int = 50
+    jobs: int = 1
+    plans_per_pass: int = 8
+    batch_size: int = 64
+    device: str = "cpu"
+    cache_dir: str | None = None
+    hurt_examples: int = 8
+
+
+def _log(msg: str, t0: float, quiet: bool) -> None:
+    if not quiet:
+        print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- statistics
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: ``b``, ``c`` discordant counts, binomial(b + c, ½)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+def paired_stats(base: np.ndarray, var: np.ndarray, idx: np.ndarray) -> dict:
+    """Change of accuracy ``var - base`` (bool arrays over the same images) with a percentile
+    bootstrap CI over the resample index matrix ``idx`` (B, n) and the McNemar test."""
+    d = var.astype(np.float64) - base.astype(np.float64)
+    boot = d[idx].mean(axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    delta = float(d.mean())
+    b = int((base & ~var).sum())  # right → wrong
+    c = int((~base & var).sum())  # wrong → right
+    return {"delta": delta, "ci_low": float(min(lo, delta)), "ci_high": float(max(hi, delta)),
+            "lost": b, "gained": c, "mcnemar_p": mcnemar_exact(b, c)}
+
+
+# ---------------------------------------------------------------------------- controls
+def control_units(spec, family, k: int, seed: int) -> list[int]:
+    """Random units of ``family.layer``: per branch of the family, as many units of that
+    branch, none of the family's; seeded by ``(seed, family key, k)``."""
+    from circuits.spec import CONV_LAYERS
+
+    rng = random.Random(f"{seed}|{family.key}|{k}")
+    fam = set(family.units)
+    width = spec.layer_width(family.layer)
+    if family.layer in CONV_LAYERS:
+        pool = {"all": [i for i in range(width) if i not in fam]}
+        need = {"all": len(fam)}
+    else:
+        pool, need = {}, {}
+        for u in family.units:
+            need[spec.branch_of(family.layer, u)] = need.get(spec.branch_of(family.layer, u), 0) + 1
+        for i in range(width):
+            br = spec.branch_of(family.layer, i)
+            if br in need and i not in fam:
+                pool.setdefault(br, []).append(i)
+    out: list[int] = []
+    for br in sorted(need):
+        if len(pool.get(br, [])) < need[br]:
+            raise ValueError(f"{family.key}: branch {br} has too few non-family units for a control")
+        out += rng.sample(pool[br], need[br])
+    return sorted(out)
+
+
+def reference_for(images: str, evaluated: set[str], n: int) -> tuple[torch.Tensor, str]:
+    """``n`` images evenly spaced over the folder's images not in ``evaluated`` (all images if
+    fewer than ``n`` remain), preprocessed like classification; and a description."""
+    from .classify import load_image
+    from .discovery import list_images
+
+    files = list_images(images)
+    rest = [p for p in files if str(p) not in evaluated and str(p.resolve()) not in evaluated]
+    disjoint = len(rest) >= n
+    pool = rest if disjoint else files
+    step = max(1, len(pool) // n)
+    out, used = [], []
+    for p in pool[::step]:
+        if len(out) == n:
+            break
+        try:
+            out.append(load_image(p))
+            used.append(p.name)
+        except Exception:  # noqa: BLE001 - unreadable files are skipped, as in classification
+            continue
+    if not out:
+        raise ValueError(f"no readable reference image in {images}")
+    desc = (f"{len(out)} images evenly spaced over the {len(pool)} {'non-evaluated' if disjoint else ''} "
+            f"images of {Path(images).name} ({'disjoint from' if disjoint else 'OVERLAPPING'} the evaluated set); "
+            f"first {used[0]}, last {used[-1]}").replace("  ", " ")
+    return torch.stack(out), desc
+
+
+# ---------------------------------------------------------------------------- the study
+def _split(v) -> list[str]:
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return list(v)
+
+
+def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite: bool = False,
+                        progress: bool = True) -> dict:
+    """Run the study and write the report folder ``out``; returns ``metrics.json``'s dict.
+
+    Raises:
+        ReportExistsError: ``out`` non-empty without ``overwrite`` (checked first).
+        FileNotFoundError, ValueError: bad images folder, families, modes or settings (before compute).
+    """
+    from circuits import load_model
+    from circuits.catalog import load_catalog
+    from circuits.labels import class_names
+    from edits import ABLATE_MODES, Ablate, EditPlan
+
+    from .classify import ImageFolderDataset, wnid_index
+    from .report import check_out_dir, report_folder, write_json, write_yaml
+    from .sweep import run_sweep
+
+    t0 = time.perf_counter()
+    quiet = not progress
+    check_out_dir(out, overwrite)
+    families, modes = _split(config.families), _split(config.modes)
+    bad = [m for m in modes if m not in ABLATE_MODES]
+    if bad or not modes:
+        raise ValueError(f"--modes: {bad or 'none given'}; choose from {', '.join(ABLATE_MODES)}")
+    if not families:
+        raise ValueError("--families: none given")
+    if config.controls < 0 or config.bootstrap < 1 or config.jobs < 1:
+        raise ValueError("--controls must be ≥ 0, --bootstrap and --jobs ≥ 1")
+    if config.limit is not None and config.limit < 1:
+        raise ValueError(f"--limit must be ≥ 1, got {config.limit}")
+    if not config.images or not Path(config.images).is_dir():
+        raise FileNotFoundError(f"--images {config.images!r} is not a folder")
+    try:
+        ImageFolderDataset(config.images, {})
+    except OSError as e:
+        raise FileNotFoundError(f"--images {config.images}: cannot read the folder ({e})") from None
+    config = dataclasses.replace(config, images=str(Path(config.images).resolve()), families=families, modes=modes)
+    torch.manual_seed(config.seed)
+    model = load_model(config.model, weights=config.weights, device=config.device)
+    ds = ImageFolderDataset(config.images, wnid_index(model))
+    try:
+        ds_eval = ds.head(config.limit)
+    except PermissionError as e:
+        raise FileNotFoundError(str(e)) from None
+    if len(ds_eval) == 0:
+        reason = f" (e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]})" if ds.skipped else ""
+        raise ValueError(f"--images {config.images} has no usable labelled image{reason}; expected files "
+                         f"<wnid>_*.JPEG or <wnid>/*.JPEG")
+    cat = load_catalog(model.spec)
+    fams = []
+    for key in families:
+        if key not in cat:
+            raise ValueError(f"--families: {key!r} is not in the {model.spec.name} catalog; "
+                             f"valid: {', '.join(k for k in cat if k.endswith('/curves'))}")
+        fams.append(cat[key])
+    _log(f"loaded {model.spec.name}; {len(ds_eval)} images; families "
+         + ", ".join(f"{f.key} ({len(f)})" for f in fams), t0, quiet)
+
+    # plans
+    plans: dict = {BASELINE: None}
+    rows = []  # variant metadata
+    unit_sets: dict[str, dict] = {}
+    for f in fams:
+        sets = [(f.key, "family", 0, list(f.units))]
+        for k in range(1, config.controls + 1):
+            sets.append((f"{f.key}~control{k}", "control", k, control_units(model.spec, f, k, config.seed)))
+        for set_name, kind, k, units in sets:
+            unit_sets[set_name] = {"layer": f.layer, "units": units, "kind": kind}
+            for mode in modes:
+                name = f"{set_name}|{mode}"
+                refs = f if kind == "family" else [f"{f.layer}:{u}" for u in units]
+                plans[name] = EditPlan([Ablate(refs, mode=mode, seed=config.seed if mode == "resample" else None)],
+                                       name=name)
+                rows.append({"variant": name, "family": f.key, "layer": f.layer, "kind": kind, "control": k,
+                             "mode": mode, "n_units": len(units)})
+    reference, ref_desc = None, None
+    if "mean" in modes:
+        reference, ref_desc = reference_for(config.images, {s[0] for s in ds_eval.samples}, config.reference_images)
+        _log(f"reference for mean ablation: {ref_desc}", t0, quiet)
+
+    _log(f"sweep: {len(plans)} variants", t0, quiet)
+    t_sweep = time.perf_counter()
+    sw = run_sweep(plans, config.images, model=model, weights=config.weights, limit=config.limit,
+                   reference=reference, cache_dir=config.cache_dir, jobs=config.jobs,
+                   plans_per_pass=config.plans_per_pass, batch_size=config.batch_size, device=config.device,
+                   num_workers=0, progress=progress, log=lambda m: _log(m, t0, quiet))
+    sweep_s = time.perf_counter() - t_sweep
+
+    # statistics
+    pi = sw.per_image
+    base = pi[pi["variant"] == BASELINE].reset_index(drop=True)
+    n = len(base)
+    rng = np.random.default_rng(config.seed)
+    idx = rng.integers(0, n, size=(config.bootstrap, n))
+    b1, b5 = base["correct_top1"].to_numpy(bool), base["correct_top5"].to_numpy(bool)
+    results = [{"variant": BASELINE, "family": "", "layer": "", "kind": "baseline", "control": 0, "mode": "",
+                "n_units": 0, "n_images": n, "top1": float(b1.mean()), "top5": float(b5.mean())}]
+    class_rows = []
+    names = class_names(model.spec)
+    for meta in rows:
+        v = pi[pi["variant"] == meta["variant"]].reset_index(drop=True)
+        assert (v["path"].to_numpy() == base["path"].to_numpy()).all()
+        v1, v5 = v["correct_top1"].to_numpy(bool), v["correct_top5"].to_numpy(bool)
+        r = dict(meta, n_images=n, top1=float(v1.mean()), top5=float(v5.mean()))
+        for tag, bb, vv in (("top1", b1, v1), ("top5", b5, v5)):
+            s = paired_stats(bb, vv, idx)
+            r.update({f"{tag}_{k}": val for k, val in s.items()})
+        results.append(r)
+        # per class: accuracy change (flips when one image per class)
+        df = pd.DataFrame({"wnid": base["wnid"], "label": base["label"], "b": b1, "v": v1, "lost": b1 & ~v1})
+        g = df.groupby(["wnid", "label"]).agg(n=("b", "size"), before=("b", "mean"), after=("v", "mean"),
+                                              lost=("lost", "sum"))
+        g = g.reset_index()
+        g["change"] = g["after"] - g["before"]
+        g = g[g["change"] != 0]
+        for _, c in g.iterrows():
+            class_rows.append({"variant": meta["variant"], "wnid": c["wnid"], "class": names[int(c["label"])],
+                               "n_images": int(c["n"]), "top1_before": float(c["before"]),
+                               "top1_after": float(c["after"]), "top1_change": float(c["change"]),
+                               "lost": int(c["lost"])})
+    res = pd.DataFrame(results)
+    class_changes = pd.DataFrame(class_rows, columns=["variant", "wnid", "class", "n_images", "top1_before",
+                                                       "top1_after", "top1_change", "lost"])
+    class_changes = class_changes.sort_values(["variant", "top1_change", "wnid"], kind="stable")
+    per_image = pi.drop(columns=["top5"]).assign(top5=pi["top5"].map(lambda t: " ".join(map(str, t))))
+
+    metrics = {
+        "checkpoint": model.spec.name,
+        "n_images": n, "n_skipped": int(len(sw.skipped)),
+        "baseline": {"top1": float(b1.mean()), "top5": float(b5.mean())},
+        "unit_sets": unit_sets,
+        "reference": ref_desc,
+        "variants": {r["variant"]: {k: r[k] for k in r if k != "variant"} for r in results[1:]},
+        "sweep": {"plans": len(plans), "computed": len(sw.computed), "loaded": len(sw.loaded),
+                  "seconds": round(sweep_s, 1), "jobs": config.jobs},
+    }
+
+    with report_folder(out, overwrite) as tmp:
+        write_yaml(tmp / "config.yaml", {**dataclasses.asdict(config), "reference_description": ref_desc,
+                                         "unit_sets": unit_sets, "bootstrap_seed": config.seed,
+                                         "resample_seed": config.seed, "control_seed": config.seed})
+        res.to_csv(tmp / "results.csv", index=False)
+        try:
+            import pyarrow  # noqa: F401
+
+            res.to_parquet(tmp / "results.parquet", index=False)
+        except ImportError:
+            pass
+        per_image.to_csv(tmp / "per_image.csv", index=False)
+        class_changes.to_csv(tmp / "class_changes.csv", index=False)
+        _plot_deltas(res, tmp / "accuracy_deltas.png", n)
+        worst = _worst_family_variant(res)
+        hurt = _hurt_examples(pi, base, worst, config.hurt_examples, names) if worst else []
+        _plot_examples(hurt, worst, tmp / "most_affected.png")
+        metrics["most_affected_variant"] = worst
+        metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
+        write_json(tmp / "metrics.json", metrics)
+        summary = _summary(config, metrics, res, class_changes, worst, ref_desc)
+        (tmp / "summary.md").write_text(summary)
+        from .report import write_html_report
+
+        write_html_report(tmp, f"Curve-family ablation: {model.spec.name}", [("Summary", summary)],
+                          figures=["accuracy_deltas.png", "most_affected.png"],
+                          tables={"Results per variant": res})
+    _log(f"report written to {out}", t0, quiet)
+    return metrics
+
+
+def _worst_family_variant(res: pd.DataFrame) -> str | None:
+    fam = res[res["kind"] == "family"]
+    if fam.empty:
+        return None
+    return str(fam.sort_values(["top1_delta", "variant"], kind="stable").iloc[0]["variant"])
+
+
+def _hurt_examples(pi, base, variant, k, names) -> list[dict]:
+    v = pi[pi["variant"] == variant].reset_index(drop=True)
+    lost = base["correct_top1"].to_numpy(bool) & ~v["correct_top1"].to_numpy(bool)
+    out = []
+    for i in np.flatnonzero(lost)[:k]:
+        out.append({"path": base.loc[i, "path"], "true": names[int(base.loc[i, "label"])],
+                    "before": names[int(base.loc[i, "pred"])], "after": names[int(v.loc[i, "pred"])]})
+    return out
+
+
+def _plot_deltas(res: pd.DataFrame, path: Path, n: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = res[res["kind"] != "baseline"].reset_index(drop=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(r) + 1.6), sharey=True)
+    y = np.arange(len(r))[::-1]
+    for ax, tag in zip(axes, ("top1", "top5")):
+        for kind, color in (("family", "tab:red"), ("control", "tab:gray")):
+            m = (r["kind"] == kind).to_numpy()
+            d = 100 * r[f"{tag}_delta"].to_numpy()[m]
+            lo = 100 * r[f"{tag}_ci_low"].to_numpy()[m]
+            hi = 100 * r[f"{tag}_ci_high"].to_numpy()[m]
+            ax.errorbar(d, y[m], xerr=[d - lo, hi - d], fmt="o", color=color, capsize=3,
+                        label="curve family" if kind == "family" else "random control (same branches)")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel(f"{tag} change vs unedited (percentage points, 95% bootstrap CI)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(r["variant"], fontsize=8)
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"Accuracy change per ablation ({n} images)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_examples(hurt: list[dict], variant: str | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .classify import load_image
+
+    if not hurt:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no image turned wrong under {variant}", ha="center", va="center")
+    else:
+        cols = min(4, len(hurt))
+        rows = math.ceil(len(hurt) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, h in zip(axes.flat, hurt):
+            ax.imshow(load_image(h["path"]).permute(1, 2, 0).numpy())
+            ax.set_title(f"true: {h['true'][:28]}\nbefore: {h['before'][:26]}\nafter: {h['after'][:27]}",
+                         fontsize=7)
+        fig.suptitle(f"Images turned wrong (top-1) by {variant}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(r, tag) -> str:
+    return (f"{100 * r[f'{tag}_delta']:+.1f} [{100 * r[f'{tag}_ci_low']:+.1f}, {100 * r[f'{tag}_ci_high']:+.1f}]")
+
+
+def _summary(config, m, res: pd.DataFrame, class_changes: pd.DataFrame, worst, ref_desc) -> str:
+    b = m["baseline"]
+    lines = [
+        f"# Curve-family ablation: {m['checkpoint']}", "",
+        f"- Images: {m['n_images']} of `{config.images}` (limit {config.limit}; {m['n_skipped']} skipped).",
+        f"- Unedited: top-1 {b['top1']:.4f}, top-5 {b['top5']:.4f}.",
+        f"- Modes: {', '.join(config.modes)}; {config.controls} random control(s) per family: the same number "
+        f"of units per branch of the same layer, no family unit, seed {config.seed}.",
+        f"- Mean ablation reference: {ref_desc or 'not used'}.",
+        "- Resample: each ablated unit takes its activation from another image of the same batch "
+        f"(derangement, seed {config.seed}, batch size {config.batch_size}).",
+        f"- Statistics: change vs unedited, paired over images; 95% percentile bootstrap CI "
+        f"({config.bootstrap} resamples, seed {config.seed}); exact two-sided McNemar test on the "
+        "discordant images (lost = right→wrong, gained = wrong→right).", "",
+        "## Results (percentage points)", "",
+        "| variant | units | top-1 | Δ top-1 [95% CI] | lost/gained | McNemar p | top-5 | Δ top-5 [95% CI] | p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in res[res["kind"] != "baseline"].iterrows():
+        lines.append(f"| {r['variant']} | {r['n_units']} | {r['top1']:.3f} | {_fmt(r, 'top1')} | "
+                     f"{int(r['top1_lost'])}/{int(r['top1_gained'])} | {r['top1_mcnemar_p']:.3g} | {r['top5']:.3f} | "
+                     f"{_fmt(r, 'top5')} | {r['top5_mcnemar_p']:.3g} |")
+    if worst:
+        cc = class_changes[class_changes["variant"] == worst].head(15)
+        one = bool((cc["n_images"] == 1).all()) if len(cc) else True
+        lines += ["", f"## Classes most hurt by {worst}", "",
+                  "One image per class in this sample: each row is a correct→wrong flip." if one else
+                  "Per-class top-1 change.", ""]
+        lines += [f"- {c['class']} ({c['wnid']}): {c['top1_before']:.2f} → {c['top1_after']:.2f}"
+                  for _, c in cc[cc["top1_change"] < 0].iterrows()] or ["- none"]
+        lines += ["", "Examples: `most_affected.png`; all variants: `class_changes.csv`."]
+    s = m["sweep"]
+    lines += ["", f"Sweep: {s['plans']} plans ({s['computed']} computed, {s['loaded']} from the cache), "
+              f"{s['seconds']} s, jobs={s['jobs']}. Wall time {m['wall_time_s']} s.", ""]
+    return "\n".join(lines)
