@@ -1,0 +1,29 @@
+"""``circuits study sweep``: every single-unit ablation of a family, cached per plan (a second
+run loads every plan from the cache and gives the same table)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from edits import Ablate, EditPlan
+from studies.cli import main
+
+
+def test_sweep_runs_resumes_and_reads_plan_files(tmp_path, images_dir, monkeypatch):
+    monkeypatch.setenv("CIRCUITS_CACHE", str(tmp_path / "cache"))
+    plan = tmp_path / "two.yaml"
+    EditPlan([Ablate("3b:358,3b:9")], name="two").save(plan)
+    args = ["study", "sweep", "--images", str(images_dir), "--limit", "4", "--single-unit-ablations",
+            "mixed3a/lines", "--plans", str(plan), "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    a = pd.read_csv(tmp_path / "a" / "results.csv")
+    b = pd.read_csv(tmp_path / "b" / "results.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 1 + 7 + 1 and "two" in set(a["variant"])
+    m1 = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert len(m1["computed"]) == 9 and m2["computed"] == [] and len(m2["loaded_from_cache"]) == 9
+    assert (tmp_path / "a" / "report.html").is_file()
