@@ -410,8 +410,8 @@ def _summary(config, m, res: pd.DataFrame, class_changes: pd.DataFrame, worst, r
         f"- Modes: {', '.join(config.modes)}; {config.controls} random control(s) per family: the same number "
         f"of units per branch of the same layer, no family unit, seed {config.seed}.",
         f"- Mean ablation reference: {ref_desc or 'not used'}.",
-        "- Resample: each ablated unit takes its activation from another image of the same batch "
-        f"(derangement, seed {config.seed}, batch size {config.batch_size}).",
+        *(["- Resample: each ablated unit takes its activation from another image of the same batch "
+           f"(derangement, seed {config.seed}, batch size {config.batch_size})."] if "resample" in config.modes else []),
         f"- Statistics: change vs unedited, paired over images; 95% percentile bootstrap CI "
         f"({config.bootstrap} resamples, seed {config.seed}); exact two-sided McNemar test on the "
         "discordant images (lost = right→wrong, gained = wrong→right).", "",
@@ -420,7 +420,7 @@ def _summary(config, m, res: pd.DataFrame, class_changes: pd.DataFrame, worst, r
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in res[res["kind"] != "baseline"].iterrows():
-        lines.append(f"| {r['variant']} | {r['n_units']} | {r['top1']:.3f} | {_fmt(r, 'top1')} | "
+        lines.append(f"| {str(r['variant']).replace('|', ' / ')} | {r['n_units']} | {r['top1']:.3f} | {_fmt(r, 'top1')} | "
                      f"{int(r['top1_lost'])}/{int(r['top1_gained'])} | {r['top1_mcnemar_p']:.3g} | {r['top5']:.3f} | "
                      f"{_fmt(r, 'top5')} | {r['top5_mcnemar_p']:.3g} |")
     if worst:
