@@ -1047,6 +1047,8 @@ def save_model(model: InceptionV1, path: str | Path) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> InceptionV1:
     """Rebuild a model written by :func:`save_model`: architecture (widened convolutions, linear
     paths) from the metadata, then the weights; ``edit_plan``/``edit_history`` restored.
+    (The same loader serves ``circuits.load_model(checkpoint, weights=path)`` and every
+    ``--weights`` option.)
 
     Returns:
         The model in eval mode, ``requires_grad`` off; outputs are bitwise those of the saved model.
@@ -1057,34 +1059,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Inceptio
     """
     from safetensors import safe_open
 
-    from circuits.weights import state_digest
+    from circuits.loading import load_model as _load
+    from circuits.weights import WeightsError
 
     path = Path(path).expanduser()
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
     if meta.get("format") != SAVE_FORMAT or "checkpoint" not in meta:
         raise ValueError(f"{path}: not an edited model written by edits.save_model (format {meta.get('format')!r})")
-    if "digest" in meta and state_digest(state) != meta["digest"]:
-        raise ValueError(f"{path}: tensor contents do not match the stored digest")
-    model = InceptionV1(get_spec(meta["checkpoint"]))
-    model.restructure(json.loads(meta.get("structure") or "{}"))
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the recorded structure: {e}") from None
-    plan = json.loads(meta.get("edit_plan") or "null")
-    history = json.loads(meta.get("edit_history") or "[]")
-    if plan is not None:
-        model.edit_plan = plan
-    if history:
-        model.edit_history = history
-    model.weights_source = str(path)
-    model.requires_grad_(False)
-    return model.to(device).eval()
+        return _load(meta["checkpoint"], weights=path, device=device)
+    except WeightsError as e:
+        raise ValueError(str(e)) from None
 
 
 __all__ = [
