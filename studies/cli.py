@@ -637,22 +637,6 @@ def _add_edit(subparsers) -> None:
     q.add_argument("--json", action="store_true", help="print the diff as JSON")
     _add_edit_common(q)
     q.set_defaults(func=_cmd_edit_diff)
-    w = sub.add_parser("sweep", help="evaluate many edit plans (files or every single-unit ablation of a family), "
-                       "cached per plan; resumes when interrupted")
-    _add_checkpoint_arg(w)
-    w.add_argument("--images", required=True)
-    w.add_argument("--plans", nargs="*", default=[], metavar="FILE", help="plan files (.json/.yaml)")
-    w.add_argument("--single-unit-ablations", metavar="FAMILY", help="add one Ablate per unit of FAMILY (e.g. mixed3b/curves)")
-    w.add_argument("--mode", default="zero", choices=["zero", "resample"], help="ablation mode for --single-unit-ablations")
-    w.add_argument("--limit", type=int, default=None)
-    w.add_argument("--jobs", type=int, default=1, help="worker processes")
-    w.add_argument("--batch-size", type=int, default=64)
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--out", required=True)
-    w.add_argument("--overwrite", action="store_true")
-    w.add_argument("--quiet", action="store_true")
-    _add_device_arg(w)
-    w.set_defaults(func=_cmd_study_sweep)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 

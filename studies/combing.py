@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from edits import EditPlan, PrunePathway
 
 from . import stimuli as S
 from .report import check_out_dir, report_folder, write_html_report, write_json, write_yaml
+from .report import log_step as _log
 from .tuning import best_stimulus, combing_index, compare, radial_tuning, tuning_metrics
 
 #: Layers this study handles and the activation that feeds each block (its input).
@@ -91,11 +91,6 @@ class CombingConfig:
     device: str = "cpu"
     num_workers: int | None = None
     seed: int = 0
-
-
-def _log(msg: str, t0: float, quiet: bool) -> None:
-    if not quiet:
-        print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- attribution

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from . import stimuli as S
 from .discovery import discover_curves, load_reference_images, reference_statistics
 from .plots import plot_radial
 from .report import check_out_dir, report_folder, write_json, write_yaml
+from .report import log_step as _log
 from .tuning import compare, radial_tuning, tuning_metrics
 
 
@@ -73,11 +73,6 @@ class CurveAblationConfig:
     device: str = "cpu"
     num_workers: int | None = None
     seed: int = 0
-
-
-def _log(msg: str, t0: float, quiet: bool) -> None:
-    if not quiet:
-        print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def run_curve_ablation(config: CurveAblationConfig, out: str | Path, overwrite: bool = False,

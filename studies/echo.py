@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from edits import EditError, EditPlan, Linearize, PrunePathway, in_branch
 from . import stimuli as S
 from .plots import plot_radial
 from .report import check_out_dir, report_folder, write_html_report, write_json, write_yaml
+from .report import log_step as _log
 from .tuning import compare, measure, radial_tuning, tuning_metrics
 
 LAYER = "mixed3b"
@@ -84,11 +84,6 @@ class EchoConfig:
     device: str = "cpu"
     num_workers: int | None = None
     seed: int = 0
-
-
-def _log(msg: str, t0: float, quiet: bool) -> None:
-    if not quiet:
-        print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def build_plans(model, family, src_curves) -> tuple[dict[str, EditPlan], dict]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +60,6 @@ class FamilyAblationConfig:
     device: str = "cpu"
     cache_dir: str | None = None
     hurt_examples: int = 8
-
-
-def _log(msg: str, t0: float, quiet: bool) -> None:
-    if not quiet:
-        print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -170,6 +164,7 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
 
     from .classify import ImageFolderDataset, wnid_index
     from .report import check_out_dir, report_folder, write_json, write_yaml
+    from .report import log_step as _log
     from .sweep import run_sweep
 
     t0 = time.perf_counter()

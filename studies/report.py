@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+
+
+def log_step(msg: str, t0: float, quiet: bool) -> None:
+    """Progress line on stderr, ``[  12.3s] msg`` (seconds since ``t0``), unless ``quiet``."""
+    if not quiet:
+        print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 class ReportExistsError(FileExistsError):
