@@ -51,3 +51,17 @@ def caffe_model(data_dir):
     from circuits import load_model
 
     return load_model("inceptionv1_caffe")
+
+
+@pytest.fixture(scope="session")
+def sample_batch(images_dir):
+    """``sample_batch(start, n)`` → ``(n, 3, 224, 224)`` sample images ``start … start+n`` in
+    sorted order, through the standard evaluation preprocessing (``studies.classify.load_image``)."""
+    from studies.classify import load_image
+
+    def load(start: int = 0, n: int = 4) -> torch.Tensor:
+        paths = sorted(images_dir.glob("*.JPEG"))[start:start + n]
+        assert len(paths) == n
+        return torch.stack([load_image(p) for p in paths])
+
+    return load

@@ -7,10 +7,8 @@ import dataclasses
 import hashlib
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from circuits import Family, Unit
 from edits import Ablate, Edit, EditError, EditPlan, EditRecord, producing_conv
@@ -39,26 +37,9 @@ def _hashes(model: torch.nn.Module) -> dict[str, str]:
     return out
 
 
-def _load_images(images_dir, n: int = 4, size: int = 224) -> torch.Tensor:
-    """The first ``n`` sample images: shorter side resized to ``size``, centre crop, RGB in [0, 1]."""
-    paths = sorted(images_dir.glob("*.JPEG"))[:n]
-    assert len(paths) == n
-    batch = []
-    for p in paths:
-        im = Image.open(p).convert("RGB")
-        w, h = im.size
-        s = size / min(w, h)
-        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        batch.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
-    return torch.stack(batch)
-
-
 @pytest.fixture(scope="module")
-def images(images_dir) -> torch.Tensor:
-    return _load_images(images_dir)
+def images(sample_batch) -> torch.Tensor:
+    return sample_batch(0, 4)
 
 
 @pytest.fixture(scope="module")

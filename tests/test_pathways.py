@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from circuits.expanded import expand
@@ -47,25 +45,9 @@ def _hashes(model: nn.Module) -> dict[str, str]:
     return {k: f"{tuple(v.shape)}:{_digest(v)}" for k, v in model.state_dict().items()}
 
 
-def _load_images(images_dir, n: int = 4, size: int = 224) -> torch.Tensor:
-    paths = sorted(images_dir.glob("*.JPEG"))[10:10 + n]
-    assert len(paths) == n
-    batch = []
-    for p in paths:
-        im = Image.open(p).convert("RGB")
-        w, h = im.size
-        s = size / min(w, h)
-        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        batch.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
-    return torch.stack(batch)
-
-
 @pytest.fixture(scope="module")
-def images(images_dir) -> torch.Tensor:
-    return _load_images(images_dir)
+def images(sample_batch) -> torch.Tensor:
+    return sample_batch(10, 4)
 
 
 @pytest.fixture(scope="module")
