@@ -213,6 +213,27 @@ class ImageFolderDataset(Dataset):
             return f"class {wnid!r} ({where}) is not in the model's class list"
         return None
 
+    @classmethod
+    def from_samples(cls, root: str | Path, wnid_to_index: Mapping[str, int], samples: Sequence[tuple[str, str, int]],
+                     size: int = 224, resize: int = 256) -> ImageFolderDataset:
+        """A dataset of the given ``samples`` ``[(path, wnid, label index)]`` (e.g. one shard of
+        a scanned folder's :attr:`samples`) without scanning ``root``; :attr:`skipped` is empty.
+
+        Raises:
+            ValueError: ``size``/``resize`` invalid, or a sample's label is not ``wnid_to_index[wnid]``.
+        """
+        if not (0 < size <= resize):
+            raise ValueError(f"need 0 < size <= resize; got size={size}, resize={resize}")
+        out = object.__new__(cls)
+        out.root, out.wnid_to_index, out.size, out.resize = Path(root), dict(wnid_to_index), size, resize
+        out.samples = [(str(p), w, int(i)) for p, w, i in samples]
+        for p, w, i in out.samples:
+            if out.wnid_to_index.get(w) != i:
+                raise ValueError(f"sample {p}: label {i} is not the class index of {w!r}")
+        out.skipped = []
+        out._order = [(p, True) for p, _, _ in out.samples]
+        return out
+
     def head(self, n: int | None) -> ImageFolderDataset:
         """A copy limited to the first ``n`` samples in sorted order; :attr:`skipped` keeps
         only the entries met up to the ``n``-th sample. ``None`` → ``self``.

@@ -86,6 +86,35 @@ def _add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N, mps or auto")
 
 
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Add ``--executor/--address/--gpus-per-task/--cpus-per-task/--max-retries`` (read them
+    with :func:`_executor_settings`)."""
+    g = p.add_argument_group("where the sweep's tasks run (studies.executors)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (this machine; default) or ray (a Ray cluster; needs pip install -e '.[ray]')")
+    g.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="Ray cluster to join (default: start a local Ray instance)")
+    g.add_argument("--gpus-per-task", type=float, default=0, metavar="N", help="GPUs per Ray task (default 0)")
+    g.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
+                   help="CPUs (torch threads) per Ray task (default 1)")
+    g.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="retries of a task that fails or whose worker dies (default 2)")
+
+
+def _executor_settings(args: argparse.Namespace) -> dict:
+    """The executor options as a dict for a study config (checked by building the executor
+    once, so a missing Ray or a bad setting fails before any compute)."""
+    from .executors import make_executor
+
+    settings = {"name": args.executor, "max_retries": args.max_retries}
+    if args.executor == "ray":
+        settings.update(address=args.address, gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task)
+    elif args.address is not None or args.gpus_per_task:
+        raise ValueError("--address and --gpus-per-task apply to --executor ray only")
+    make_executor(**settings, jobs=getattr(args, "jobs", 1) or 1)
+    return settings
+
+
 def _device(args: argparse.Namespace):
     """The ``torch.device`` asked for by ``--device`` (``cpu`` when absent).
 
@@ -336,6 +365,7 @@ def _add_study(subparsers) -> None:
     q.add_argument("--no-downstream", action="store_true", help="skip the next layer's curve units")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     _add_device_arg(q)
+    _add_executor_args(q)
     q.set_defaults(func=_cmd_study_curve_ablation)
     _add_study_combing(sub)
     _add_study_echo(sub)
@@ -343,18 +373,27 @@ def _add_study(subparsers) -> None:
     w = sub.add_parser("sweep", help="evaluate many edit plans (files or every single-unit ablation of a family), "
                        "cached per plan; resumes when interrupted")
     _add_checkpoint_arg(w)
-    w.add_argument("--images", required=True)
+    w.add_argument("--images", default=None, help="labelled image folder to classify")
+    w.add_argument("--tune", nargs="*", default=[], metavar="UNITS",
+                   help="also measure radial tuning of these units / families (e.g. mixed3b/curves) under every plan")
+    w.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations (default 5)")
+    w.add_argument("--radii", type=int, default=16, help="curve radii, 8-200 px geometric (default 16)")
     w.add_argument("--plans", nargs="*", default=[], metavar="FILE", help="plan files (.json/.yaml)")
     w.add_argument("--single-unit-ablations", metavar="FAMILY", help="add one Ablate per unit of FAMILY (e.g. mixed3b/curves)")
     w.add_argument("--mode", default="zero", choices=["zero", "resample"], help="ablation mode for --single-unit-ablations")
     w.add_argument("--limit", type=int, default=None)
-    w.add_argument("--jobs", type=int, default=1, help="worker processes")
+    w.add_argument("--jobs", type=int, default=1, help="worker processes of the local executor")
     w.add_argument("--batch-size", type=int, default=64)
+    w.add_argument("--plans-per-pass", type=int, default=8, help="plans per task, sharing the unedited prefix (default 8)")
+    w.add_argument("--shard-size", type=int, default=None, help="images per task (default 16 × batch size)")
+    w.add_argument("--stimulus-batch", type=int, default=512, help="stimuli per task (default 512)")
+    w.add_argument("--cache-dir", default=None, help="per-plan result cache (default $CIRCUITS_CACHE/sweeps)")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--out", required=True)
     w.add_argument("--overwrite", action="store_true")
     w.add_argument("--quiet", action="store_true")
     _add_device_arg(w)
+    _add_executor_args(w)
     w.set_defaults(func=_cmd_study_sweep)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
@@ -385,6 +424,7 @@ def _add_study_family_ablation(sub) -> None:
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--quiet", action="store_true", help="no progress output")
     _add_device_arg(q)
+    _add_executor_args(q)
     q.set_defaults(func=_cmd_study_family_ablation)
 
 
@@ -396,6 +436,7 @@ def _cmd_study_family_ablation(args: argparse.Namespace) -> int:
         families=args.families.split(","), modes=args.modes.split(","), controls=args.controls, seed=args.seed,
         bootstrap=args.bootstrap, reference_images=args.reference_images, jobs=args.jobs,
         plans_per_pass=args.plans_per_pass, batch_size=args.batch_size, device=str(_device(args)),
+        executor=_executor_settings(args),
         cache_dir=args.cache_dir,
     )
     m = run_family_ablation(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
@@ -414,7 +455,7 @@ def _cmd_study_curve_ablation(args: argparse.Namespace) -> int:
     cfg = CurveAblationConfig(
         model=args.checkpoint, layer=args.layer, images=args.images, weights=args.weights, limit=args.limit,
         batch_size=args.batch_size, orientation_step=args.orientation_step, downstream=not args.no_downstream,
-        device=str(_device(args)),
+        device=str(_device(args)), executor=_executor_settings(args),
     )
     m = run_curve_ablation(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
     c = m["classification"]
@@ -446,6 +487,7 @@ def _add_study_echo(sub) -> None:
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--quiet", action="store_true", help="no progress output")
     _add_device_arg(q)
+    _add_executor_args(q)
     q.set_defaults(func=_cmd_study_echo)
 
 
@@ -453,7 +495,8 @@ def _cmd_study_echo(args: argparse.Namespace) -> int:
     from .echo import VARIANTS, EchoConfig, run_echo
 
     cfg = EchoConfig(model=args.checkpoint, images=args.images, weights=args.weights, limit=args.limit,
-                     batch_size=args.batch_size, orientation_step=args.orientation_step, device=str(_device(args)))
+                     batch_size=args.batch_size, orientation_step=args.orientation_step, device=str(_device(args)),
+                     executor=_executor_settings(args))
     m = run_echo(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
     for v in VARIANTS:
         r = m["variants"][v]
@@ -489,6 +532,7 @@ def _add_study_combing(sub) -> None:
     q.add_argument("--map-images", type=int, default=64, help="images scanned for attribution maps")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     _add_device_arg(q)
+    _add_executor_args(q)
     q.set_defaults(func=_cmd_study_combing)
 
 
@@ -500,6 +544,7 @@ def _cmd_study_combing(args: argparse.Namespace) -> int:
         units=[u.strip() for u in args.units.split(",") if u.strip()] if args.units else None,
         top_pathways=args.top_pathways, share=args.share, limit=args.limit, batch_size=args.batch_size,
         orientation_step=args.orientation_step, map_images=args.map_images, device=str(_device(args)),
+        executor=_executor_settings(args),
     )
     m = run_combing(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"median combing index {m['median_combing_before']:.3f} -> {m['median_combing_after']:.3f}")
@@ -513,12 +558,18 @@ def _cmd_study_combing(args: argparse.Namespace) -> int:
 def _cmd_study_sweep(args: argparse.Namespace) -> int:
     from .sweep_cmd import SweepConfig, run_sweep_study
 
-    cfg = SweepConfig(model=args.checkpoint, images=args.images, plans=list(args.plans),
+    cfg = SweepConfig(model=args.checkpoint, images=args.images or "", plans=list(args.plans),
                       single_unit_ablations=args.single_unit_ablations, mode=args.mode, limit=args.limit,
-                      jobs=args.jobs, batch_size=args.batch_size, device=str(_device(args)), seed=args.seed)
-    m = run_sweep_study(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
+                      jobs=args.jobs, batch_size=args.batch_size, device=str(_device(args)), seed=args.seed,
+                      tune=list(args.tune), orientation_step=args.orientation_step, radii=args.radii,
+                      plans_per_pass=args.plans_per_pass, shard_size=args.shard_size,
+                      stimulus_batch=args.stimulus_batch, cache_dir=args.cache_dir,
+                      executor=_executor_settings(args))
+    log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    m = run_sweep_study(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, log=log)
+    failed = f"; {len(m['failed'])} plan(s) FAILED (see summary.md)" if m["failed"] else ""
     print(f"{m['variants']} plans + unedited: computed {len(m['computed'])}, loaded {len(m['loaded_from_cache'])} "
-          f"from the cache; "
+          f"from the cache ({m['tasks']} task(s) on the {m['executor']['executor']} executor){failed}; "
           f"report: {args.out}/summary.md")
     return 0
 

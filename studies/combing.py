@@ -89,6 +89,7 @@ class CombingConfig:
     batch_size: int = 64
     limit: int | None = None
     device: str = "cpu"
+    executor: dict = field(default_factory=lambda: {"name": "local"})
     num_workers: int | None = None
     seed: int = 0
 
@@ -249,11 +250,12 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
     # classification
     cls = None
     if config.images:
-        from .classify import evaluate_variants
+        from .sweep import evaluate_study_variants
 
-        res = evaluate_variants({"before": model, "after": edited}, config.images, batch_size=config.batch_size,
-                                device=config.device, limit=config.limit, num_workers=config.num_workers,
-                                progress=progress)
+        res = evaluate_study_variants({"before": model, "after": edited}, {"before": None, "after": plan},
+                                      config.images, config.executor, batch_size=config.batch_size,
+                                      device=config.device, limit=config.limit, num_workers=config.num_workers,
+                                      progress=progress)
         cb, ca = res["before"], res["after"]
         cls = dict(n_images=cb.n_images, top1_before=cb.top1, top1_after=ca.top1, top1_change=ca.top1 - cb.top1,
                    top5_before=cb.top5, top5_after=ca.top5, top5_change=ca.top5 - cb.top5)

@@ -71,6 +71,7 @@ class CurveAblationConfig:
     batch_size: int = 64
     limit: int | None = None
     device: str = "cpu"
+    executor: dict = field(default_factory=lambda: {"name": "local"})
     num_workers: int | None = None
     seed: int = 0
 
@@ -159,11 +160,12 @@ def run_curve_ablation(config: CurveAblationConfig, out: str | Path, overwrite: 
     # 4. classification
     cls_before = cls_after = None
     if config.images:
-        from .classify import evaluate_variants
+        from .sweep import evaluate_study_variants
 
         _log("classification before/after (one pass; the unedited prefix up to the edited layer is shared)", t0, quiet)
-        res = evaluate_variants(models, config.images, batch_size=config.batch_size, device=config.device,
-                                limit=config.limit, num_workers=config.num_workers, progress=progress)
+        res = evaluate_study_variants(models, {"before": None, "after": plan}, config.images, config.executor,
+                                      batch_size=config.batch_size, device=config.device, limit=config.limit,
+                                      num_workers=config.num_workers, progress=progress)
         cls_before, cls_after = res["before"], res["after"]
 
     # 5. report

@@ -82,6 +82,7 @@ class EchoConfig:
     batch_size: int = 64
     limit: int | None = None
     device: str = "cpu"
+    executor: dict = field(default_factory=lambda: {"name": "local"})
     num_workers: int | None = None
     seed: int = 0
 
@@ -193,11 +194,13 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
 
     cls = None
     if config.images:
-        from .classify import evaluate_variants
+        from .sweep import evaluate_study_variants
 
         _log("classification per variant (one pass, shared prefix)", t0, quiet)
-        cls = evaluate_variants(models, config.images, batch_size=config.batch_size, device=config.device,
-                                limit=config.limit, num_workers=config.num_workers, progress=progress)
+        as_plans = None if notes["fallback"] else {"a_unedited": None, **plans}
+        cls = evaluate_study_variants(models, as_plans, config.images, config.executor, batch_size=config.batch_size,
+                                      device=config.device, limit=config.limit, num_workers=config.num_workers,
+                                      progress=progress)
 
     # ------------------------------------------------------------------ metrics
     base = results[results["variant"] == "a_unedited"].set_index("unit")

@@ -58,6 +58,7 @@ class FamilyAblationConfig:
     plans_per_pass: int = 8
     batch_size: int = 64
     device: str = "cpu"
+    executor: dict = field(default_factory=lambda: {"name": "local"})
     cache_dir: str | None = None
     hurt_examples: int = 8
 
@@ -163,6 +164,7 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
     from edits import ABLATE_MODES, Ablate, EditPlan
 
     from .classify import ImageFolderDataset, wnid_index
+    from .executors import make_executor
     from .report import check_out_dir, report_folder, write_json, write_yaml
     from .report import log_step as _log
     from .sweep import run_sweep
@@ -234,6 +236,7 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
     t_sweep = time.perf_counter()
     sw = run_sweep(plans, config.images, model=model, weights=config.weights, limit=config.limit,
                    reference=reference, cache_dir=config.cache_dir, jobs=config.jobs,
+                   executor=make_executor(**config.executor, jobs=config.jobs),
                    plans_per_pass=config.plans_per_pass, batch_size=config.batch_size, device=config.device,
                    num_workers=0, progress=progress, log=lambda m: _log(m, t0, quiet))
     sweep_s = time.perf_counter() - t_sweep

@@ -1,5 +1,7 @@
 """``circuits study sweep``: evaluate a list of edit plans (files, or every single-unit
-ablation of a family) on an image folder, cached per plan so an interrupted sweep resumes."""
+ablation of a family) on an image folder and/or on curve stimuli (radial tuning of units),
+cached per (plan, shard) so an interrupted sweep resumes — locally or on a Ray cluster
+(``--executor ray``, :mod:`studies.executors`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from circuits import load_model
 from circuits.catalog import catalog
 from edits import Ablate, EditPlan
 
+from .executors import make_executor
 from .report import check_out_dir, report_folder, write_html_report, write_json, write_yaml
 from .sweep import run_sweep
 
@@ -30,6 +33,14 @@ class SweepConfig:
     batch_size: int = 64
     device: str = "cpu"
     seed: int = 0
+    tune: list[str] = field(default_factory=list)
+    orientation_step: float = 5.0
+    radii: int = 16
+    plans_per_pass: int = 8
+    shard_size: int | None = None
+    stimulus_batch: int = 512
+    cache_dir: str | None = None
+    executor: dict = field(default_factory=lambda: {"name": "local"})
 
 
 def build_plans(cfg: SweepConfig, model) -> dict[str, EditPlan]:
@@ -54,27 +65,76 @@ def build_plans(cfg: SweepConfig, model) -> dict[str, EditPlan]:
     return plans
 
 
-def run_sweep_study(cfg: SweepConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run the sweep and write ``out``: ``results.csv`` (per variant: top-1/top-5 and the change
-    vs the unedited model), ``per_image.csv``, ``config.yaml``, ``plans/`` (every plan as
-    JSON), ``summary.md``, ``report.html``, ``metrics.json``."""
+def tuning_stimuli(cfg: SweepConfig):
+    """Curves on ``orientation_step`` × ``radii`` (geometric, :func:`studies.stimuli.radius_grid`
+    from 8 to 200 px), as in Curve Detectors' radial tuning."""
+    from . import stimuli as S
+
+    return S.curves(S.orientation_grid(cfg.orientation_step), S.radius_grid(cfg.radii))
+
+
+def run_sweep_study(cfg: SweepConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+                    log=None) -> dict:
+    """Run the sweep and write ``out``: ``results.csv`` (per variant: top-1/top-5, the change
+    vs the unedited model and any error), ``per_image.csv``, with ``tune``: ``tuning.csv``
+    (every response) and ``tuning_metrics.csv`` (radial tuning peak, preferred orientation,
+    width, echo ratio per variant × unit), ``config.yaml``, ``plans/`` (every plan as JSON),
+    ``summary.md``, ``report.html``, ``metrics.json``.
+
+    Raises:
+        FileNotFoundError: ``images`` is not a folder. ValueError: bad settings, no plans,
+            mean mode, neither images nor units to tune. ImportError: the Ray executor
+            without Ray. All before any compute.
+    """
+    from .tuning import radial_tuning, tuning_metrics
+
     t0 = time.perf_counter()
     check_out_dir(out, overwrite)
-    if not cfg.images or not Path(cfg.images).is_dir():
+    if not cfg.images and not cfg.tune:
+        raise ValueError("nothing to measure: give --images and/or --tune UNITS")
+    if cfg.images and not Path(cfg.images).is_dir():
         raise FileNotFoundError(f"--images {cfg.images!r} is not a folder")
     if cfg.mode == "mean":
         raise ValueError("--mode mean needs reference images; use `circuits study family-ablation` for mean ablation")
-    cfg = dataclasses.replace(cfg, images=str(Path(cfg.images).resolve()))
+    executor = make_executor(**cfg.executor, jobs=cfg.jobs)
+    if cfg.images:
+        cfg = dataclasses.replace(cfg, images=str(Path(cfg.images).resolve()))
     model = load_model(cfg.model, device=cfg.device)
     plans = build_plans(cfg, model)
-    res = run_sweep({"unedited": None, **plans}, cfg.images, model=model, limit=cfg.limit, jobs=cfg.jobs,
-                    batch_size=cfg.batch_size, device=cfg.device, progress=progress)
-    summ = res.summary().reset_index() if "variant" not in res.summary().columns else res.summary()
-    base = summ[summ["variant"] == "unedited"].iloc[0]
-    summ["top1_change"] = summ["top1"] - base["top1"]
-    summ["top5_change"] = summ["top5"] - base["top5"]
+    stim = tuning_stimuli(cfg) if cfg.tune else None
+    res = run_sweep({"unedited": None, **plans}, cfg.images or None, model=model, limit=cfg.limit,
+                    batch_size=cfg.batch_size, device=cfg.device, progress=progress, executor=executor,
+                    plans_per_pass=cfg.plans_per_pass, shard_size=cfg.shard_size, cache_dir=cfg.cache_dir,
+                    stimuli=stim, units=cfg.tune or None, stimulus_batch=cfg.stimulus_batch, log=log)
+    summ = res.summary()
+    lines: list[str] = []
+    if cfg.images and "unedited" not in res.failed:
+        base = summ[summ["variant"] == "unedited"].iloc[0]
+        summ["top1_change"] = summ["top1"] - base["top1"]
+        summ["top5_change"] = summ["top5"] - base["top5"]
+        worst = summ[(summ["variant"] != "unedited") & (summ["error"] == "")]
+        worst = worst.sort_values("top1_change", kind="stable").head(10)
+        lines += [f"Unedited: top-1 {base['top1']:.4f}, top-5 {base['top5']:.4f} on {int(base['n_images'])} images.",
+                  "", "Largest top-1 drops:", "",
+                  *[f"- {r['variant']}: top-1 {r['top1']:.4f} ({r['top1_change']:+.4f}), top-5 {r['top5']:.4f} "
+                    f"({r['top5_change']:+.4f})" for _, r in worst.iterrows()], ""]
+    met = None
+    if res.tuning is not None:
+        met = tuning_metrics(radial_tuning(res.tuning))
+        base_t = met[met["variant"] == "unedited"].set_index("unit")
+        if len(base_t):
+            met["peak_ratio"] = [r.peak / base_t.loc[r.unit, "peak"] if base_t.loc[r.unit, "peak"] > 0 else float("nan")
+                                 for r in met.itertuples()]
+        lines += [f"Radial tuning of {met['unit'].nunique()} unit(s) on {len(stim)} curves "
+                  f"({cfg.orientation_step:g}° × {cfg.radii} radii): median peak ratio vs unedited per variant:", ""]
+        if "peak_ratio" in met.columns:
+            med = met.groupby("variant", sort=False)["peak_ratio"].median()
+            lines += [f"- {v}: {x:.3f}" for v, x in med.items()] + [""]
+    if res.failed:
+        lines += ["Failed plans (after retries):", "", *[f"- {n}: {e}" for n, e in res.failed.items()], ""]
     metrics = {"variants": len(plans), "computed": res.computed, "loaded_from_cache": res.loaded,
-               "n_images": int(base.get("n_images", 0)) if "n_images" in summ.columns else None,
+               "failed": res.failed, "tasks": res.tasks, "executor": executor.describe(),
+               "n_images": int(summ["n_images"].max()) if cfg.images and summ["n_images"].notna().any() else 0,
                "wall_time_s": round(time.perf_counter() - t0, 1)}
     with report_folder(out, overwrite) as tmp:
         write_yaml(tmp / "config.yaml", dataclasses.asdict(cfg))
@@ -82,22 +142,24 @@ def run_sweep_study(cfg: SweepConfig, out: str | Path, overwrite: bool = False, 
         for name, p in plans.items():
             p.save(tmp / "plans" / f"{name.replace(':', '_')}.json")
         summ.to_csv(tmp / "results.csv", index=False)
-        res.per_image.drop(columns=["top5"], errors="ignore").to_csv(tmp / "per_image.csv", index=False)
+        if cfg.images:
+            res.per_image.drop(columns=["top5"], errors="ignore").to_csv(tmp / "per_image.csv", index=False)
+        if met is not None:
+            res.tuning.to_csv(tmp / "tuning.csv", index=False)
+            met.to_csv(tmp / "tuning_metrics.csv", index=False)
         write_json(tmp / "metrics.json", metrics)
-        worst = summ[summ["variant"] != "unedited"].sort_values("top1_change", kind="stable").head(10)
         text = "\n".join([
-            f"# Sweep: {len(plans)} plans (and the unedited model) on {cfg.images}",
+            f"# Sweep: {len(plans)} plans (and the unedited model)"
+            + (f" on {cfg.images}" if cfg.images else ""),
             "",
-            f"Unedited: top-1 {base['top1']:.4f}, top-5 {base['top5']:.4f}.",
-            f"Computed {len(res.computed)} variant(s), loaded {len(res.loaded)} from the per-plan cache.",
+            f"Executor: {executor.name}; {res.tasks} task(s) run. Computed {len(res.computed)} variant(s), "
+            f"loaded {len(res.loaded)} from the cache.",
             "",
-            "Largest top-1 drops:",
-            "",
-            *[f"- {r['variant']}: top-1 {r['top1']:.4f} ({r['top1_change']:+.4f}), top-5 {r['top5']:.4f} "
-              f"({r['top5_change']:+.4f})" for _, r in worst.iterrows()],
-            "",
+            *lines,
         ])
         (tmp / "summary.md").write_text(text)
-        write_html_report(tmp, f"Sweep of {len(plans)} plans", [("Summary", text)],
-                          tables={"Results": summ})
+        tables = {"Results": summ}
+        if met is not None:
+            tables["Radial tuning"] = met
+        write_html_report(tmp, f"Sweep of {len(plans)} plans", [("Summary", text)], tables=tables)
     return metrics

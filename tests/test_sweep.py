@@ -18,12 +18,13 @@ def _plans():
 
 def test_resume_recomputes_only_missing(caffe_model, images_dir, tmp_path):
     cache = tmp_path / "cache"
-    kw = dict(model=caffe_model, limit=6, cache_dir=cache, plans_per_pass=2, batch_size=4)
+    kw = dict(model=caffe_model, limit=6, cache_dir=cache, plans_per_pass=2, batch_size=4, shard_size=4)
     first = run_sweep(_plans(), images_dir, **kw)
     assert first.computed == list(_plans()) and first.loaded == []
     assert len(first.per_image) == 18 and list(first.per_image["variant"].unique()) == list(_plans())
-    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no partial entries left
-    (cache / f"{first.keys['3b-zero']}.pkl").unlink()
+    assert not [p for p in cache.rglob(".*")]  # no partial entries left
+    assert sorted(p.name for p in (cache / first.keys["3b-zero"]).iterdir()) == ["images-00000.pkl", "images-00001.pkl"]
+    (cache / first.keys["3b-zero"] / "images-00001.pkl").unlink()
     log = []
     second = run_sweep(_plans(), images_dir, log=log.append, **kw)
     assert second.computed == ["3b-zero"] and sorted(second.loaded) == ["3a-resample", "unedited"]
