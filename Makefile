@@ -9,7 +9,7 @@ VENV := .venv
 
 setup:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -e '.[test]'
+	$(VENV)/bin/pip install -e '.[test,ray]'
 
 test:
 	$(VENV)/bin/pytest -q

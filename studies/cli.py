@@ -379,7 +379,7 @@ def _add_study(subparsers) -> None:
     w.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations (default 5)")
     w.add_argument("--radii", type=int, default=16, help="curve radii, 8-200 px geometric (default 16)")
     w.add_argument("--plans", nargs="*", default=[], metavar="FILE", help="plan files (.json/.yaml)")
-    w.add_argument("--single-unit-ablations", metavar="FAMILY", help="add one Ablate per unit of FAMILY (e.g. mixed3b/curves)")
+    w.add_argument("--single-unit-ablations", metavar="FAMILY|LAYER", help="add one Ablate per unit of FAMILY (e.g. mixed3b/curves) or of a whole LAYER (e.g. mixed3b: 480 plans)")
     w.add_argument("--mode", default="zero", choices=["zero", "resample"], help="ablation mode for --single-unit-ablations")
     w.add_argument("--limit", type=int, default=None)
     w.add_argument("--jobs", type=int, default=1, help="worker processes of the local executor")

@@ -104,8 +104,19 @@ class Executor:
 _POOL: dict = {}
 
 
-def _pool_init(model, context, threads: int, env: dict) -> None:
+def _set_env(env: dict) -> None:
+    """Make this worker's ``CIRCUITS_*`` variables exactly the driver's (workers outlive tasks)."""
+    for k in [k for k in os.environ if k.startswith("CIRCUITS_") and k not in env]:
+        del os.environ[k]
     os.environ.update(env)
+
+
+def _circuits_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith("CIRCUITS_")}
+
+
+def _pool_init(model, context, threads: int, env: dict) -> None:
+    _set_env(env)
     torch.set_num_threads(threads)
     _POOL["model"], _POOL["context"] = model, context
 
@@ -170,7 +181,7 @@ class LocalExecutor(Executor):
     def _run_pool(self, fn, model, context, tasks, on_done) -> None:
         jobs = min(self.jobs, len(tasks))
         threads = self.threads or max(1, torch.get_num_threads() // jobs)
-        env = {k: v for k, v in os.environ.items() if k.startswith("CIRCUITS_")}
+        env = _circuits_env()
         attempts = {i: 0 for i in range(len(tasks))}
         pending = set(attempts)
         while pending:
@@ -233,7 +244,7 @@ def _ray_task(fn: TaskFn, refs: list, task: Task, threads: int, device: str, env
     worker process (``refs`` is wrapped in a list so Ray does not resolve it per task)."""
     import ray
 
-    os.environ.update(env)
+    _set_env(env)
     torch.set_num_threads(threads)
     model_ref, ctx_ref = refs
     key = (model_ref.hex(), ctx_ref.hex(), device)
@@ -281,6 +292,9 @@ class RayExecutor(Executor):
             raise ValueError(f"address must be 'auto', 'HOST:PORT' or None (local instance), got {address!r}")
         self.address, self.gpus_per_task, self.cpus_per_task = address, gpus_per_task, cpus_per_task
         self.max_retries, self.num_cpus, self.max_in_flight = max_retries, num_cpus, max_in_flight
+        #: DataLoader workers inside a task: a GPU task decodes JPEGs on its CPUs in parallel
+        #: while the GPU computes; a CPU task keeps its CPUs for the forward pass.
+        self.loader_workers = cpus_per_task if gpus_per_task > 0 else 0
 
     def describe(self) -> dict:
         return {**super().describe(), "address": self.address, "gpus_per_task": self.gpus_per_task,
@@ -308,7 +322,7 @@ class RayExecutor(Executor):
             remote = ray.remote(_ray_task).options(
                 num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=self.max_retries,
                 retry_exceptions=True)
-            env = {k: v for k, v in os.environ.items() if k.startswith("CIRCUITS_")}
+            env = _circuits_env()
             limit = self.max_in_flight or len(tasks)
             queue = list(range(len(tasks)))
             running: dict = {}

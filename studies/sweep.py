@@ -324,7 +324,8 @@ def run_sweep(
         plans_per_pass: plans evaluated together in one task (shared prefix).
         batch_size: images per forward pass.
         device: where the model runs locally (Ray tasks use ``cuda`` when they reserve GPUs).
-        num_workers: DataLoader workers in this process (workers of a pool or Ray use 0).
+        num_workers: DataLoader workers in this process (pool workers use 0; Ray tasks use
+            :attr:`~studies.executors.RayExecutor.loader_workers`).
         progress: a progress bar over tasks (stderr).
         log: called with one line per event (default: nothing).
         executor: a :class:`~studies.executors.Executor` (default ``LocalExecutor(jobs)``).
@@ -451,7 +452,8 @@ def run_sweep(
     computed_set: set[str] = set()
     ctx = SweepContext(images=images, batch_size=batch_size,
                        num_workers=(0 if num_workers is None else num_workers)
-                       if isinstance(executor, LocalExecutor) and executor.jobs == 1 else 0,
+                       if isinstance(executor, LocalExecutor) and executor.jobs == 1
+                       else getattr(executor, "loader_workers", 0),
                        stimuli=stimuli, units=unit_names, pre_relu=pre_relu, stimulus_batch=stimulus_batch,
                        driver_pid=os.getpid())
     n_run = 0

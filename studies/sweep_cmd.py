@@ -12,6 +12,7 @@ from pathlib import Path
 
 from circuits import load_model
 from circuits.catalog import catalog
+from circuits.units import canonical_layer
 from edits import Ablate, EditPlan
 
 from .executors import make_executor
@@ -44,7 +45,13 @@ class SweepConfig:
 
 
 def build_plans(cfg: SweepConfig, model) -> dict[str, EditPlan]:
-    """Plans from files (variant = file stem) and/or one Ablate per unit of a family."""
+    """Plans from files (variant = file stem) and/or one Ablate per unit of a family
+    (``mixed3b/curves``) or of a whole layer (``mixed3b``: 480 plans; ``3b`` also works).
+
+    Raises:
+        KeyError: an unknown family or layer (the message lists the valid ones).
+        ValueError: no plans, two plan files with one name, or a plan that does not validate.
+    """
     plans: dict[str, EditPlan] = {}
     for f in cfg.plans:
         name = Path(f).stem
@@ -52,12 +59,18 @@ def build_plans(cfg: SweepConfig, model) -> dict[str, EditPlan]:
             raise ValueError(f"two plan files are named {name!r}; variant names must be unique")
         plans[name] = EditPlan.load(f)
     if cfg.single_unit_ablations:
-        fam = catalog(model)[cfg.single_unit_ablations]
-        for u in fam.units:
-            plans[f"ablate-{fam.layer}:{u}"] = EditPlan([Ablate(f"{fam.layer}:{u}", mode=cfg.mode, seed=cfg.seed)
-                                                         if cfg.mode == "resample" else Ablate(f"{fam.layer}:{u}",
-                                                                                               mode=cfg.mode)],
-                                                        name=f"ablate-{fam.layer}:{u}")
+        target = cfg.single_unit_ablations
+        if "/" in target:
+            fam = catalog(model)[target]
+            layer, units = fam.layer, list(fam.units)
+        else:
+            layer = canonical_layer(target, model.spec)
+            units = list(range(model.spec.layer_width(layer)))
+        for u in units:
+            name = f"ablate-{layer}:{u}"
+            edit = (Ablate(f"{layer}:{u}", mode=cfg.mode, seed=cfg.seed) if cfg.mode == "resample"
+                    else Ablate(f"{layer}:{u}", mode=cfg.mode))
+            plans[name] = EditPlan([edit], name=name)
     if not plans:
         raise ValueError("no plans: pass --plans FILE ... and/or --single-unit-ablations FAMILY")
     for p in plans.values():
@@ -102,10 +115,12 @@ def run_sweep_study(cfg: SweepConfig, out: str | Path, overwrite: bool = False, 
     model = load_model(cfg.model, device=cfg.device)
     plans = build_plans(cfg, model)
     stim = tuning_stimuli(cfg) if cfg.tune else None
+    t_sweep = time.perf_counter()
     res = run_sweep({"unedited": None, **plans}, cfg.images or None, model=model, limit=cfg.limit,
                     batch_size=cfg.batch_size, device=cfg.device, progress=progress, executor=executor,
                     plans_per_pass=cfg.plans_per_pass, shard_size=cfg.shard_size, cache_dir=cfg.cache_dir,
                     stimuli=stim, units=cfg.tune or None, stimulus_batch=cfg.stimulus_batch, log=log)
+    sweep_s = time.perf_counter() - t_sweep
     summ = res.summary()
     lines: list[str] = []
     if cfg.images and "unedited" not in res.failed:
@@ -132,7 +147,10 @@ def run_sweep_study(cfg: SweepConfig, out: str | Path, overwrite: bool = False, 
             lines += [f"- {v}: {x:.3f}" for v, x in med.items()] + [""]
     if res.failed:
         lines += ["Failed plans (after retries):", "", *[f"- {n}: {e}" for n, e in res.failed.items()], ""]
+    n_eval = len(res.per_image[res.per_image["variant"].isin(res.computed)]) if cfg.images else 0
     metrics = {"variants": len(plans), "computed": res.computed, "loaded_from_cache": res.loaded,
+               "sweep_seconds": round(sweep_s, 2), "image_plan_evaluations": n_eval,
+               "image_plan_evaluations_per_s": round(n_eval / sweep_s, 2) if n_eval and sweep_s > 0 else None,
                "failed": res.failed, "tasks": res.tasks, "executor": executor.describe(),
                "n_images": int(summ["n_images"].max()) if cfg.images and summ["n_images"].notna().any() else 0,
                "wall_time_s": round(time.perf_counter() - t0, 1)}

@@ -65,3 +65,17 @@ def sample_batch(images_dir):
         return torch.stack([load_image(p) for p in paths])
 
     return load
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local single-node Ray instance (2 CPUs, no dashboard) for the whole test session,
+    started by the first test that asks for it and shut down at the end. Ray is a test
+    requirement (``pip install -e '.[test,ray]'``): without it these tests fail."""
+    import ray
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from edits import Ablate, EditPlan
 from studies.cli import main
@@ -27,3 +28,13 @@ def test_sweep_runs_resumes_and_reads_plan_files(tmp_path, images_dir, monkeypat
     m2 = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert len(m1["computed"]) == 9 and m2["computed"] == [] and len(m2["loaded_from_cache"]) == 9
     assert (tmp_path / "a" / "report.html").is_file()
+
+
+def test_single_unit_ablations_of_a_whole_layer(caffe_model):
+    from studies.sweep_cmd import SweepConfig, build_plans
+
+    plans = build_plans(SweepConfig(single_unit_ablations="3b"), caffe_model)
+    assert len(plans) == 480 and list(plans)[0] == "ablate-mixed3b:0" and list(plans)[-1] == "ablate-mixed3b:479"
+    assert [str(u) for u in plans["ablate-mixed3b:379"].edits[0].unit_list(caffe_model.spec)] == ["mixed3b:379"]
+    with pytest.raises(KeyError, match="valid"):
+        build_plans(SweepConfig(single_unit_ablations="mixed9z"), caffe_model)
