@@ -48,6 +48,7 @@ import os
 import pickle
 import signal
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +248,22 @@ def _inject_faults(ctx: SweepContext, task: Task) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+_LAST_CHUNK: dict = {}
+
+
+def _edited_models(model, chunk) -> dict:
+    """``{variant: edited copy}`` of a chunk; the last chunk's copies are kept (per process) so
+    the tasks of one chunk on successive shards apply its plans once."""
+    sig = tuple(pj for _, _, pj in chunk)
+    ref = _LAST_CHUNK.get("model")
+    if ref is not None and ref() is model and _LAST_CHUNK.get("sig") == sig:
+        return dict(zip([c[0] for c in chunk], _LAST_CHUNK["models"]))
+    _LAST_CHUNK.clear()
+    edited = [model if pj == "null" else EditPlan.from_dict(json.loads(pj)).apply(model)[0] for pj in sig]
+    _LAST_CHUNK.update(model=weakref.ref(model), sig=sig, models=edited)
+    return dict(zip([c[0] for c in chunk], edited))
+
+
 def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
     """Evaluate one task: ``{variant: {"per_image", "skipped"} or {"tuning"}, plus "seconds"}``.
 
@@ -257,8 +274,7 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
 
     _inject_faults(ctx, task)
     t0 = time.perf_counter()
-    models = {name: model if pj == "null" else EditPlan.from_dict(json.loads(pj)).apply(model)[0]
-              for name, _key, pj in task.chunk}
+    models = _edited_models(model, task.chunk)
     device = next(model.parameters()).device
     out: dict[str, dict] = {}
     if task.kind == "images":
@@ -446,6 +462,11 @@ def run_sweep(
         for c in range(0, len(names), plans_per_pass):
             chunk = tuple((n, kmaps[kind][n], pj[n]) for n in names[c:c + plans_per_pass])
             tasks.append(Task(kind, i, chunk, payloads[(kind, i)]))
+    # chunk-major order: a worker that gets the next shard of the same chunk reuses its edited copies
+    first_seen: dict[tuple, int] = {}
+    for t in tasks:
+        first_seen.setdefault(tuple(v for v, _, _ in t.chunk), len(first_seen))
+    tasks.sort(key=lambda t: (first_seen[tuple(v for v, _, _ in t.chunk)], t.kind != "images", t.index))
 
     failed: dict[str, str] = {}
     seconds: dict[str, float] = {}
@@ -493,6 +514,7 @@ def run_sweep(
                 n_run += len(again)
         finally:
             bar.close()
+            _LAST_CHUNK.clear()  # the edited copies of the local executor's last chunk
         log(f"sweep: {n_run} task(s) done" + (f", {len(failed)} plan(s) failed" if failed else ""))
 
     ok = [n for n in plans if n not in failed]
