@@ -315,6 +315,7 @@ class RayExecutor(Executor):
         if not tasks:
             return
         ray, started = self._connect()
+        running: dict = {}  # object ref → task number
         try:
             device = "cuda" if self.gpus_per_task > 0 else "cpu"
             cpu_model = model if next(model.parameters()).device.type == "cpu" else _cpu_copy(model)
@@ -325,7 +326,6 @@ class RayExecutor(Executor):
             env = _circuits_env()
             limit = self.max_in_flight or len(tasks)
             queue = list(range(len(tasks)))
-            running: dict = {}
             while queue or running:
                 while queue and len(running) < limit:
                     i = queue.pop(0)
@@ -340,10 +340,9 @@ class RayExecutor(Executor):
                         result = TaskFailure(_describe(cause) if isinstance(cause, BaseException) else
                                              _describe(e).splitlines()[0], self.max_retries + 1)
                     on_done(tasks[i], result)
-        except BaseException:
-            if "running" in locals():
-                for ref in running:
-                    ray.cancel(ref, force=True)
+        except BaseException:  # Ctrl-C or an error of the driver: stop what is still running
+            for ref in running:
+                ray.cancel(ref, force=True)
             raise
         finally:
             if started:

@@ -162,3 +162,20 @@ def test_cli_sweep_on_ray_equals_local(ray_local, images_dir, tmp_path):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "local" / f), pd.read_csv(tmp_path / "ray" / f))
     m = json.loads((tmp_path / "ray" / "metrics.json").read_text())
     assert m["executor"]["executor"] == "ray" and m["failed"] == {} and m["variants"] == 8
+
+
+def test_study_variants_on_ray_equal_local(ray_local, caffe_model, images_dir):
+    """What curve-ablation, echo and combing call for classification with --executor ray."""
+    from studies.classify import evaluate_variants
+    from studies.sweep import evaluate_study_variants
+
+    plan = EditPlan([Ablate("mixed3b/curves")])
+    models = {"before": caffe_model, "after": plan.apply(caffe_model)[0]}
+    local = evaluate_variants(models, images_dir, batch_size=4, limit=8, num_workers=0, progress=False)
+    ray = evaluate_study_variants(models, {"before": None, "after": plan}, images_dir, {"name": "ray"},
+                                  batch_size=4, limit=8, progress=False)
+    for name in models:
+        a, b = local[name].per_image, ray[name].per_image
+        pd.testing.assert_frame_equal(a.drop(columns=["logit_label"]), b.drop(columns=["logit_label"]))
+        pd.testing.assert_series_equal(a["logit_label"], b["logit_label"], rtol=1e-5)
+        assert (local[name].top1, local[name].n_images) == (ray[name].top1, ray[name].n_images)
