@@ -300,6 +300,14 @@ class RayExecutor(Executor):
         return {**super().describe(), "address": self.address, "gpus_per_task": self.gpus_per_task,
                 "cpus_per_task": self.cpus_per_task}
 
+    def _check_resources(self, have: dict) -> None:
+        """A task that asks for more than the whole cluster has would wait forever: refuse it."""
+        for what, need in (("GPU", self.gpus_per_task), ("CPU", self.cpus_per_task)):
+            if need and have.get(what, 0) < need:
+                flag = "--gpus-per-task" if what == "GPU" else "--cpus-per-task"
+                raise ValueError(f"each task asks for {need:g} {what}(s) ({flag}) but the Ray cluster has "
+                                 f"{have.get(what, 0):g}; lower {flag} or add nodes with {what}s")
+
     def _connect(self):
         ray = _import_ray()
         if ray.is_initialized():
@@ -317,6 +325,7 @@ class RayExecutor(Executor):
         ray, started = self._connect()
         running: dict = {}  # object ref → task number
         try:
+            self._check_resources(ray.cluster_resources())
             device = "cuda" if self.gpus_per_task > 0 else "cpu"
             cpu_model = model if next(model.parameters()).device.type == "cpu" else _cpu_copy(model)
             refs = [ray.put(cpu_model), ray.put(context)]  # once, whatever the number of tasks

@@ -139,6 +139,10 @@ def test_executor_errors_name_the_choices(monkeypatch):
         make_executor("local", address="auto")
     with pytest.raises(ValueError, match="gpus_per_task"):
         RayExecutor(gpus_per_task=-1)
+    with pytest.raises(ValueError, match=r"1 GPU\(s\) \(--gpus-per-task\) but the Ray cluster has 0"):
+        RayExecutor(gpus_per_task=1)._check_resources({"CPU": 2.0})
+    with pytest.raises(ValueError, match="--cpus-per-task"):
+        RayExecutor(cpus_per_task=4)._check_resources({"CPU": 2.0})
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ImportError, match=r"pip install -e '\.\[ray\]'"):
         make_executor("ray")
