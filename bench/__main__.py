@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in res.items():
             print(f"{name:<28} {k:<44} {v:.4g}" if isinstance(v, float) else f"{name:<28} {k:<44} {v}")
     out = here / "results.json"
+    if argv and out.exists():  # a subset: keep the other rows of the last run
+        old = json.loads(out.read_text()).get("benchmarks", {})
+        results["benchmarks"] = {**old, **results["benchmarks"]}
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")
     return 0

@@ -66,7 +66,7 @@ def run() -> dict:
     finally:
         torch.set_num_threads(old)
     ref = tables["local"]
-    for name, t in tables.items():
+    for t in tables.values():
         pd.testing.assert_frame_equal(t.drop(columns=["logit_label"]), ref.drop(columns=["logit_label"]))
         pd.testing.assert_series_equal(t["logit_label"], ref["logit_label"], rtol=1e-4)
     out = {"images": n, "plans": len(plans), "tasks": -(-n // 128), "cpus": cpus}

@@ -9,6 +9,11 @@ extrapolated linearly to the full sweep:
   mixed3b at the position whose receptive field is centred on the stimulus.
 
 The fast path's values are checked against ``full224`` on the subset (max |diff|).
+
+The machine's limit: the FLOPs the fast path computes (every convolution of the cone, counted
+by ``torch.utils.flop_counter.FlopCounterMode`` on one 16-stimulus chunk and scaled to the
+sweep) over its wall time, against the peak of a 2048³ float32 matmul measured in this run
+(the best of torch.matmul and oneDNN: ``bench_forward.matmul_peaks``).
 ``cpu_s`` is process CPU time (all threads), which is less sensitive than wall time to other
 programs sharing the machine.
 """
@@ -23,7 +28,9 @@ import torch
 from circuits import load_model
 from circuits.geometry import receptive_field
 from studies import stimuli as S
-from studies.tuning import cone_plan, measure
+from studies.tuning import CPU_CONE_CHUNK, _Cone, cone_plan, measure
+
+from .bench_forward import matmul_peak
 
 #: Ten mixed3b curve units of BVLC GoogLeNet, all in the 5x5 branch (catalog mixed3b/curves).
 UNITS = [324, 386, 394, 368, 330, 358, 335, 326, 321, 398]
@@ -44,6 +51,7 @@ def run(orientation_step: float = 0.5, n_radii: int = 32, window_subset: int = 2
     n = len(stim)
     plan = cone_plan(model.spec, "mixed3b", {"5x5"})
 
+    peak = matmul_peak()
     # warm-up (oneDNN primitive creation) on a few stimuli
     measure(model, units, stim.subset(range(64)), fast=True)
 
@@ -74,6 +82,14 @@ def run(orientation_step: float = 0.5, n_radii: int = 32, window_subset: int = 2
     got = np.stack([got[got["index"] == i]["response"].to_numpy() for i in UNITS], 1)
     diff = float(np.abs(got - ref).max())
 
+    from torch.utils.flop_counter import FlopCounterMode
+
+    chunk = crop.subset(range(CPU_CONE_CHUNK)).render()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        _Cone(model, plan, UNITS)(chunk)
+    flops = fc.get_total_flops() / len(chunk) * n
+    peak = max(peak, matmul_peak())
+
     return {
         "stimuli": n,
         "units": len(units),
@@ -92,6 +108,12 @@ def run(orientation_step: float = 0.5, n_radii: int = 32, window_subset: int = 2
         "cpu_speedup_vs_full224": round(c_full * scale_full / c_fast, 1),
         "max_abs_diff_vs_full224": diff,
         "responses": int(len(fast)),
+        "fast_gflop (cone convolutions, whole sweep)": round(flops / 1e9, 1),
+        "tuning_gflops (incl. rendering)": round(flops / t_fast / 1e9, 1),
+        "tuning_gflops_forward_only (fast - render)": round(flops / max(t_fast - t_render, 1e-9) / 1e9, 1),
+        "matmul_peak_gflops (2048^3 fp32, best of MKL/oneDNN)": round(peak, 1),
+        "tuning_fraction_of_peak": round(flops / t_fast / 1e9 / peak, 3),
+        "tuning_forward_fraction_of_peak": round(flops / max(t_fast - t_render, 1e-9) / 1e9 / peak, 3),
     }
 
 

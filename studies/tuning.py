@@ -48,7 +48,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from circuits.geometry import measurement_window
-from circuits.model import Conv0, ConvUnit, InceptionBlock, InceptionV1, Preprocess, StridedMaxPool
+from circuits.model import (
+    Conv0,
+    ConvUnit,
+    InceptionBlock,
+    InceptionV1,
+    LocalResponseNorm,
+    Preprocess,
+    StridedMaxPool,
+    local_response_norm,
+)
 from circuits.spec import CONV_LAYERS, MIXED_LAYERS, ModelSpec
 from circuits.units import Family, Unit, group_by_layer, resolve_units
 
@@ -196,7 +205,7 @@ def fast_path_problem(model: nn.Module, layer: str | None = None) -> str | None:
         elif name.startswith("maxpool"):
             ok = type(mod.fn) is StridedMaxPool and not getattr(mod.fn, "linear", False)
         elif name.startswith("localresponsenorm"):
-            ok = type(mod.fn) is nn.LocalResponseNorm
+            ok = type(mod.fn) in (LocalResponseNorm, nn.LocalResponseNorm)  # same formula
         else:
             ok = (type(mod) is InceptionBlock and not getattr(mod, "pool_linear", False)
                   and not len(getattr(mod, "linear_paths", ())) and all(
@@ -219,18 +228,9 @@ def fast_path_problem(model: nn.Module, layer: str | None = None) -> str | None:
 
 
 def _lrn(x: Tensor, mod: nn.LocalResponseNorm) -> Tensor:
-    """``nn.LocalResponseNorm`` across channels — the same formula, x / (k + α·mean(x²))^β
-    over a zero-padded window of ``size`` channels — from shifted in-place sums (about 2x
-    faster than the module's ``avg_pool3d`` on CPU)."""
-    size, alpha, beta, k = mod.size, mod.alpha, mod.beta, mod.k
-    c = x.shape[1]
-    sq = torch.addcmul(torch.zeros((), dtype=x.dtype, device=x.device), x, x, value=alpha / size)
-    acc = sq.clone()
-    for sh in range(1, size // 2 + 1):  # channels below
-        acc[:, sh:] += sq[:, :c - sh]
-    for sh in range(1, (size - 1) // 2 + 1):  # channels above
-        acc[:, :c - sh] += sq[:, sh:]
-    return x * acc.add_(k).pow_(-beta)
+    """The model's LRN stage (:func:`circuits.model.local_response_norm`, the formula of
+    ``nn.LocalResponseNorm``) with ``mod``'s parameters."""
+    return local_response_norm(x, mod.size, mod.alpha, mod.beta, mod.k)
 
 
 def _fold_preprocess(model: InceptionV1) -> tuple[Tensor, Tensor]:
