@@ -27,18 +27,24 @@ from pathlib import Path
 from circuits.weights import data_dir
 
 _CHILD = (
-    "import json,re,sys,time,torch;torch.set_num_threads(2);"
+    "import json,re,sys,threading,time,torch;torch.set_num_threads(2);"
     "from circuits import load_model;from studies.classify import evaluate;"
-    "t=time.perf_counter();r=evaluate(load_model('inceptionv1_caffe'),sys.argv[1],progress=False);"
-    "t=time.perf_counter()-t;"
-    "hwm=int(re.search(r'VmHWM:\\s*(\\d+) kB',open('/proc/self/status').read()).group(1))/1024;"
-    "print(json.dumps({'n':r.n_images,'top1':r.top1,'s':t,'main_mb':hwm}))"
+    "rss=lambda k:int(re.search(k+r':\\s*(\\d+) kB',open('/proc/self/status').read()).group(1))/1024;"
+    "samples=[];done=threading.Event();"
+    "sampler=threading.Thread(target=lambda:[samples.append((time.perf_counter(),rss('VmRSS'))) or done.wait(0.25)"
+    " for _ in iter(done.is_set,True)],daemon=True);"
+    "m=load_model('inceptionv1_caffe');t0=time.perf_counter();sampler.start();"
+    "r=evaluate(m,sys.argv[1],progress=False);"
+    "t=time.perf_counter()-t0;done.set();sampler.join();"
+    "half=max([v for s,v in samples if s-t0<=t/2] or [0]);"
+    "print(json.dumps({'n':r.n_images,'top1':r.top1,'s':t,'main_mb':rss('VmHWM'),'first_half_mb':half}))"
 )
 
 
 def peak_rss(folder: Path) -> dict:
-    """Evaluate every image of ``folder`` in a fresh process: ``{"n", "top1", "s", "main_mb"}``
-    (images, accuracy, seconds, peak RSS of that process in MiB)."""
+    """Evaluate every image of ``folder`` in a fresh process: ``{"n", "top1", "s", "main_mb",
+    "first_half_mb"}`` (images, accuracy, seconds, peak RSS of that process in MiB, and the
+    largest RSS sampled every 0.25 s during the first half of the evaluation)."""
     out = subprocess.run([sys.executable, "-c", _CHILD, str(folder)], capture_output=True, text=True, check=True,
                          env=os.environ.copy())
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -81,6 +87,8 @@ def run() -> dict:
         "peak_rss_mb_small (target < 2048)": round(small["main_mb"]),
         "peak_rss_mb_large": round(large["main_mb"]),
         "rss_ratio_large_over_small (flat = 1)": round(large["main_mb"] / small["main_mb"], 3),
+        "large_peak_rss_mb_first_half_of_the_run": round(large["first_half_mb"]),
+        "large_rss_ratio_whole_run_over_first_half (flat = 1)": round(large["main_mb"] / large["first_half_mb"], 3),
         "eval_s_small": round(small["s"], 1),
         "eval_s_large": round(large["s"], 1),
         "eval_img_per_s_large": round(large["n"] / large["s"], 1),

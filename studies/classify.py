@@ -78,6 +78,36 @@ def _clean(err: BaseException) -> str:
     return re.split(r"(?<=\.)\s", text, maxsplit=1)[0].rstrip(".")
 
 
+#: batches between two :func:`release_free_memory` calls of an evaluation
+TRIM_EVERY = 8
+
+
+def release_free_memory() -> None:
+    """Give the allocator's free pages back to the system (glibc ``malloc_trim``; nothing
+    elsewhere). The model's chunk threads each get a malloc arena whose free memory would
+    otherwise only grow with the number of batches; trimming keeps a long evaluation's peak
+    RSS flat (``bench/bench_memory.py``)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim():
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    return _TRIM or None
+
+
+_TRIM = None
+
+
 def load_image(path: str | Path, size: int = 224, resize: int = 256) -> Tensor:
     """Read, decode and preprocess one image file.
 
@@ -481,7 +511,9 @@ def evaluate_variants(
         with torch.inference_mode(), tqdm(total=len(ds), desc=f"classify {ds.root.name}", unit="img",
                                           file=sys.stderr, disable=not progress) as bar:
             labels_all = torch.tensor([s[2] for s in ds.samples], dtype=torch.int64)
-            for batch, idx, fails in loader:
+            for n_batch, (batch, idx, fails) in enumerate(loader):
+                if n_batch % TRIM_EVERY == TRIM_EVERY - 1:
+                    release_free_memory()
                 failed.extend(fails)
                 if len(idx):
                     x = batch.to(device, non_blocking=True)

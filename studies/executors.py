@@ -95,6 +95,10 @@ class Executor:
         """
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Refuse settings the executor can tell are unusable, before any compute (called by
+        :func:`studies.sweep.run_sweep` before it reads the cache). Default: nothing."""
+
     def describe(self) -> dict:
         """Settings worth recording in a report's ``config.yaml``."""
         return {"executor": self.name, "max_retries": self.max_retries}
@@ -299,6 +303,22 @@ class RayExecutor(Executor):
     def describe(self) -> dict:
         return {**super().describe(), "address": self.address, "gpus_per_task": self.gpus_per_task,
                 "cpus_per_task": self.cpus_per_task}
+
+    def check(self) -> None:
+        """The resources a task asks for against the cluster's: the running cluster when Ray is
+        already initialised, else, for the local instance :meth:`run` would start, this
+        machine's CPUs (``num_cpus``) and visible GPUs. A cluster given by ``address`` is checked
+        when :meth:`run` joins it.
+
+        Raises:
+            ValueError: a task asks for more GPUs or CPUs than there are.
+        """
+        ray = _import_ray()
+        if ray.is_initialized():
+            self._check_resources(ray.cluster_resources())
+        elif self.address is None:
+            self._check_resources({"CPU": float(self.num_cpus or os.cpu_count() or 1),
+                                   "GPU": float(torch.cuda.device_count())})
 
     def _check_resources(self, have: dict) -> None:
         """A task that asks for more than the whole cluster has would wait forever: refuse it."""

@@ -381,6 +381,7 @@ def run_sweep(
     if stimuli is not None and not units:
         raise ValueError("stimuli given without units to measure (e.g. units=['mixed3b/curves'])")
     executor = executor or LocalExecutor(jobs=jobs)
+    executor.check()
     if isinstance(model, str):
         checkpoint = model
         model = load_model(checkpoint, weights=str(weights) if weights is not None else None, device=device)

@@ -183,3 +183,12 @@ def test_study_variants_on_ray_equal_local(ray_local, caffe_model, images_dir):
         pd.testing.assert_frame_equal(a.drop(columns=["logit_label"]), b.drop(columns=["logit_label"]))
         pd.testing.assert_series_equal(a["logit_label"], b["logit_label"], rtol=1e-5)
         assert (local[name].top1, local[name].n_images) == (ray[name].top1, ray[name].n_images)
+
+
+def test_gpu_request_without_gpus_fails_before_the_cache(ray_local, caffe_model, images_dir, tmp_path):
+    """Even a sweep that would load everything from the cache refuses --gpus-per-task without GPUs."""
+    kw = dict(model=caffe_model, limit=4, batch_size=4, cache_dir=tmp_path)
+    run_sweep({"unedited": None}, images_dir, executor=LocalExecutor(), **kw)
+    assert not torch.cuda.is_available()
+    with pytest.raises(ValueError, match="GPU"):
+        run_sweep({"unedited": None}, images_dir, executor=RayExecutor(gpus_per_task=1), **kw)
