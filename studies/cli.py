@@ -107,11 +107,10 @@ def _executor_settings(args: argparse.Namespace) -> dict:
     from .executors import make_executor
 
     settings = {"name": args.executor, "max_retries": args.max_retries}
+    ray_only = {"address": args.address, "gpus_per_task": args.gpus_per_task}
     if args.executor == "ray":
-        settings.update(address=args.address, gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task)
-    elif args.address is not None or args.gpus_per_task:
-        raise ValueError("--address and --gpus-per-task apply to --executor ray only")
-    make_executor(**settings, jobs=getattr(args, "jobs", 1) or 1)
+        settings.update(ray_only, cpus_per_task=args.cpus_per_task)
+    make_executor(**{**ray_only, **settings}, jobs=getattr(args, "jobs", 1) or 1)  # refuses ray-only options for local
     return settings
 
 

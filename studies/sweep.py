@@ -472,11 +472,9 @@ def run_sweep(
     failed: dict[str, str] = {}
     seconds: dict[str, float] = {}
     computed_set: set[str] = set()
-    ctx = SweepContext(images=images, batch_size=batch_size,
-                       num_workers=(0 if num_workers is None else num_workers)
-                       if isinstance(executor, LocalExecutor) and executor.jobs == 1
-                       else getattr(executor, "loader_workers", 0),
-                       stimuli=stimuli, units=unit_names, pre_relu=pre_relu, stimulus_batch=stimulus_batch,
+    in_process = isinstance(executor, LocalExecutor) and executor.jobs == 1
+    loader_workers = (num_workers or 0) if in_process else getattr(executor, "loader_workers", 0)
+    ctx = SweepContext(images=images, batch_size=batch_size, num_workers=loader_workers, stimuli=stimuli, units=unit_names, pre_relu=pre_relu, stimulus_batch=stimulus_batch,
                        driver_pid=os.getpid())
     n_run = 0
     if tasks:
