@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import circuits.model as M
-from circuits.model import InceptionV1, LocalResponseNorm, linearized, local_response_norm
+from circuits.model import InceptionV1, LocalResponseNorm, linearized
 from circuits.spec import MIXED_LAYERS
 
 
@@ -109,41 +108,6 @@ def test_inplace_relu_keeps_captured_pre_relu(caffe_model, images, reference):
         h.remove()
     assert seen["o"].min() < 0
     _close(out, reference["mixed3a"])
-
-
-@pytest.mark.parametrize("size", [5, 4, 11])
-@pytest.mark.parametrize("fmt", ["nchw", "channels_last", "3d", "strided"])
-def test_local_response_norm_equals_torch(size, fmt, monkeypatch):
-    monkeypatch.setattr(M, "_LRN_CHUNK", 1000)  # many chunks, uneven last one
-    monkeypatch.setattr(M, "_LRN_CHUNK_THREADED", 1000)
-    g = torch.Generator().manual_seed(size)
-    x = torch.randn(3, 37, 9, 7, generator=g) * 40
-    if fmt == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    elif fmt == "3d":
-        x = x.flatten(2)
-    elif fmt == "strided":
-        x = x[:, :, ::2]
-    args = (size, 1e-3, 0.75, 2.0)
-    ref = F.local_response_norm(x, *args)
-    got = local_response_norm(x, *args)
-    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
-    if fmt == "channels_last":
-        assert got.is_contiguous(memory_format=torch.channels_last)
-    mod = LocalResponseNorm(*args)
-    assert isinstance(mod, nn.LocalResponseNorm) and mod.state_dict() == {}
-    torch.testing.assert_close(mod(x), nn.LocalResponseNorm(*args)(x), rtol=1e-5, atol=1e-6)
-
-
-def test_local_response_norm_gradient():
-    x = (torch.randn(2, 12, 5, 5, dtype=torch.float64) * 30).requires_grad_()
-    y = local_response_norm(x, 5, 1e-3, 0.75, 1.0)
-    ref = F.local_response_norm(x, 5, 1e-3, 0.75, 1.0)
-    torch.testing.assert_close(y, ref)
-    w = torch.randn_like(y)
-    g, = torch.autograd.grad((y * w).sum(), x)
-    g_ref, = torch.autograd.grad((ref * w).sum(), x)
-    torch.testing.assert_close(g, g_ref)
 
 
 def test_model_gradient_matches_reference(caffe_model, sample_batch):

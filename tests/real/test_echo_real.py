@@ -80,12 +80,3 @@ def test_d_never_below_c(report):
     assert len(piv) > 0
     diff = piv["d_curves_positive"] - piv["c_curves_only"]
     assert (diff >= -1e-3 * piv["c_curves_only"].abs().clip(lower=1)).all(), float(diff.min())
-
-
-def test_refuses_non_empty_out(tmp_path):
-    out = tmp_path / "x"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    rc = main(["study", "echo", "--model", "inceptionv1_caffe", "--out", str(out), "--quiet"])
-    assert rc == 2
-    assert (out / "keep.txt").read_text() == "x" and len(list(out.iterdir())) == 1

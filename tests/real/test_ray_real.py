@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pandas as pd
 import pytest
@@ -15,7 +14,7 @@ import torch
 
 from edits import Ablate, EditPlan
 from studies import stimuli as S
-from studies.executors import LocalExecutor, RayExecutor, make_executor
+from studies.executors import LocalExecutor, RayExecutor
 from studies.sweep import FAULT_ENV, run_sweep
 
 UNITS = ["mixed3b:9", "mixed3a:92"]
@@ -130,22 +129,6 @@ def test_local_pool_survives_a_killed_worker(local_run, caffe_model, images_dir,
     assert killed.exists() and res.failed == {}
     want = ref.per_image[ref.per_image.variant.isin(plans)].reset_index(drop=True)
     pd.testing.assert_frame_equal(res.per_image, want)
-
-
-def test_executor_errors_name_the_choices(monkeypatch):
-    with pytest.raises(ValueError, match="choose one of local, ray"):
-        make_executor("dask")
-    with pytest.raises(ValueError, match="--executor ray only"):
-        make_executor("local", address="auto")
-    with pytest.raises(ValueError, match="gpus_per_task"):
-        RayExecutor(gpus_per_task=-1)
-    with pytest.raises(ValueError, match=r"1 GPU\(s\) \(--gpus-per-task\) but the Ray cluster has 0"):
-        RayExecutor(gpus_per_task=1)._check_resources({"CPU": 2.0})
-    with pytest.raises(ValueError, match="--cpus-per-task"):
-        RayExecutor(cpus_per_task=4)._check_resources({"CPU": 2.0})
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(ImportError, match=r"pip install -e '\.\[ray\]'"):
-        make_executor("ray")
 
 
 def test_cli_sweep_on_ray_equals_local(ray_local, images_dir, tmp_path):

@@ -52,13 +52,6 @@ def test_report_files(report):
     assert "## Findings" in (report / "summary.md").read_text()
 
 
-def test_refuses_non_empty_out(tmp_path):
-    (tmp_path / "x").write_text("keep")
-    rc = main(["study", "combing", "--model", "inceptionv1_caffe", "--units", "mixed3b:9", "--out", str(tmp_path),
-               "--quiet"])
-    assert rc == 2 and (tmp_path / "x").read_text() == "keep"
-
-
 def test_attribution_exact_for_1x1_unit(caffe_model):
     layer, d = "mixed3b", 9
     assert caffe_model.spec.branch_of(layer, d) == "1x1"

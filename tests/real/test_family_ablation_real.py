@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from studies.cli import main
-from studies.family_ablation import mcnemar_exact, paired_stats
 
 ARGS = ["study", "family-ablation", "--model", "inceptionv1_caffe", "--limit", "12", "--families", "mixed3b/curves",
         "--modes", "zero,mean", "--controls", "1", "--reference-images", "8", "--bootstrap", "300", "--quiet"]
@@ -72,15 +71,3 @@ def test_refuses_nonempty_out_and_bad_images(runs, tmp_path, images_dir, capsys)
     assert rc == 2 and "no usable labelled image" in capsys.readouterr().err
     rc = main([*ARGS, "--images", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert rc == 2 and not (tmp_path / "o").exists()
-
-
-def test_statistics_helpers():
-    assert mcnemar_exact(0, 0) == 1.0
-    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32)
-    assert mcnemar_exact(3, 3) == 1.0
-    rng = np.random.default_rng(1)
-    b = rng.random(50) < 0.7
-    v = b & (rng.random(50) < 0.8)
-    s = paired_stats(b, v, rng.integers(0, 50, (500, 50)))
-    assert s["ci_low"] <= s["delta"] <= s["ci_high"] <= 0 + 1e-12
-    assert s["lost"] == int((b & ~v).sum()) and s["gained"] == 0 and 0 <= s["mcnemar_p"] <= 1

@@ -5,10 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-import pytest
-
 from studies.cli import main
-from studies.report import report_folder
 
 
 def test_full_disk_leaves_nothing_and_says_so(tmp_path, monkeypatch, capsys):
@@ -25,18 +22,6 @@ def test_full_disk_leaves_nothing_and_says_so(tmp_path, monkeypatch, capsys):
     assert rc == 2
     assert "No space left on device" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []
-
-
-def test_interrupted_write_keeps_the_previous_report(tmp_path):
-    out = tmp_path / "r"
-    with report_folder(out) as tmp:
-        (tmp / "a.txt").write_text("first")
-    with pytest.raises(KeyboardInterrupt):
-        with report_folder(out, overwrite=True) as tmp:
-            (tmp / "a.txt").write_text("second")
-            raise KeyboardInterrupt
-    assert (out / "a.txt").read_text() == "first"
-    assert [p.name for p in tmp_path.iterdir()] == ["r"]
 
 
 def test_empty_image_folder_is_a_clear_error_before_compute(tmp_path, capsys):

@@ -7,9 +7,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from circuits import InceptionV1
 from studies import stimuli as S
 from studies import tuning as T
 from studies.cli import main
@@ -107,18 +105,6 @@ def test_angle_vs_curve(caffe_model, best):
     assert set(summ["unit"]) == {"mixed3b:358", "mixed3b:9"} and (summ["best_curve"] > 0).all()
 
 
-def test_measures_work_for_the_lucid_architecture():
-    """Nothing is specific to one checkpoint (Lucid's geometry, random weights)."""
-    torch.manual_seed(1)
-    m = InceptionV1("inceptionv1").eval()
-    units = ["3b:379", "3a:81", "conv2d2:146"]
-    sw = T.joint_sweep(m, units, orientation_step=45, radii=[10, 40])
-    b = T.best_stimulus(m, units, tuning=sw, radii=[10, 40])
-    comb = T.combing_index(m, units, best=b, sides=("inward",))
-    av = T.angle_vs_curve(m, units, best=b, opening_degrees=(90,), corner_radii=(0,))
-    assert len(comb) == 3 and len(av) == 3 * 2 and set(sw["layer"]) == {"mixed3b", "mixed3a", "conv2d2"}
-
-
 def test_errors_come_before_any_compute(caffe_model, monkeypatch):
     def no_compute(*a, **k):
         raise AssertionError("computed before validating")
@@ -171,20 +157,6 @@ def test_cli_tune_with_images_and_a_family(tmp_path, images_dir, capsys):
     assert s["dataset"]["n_images"] == 6
     assert all("curve_sigma" in r and "dataset_frac_positive" in r for r in s["per_unit"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folders left
-
-
-@pytest.mark.parametrize("args,match", [
-    (["3b:999"], "0..479"),
-    (["mixed3b/nothing"], "no family"),
-    (["3b:358", "--radii", "-4"], "radii"),
-    (["3b:358", "--orientation-step", "0"], "orientation_step"),
-    (["3b:358", "--images", "/nonexistent/folder"], "does not exist"),
-])
-def test_cli_tune_errors(tmp_path, capsys, args, match):
-    out = tmp_path / "x"
-    assert main(["tune", *args, "--out", str(out)]) == 2
-    assert match in capsys.readouterr().err
-    assert not out.exists()
 
 
 def test_parse_targets(caffe_model):

@@ -15,9 +15,6 @@ from circuits.geometry import receptive_field
 from studies import plots
 from studies.classify import load_image
 from studies.dataset import (
-    _FineHistogram,
-    _rotated_windows,
-    exponential_tail,
     image_files,
     rotation_tuning,
     unit_statistics,
@@ -108,35 +105,6 @@ def test_rotation_tuning_reproduces_the_top_activation_at_zero(caffe_model, resu
         assert (best["angle"].to_numpy() == best["best_angle"].to_numpy()).all()
     with pytest.raises(ValueError, match="step"):
         rotation_tuning(caffe_model, result, step=0)
-
-
-def test_rotation_is_counter_clockwise_about_the_centre():
-    img = torch.zeros(3, 41, 41)
-    img[:, 20, 30] = 1.0  # 10 px right of the centre (20, 20)
-    w = _rotated_windows(img, 20.0, 20.0, [0, 90, 180], 21, 10.0, torch.zeros(3, 1, 1))
-    assert w[0, 0, 10, 20] == 1.0  # unrotated: right
-    assert w[1, 0, 0, 10] == pytest.approx(1.0, abs=1e-5)  # 90° counter-clockwise: up (y up)
-    assert w[2, 0, 10, 0] == pytest.approx(1.0, abs=1e-5)  # 180°: left
-
-
-def test_exponential_tail_recovers_the_rate():
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(-50, 20, 200_000), rng.exponential(1 / 0.04, 30_000)])
-    h = _FineHistogram(x[:1000])
-    for s in range(1000, len(x), 20_000):
-        h.add(x[s:s + 20_000])
-    assert h.counts.sum() == len(x)
-    e, c = h.rebinned(40, lo=0.0)
-    fit = exponential_tail(e, c, len(x))
-    assert fit["tail_rate"] == pytest.approx(0.04, rel=0.1) and fit["tail_r2"] > 0.9
-
-
-def test_fine_histogram_merges_without_losing_counts():
-    h = _FineHistogram(np.linspace(0, 1, 100))
-    h.add(np.array([1e6, -1e6]))  # far outliers force merging
-    assert h.counts.sum() == 102 and len(h.counts) <= 1 << 16
-    e = h.edges()
-    assert e[0] <= -1e6 and e[-1] >= 1e6
 
 
 def test_unreadable_files_are_skipped(caffe_model, files, tmp_path):

@@ -62,16 +62,6 @@ def test_without_images_uses_frozen_family_and_says_so(tmp_path):
     assert m["classification"] is None and "catalog" in m["family"]["source"]
 
 
-def test_existing_output_is_not_overwritten(tmp_path, capsys):
-    out = tmp_path / "r"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    rc = main(["study", "curve-ablation", "--out", str(out), "--quiet"])
-    assert rc == 2
-    assert "--overwrite" in capsys.readouterr().err
-    assert (out / "keep.txt").read_text() == "x"
-
-
 def test_failure_leaves_no_half_written_report(tmp_path, monkeypatch):
     import studies.curve_ablation as ca
 
