@@ -34,7 +34,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _torch_module
 
-from .spec import BRANCHES, CONV_KERNEL, MIXED_LAYERS, BlockSpec, ModelSpec, get_spec
+from .names import (
+    BOTTLENECK_BRANCHES,
+    BRANCH_CONVS,
+    BRANCHES,
+    CONV_KERNEL,
+    CONV_LAYERS,
+    CONVS,
+    MIXED_LAYERS,
+    conv_name,
+    hook_name,
+    linear_path_path,
+    module_path,
+    output_conv,
+    pool_name,
+    pre_relu_name,
+    split_conv_activation,
+    split_hook_name,
+    split_module_path,
+)
+from .provenance import Provenance
+from .spec import BlockSpec, ModelSpec, get_spec
 
 
 class HookPoint(nn.Identity):
@@ -52,13 +72,46 @@ class HookPoint(nn.Identity):
         return self.name
 
 
-def _through(h: nn.Module, x: Tensor) -> Tensor:
-    """``h(x)`` for a hook point ``h``; skips the module call (an identity) when no hook of any
-    kind, its own or global, could see it."""
+def _global_hooks() -> bool:
+    """Whether any global module hook (forward, forward-pre, backward, backward-pre) is registered."""
     m = _torch_module
-    if (h._forward_hooks or h._forward_pre_hooks or h._backward_hooks or h._backward_pre_hooks
-            or m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
-            or m._global_backward_pre_hooks):
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
+                or m._global_backward_pre_hooks)
+
+
+def _own_hooks(mod: nn.Module) -> bool:
+    return bool(mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks or mod._backward_pre_hooks)
+
+
+def observer(module: nn.Module, recurse: bool = True) -> str | None:
+    """Who may observe ``module``'s activations or their gradients, or ``None`` if nobody.
+
+    The one "is anything observing this module?" check of the package: a hook of any kind
+    (forward, forward-pre, backward, backward-pre) registered globally
+    (``torch.nn.modules.module.register_module_forward_hook`` …) or on ``module`` (with
+    ``recurse``, on any of its submodules). Code that computes a module's function another
+    way (skipping identity hook points, in-place ReLU, chunked batches, the receptive-field
+    cone of :mod:`circuits.cone`) may do so only when this returns ``None``.
+
+    Returns:
+        ``None``, or a short description: ``"global hooks are registered"`` or
+        ``"module <path> has hooks"`` (``(model)`` for ``module`` itself).
+    """
+    if _global_hooks():
+        return "global hooks are registered"
+    if _own_hooks(module):
+        return "module (model) has hooks"
+    if recurse:
+        for name, mod in module.named_modules():
+            if name and _own_hooks(mod):
+                return f"module {name} has hooks"
+    return None
+
+
+def _through(h: nn.Module, x: Tensor) -> Tensor:
+    """``h(x)`` for a hook point ``h``; skips the module call (an identity) when nobody
+    (:func:`observer`) could see it."""
+    if _own_hooks(h) or _global_hooks():
         return h(x)
     return x
 
@@ -207,7 +260,7 @@ class ConvUnit(nn.Module):
     def __init__(self, name: str, conv: nn.Conv2d):
         super().__init__()
         self.conv = conv
-        self.pre = HookPoint(name + "_pre_relu")
+        self.pre = HookPoint(pre_relu_name(name))
         self.post = HookPoint(name)
         #: ``False`` in a :func:`linearized` copy (ReLU → identity)
         self.relu = True
@@ -221,7 +274,7 @@ class ConvUnit(nn.Module):
     def private(self) -> bool:
         """Whether nobody else can see this unit's pre-ReLU tensor (no hooks on it or on the
         convolution), so the ReLU may overwrite it in place."""
-        return not (self.pre.active or self.conv._forward_hooks or _global_hooks())
+        return observer(self.pre, recurse=False) is None and observer(self.conv, recurse=False) is None
 
     def conv_forward(self, x: Tensor) -> Tensor:
         """``self.conv(x)``; on CPU, for a channels-last ``x`` and without autograd or hooks on
@@ -261,10 +314,6 @@ def _chunk_pool(workers: int) -> ThreadPoolExecutor:
 
 def _mkldnn_ok() -> bool:
     return torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available() and hasattr(torch, "mkldnn_convolution")
-
-
-def _global_hooks() -> bool:
-    return bool(_torch_module._global_forward_hooks)
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
@@ -360,14 +409,12 @@ class InceptionBlock(nn.Module):
         self.name = n = bs.name
         self.in_channels = cin
         self.block_spec = bs
-        self.b1x1 = ConvUnit(f"{n}_1x1", _conv(cin, bs.c1x1, 1))
-        self.b3x3_bottleneck = ConvUnit(f"{n}_3x3_bottleneck", _conv(cin, bs.c3x3_bottleneck, 1))
-        self.b3x3 = ConvUnit(f"{n}_3x3", _conv(bs.c3x3_bottleneck, bs.c3x3, 3))
-        self.b5x5_bottleneck = ConvUnit(f"{n}_5x5_bottleneck", _conv(cin, bs.c5x5_bottleneck, 1))
-        self.b5x5 = ConvUnit(f"{n}_5x5", _conv(bs.c5x5_bottleneck, bs.c5x5, 5))
-        self.pool = HookPoint(f"{n}_pool")
-        self.bpool_reduce = ConvUnit(f"{n}_pool_reduce", _conv(cin, bs.pool_reduce, 1))
-        self.pre = HookPoint(f"{n}_pre_relu")
+        for c in CONVS.values():  # b1x1, b3x3_bottleneck, …, bpool_reduce (state-dict order)
+            if c.suffix == "pool_reduce":
+                self.pool = HookPoint(pool_name(n))
+            cin_c, cout = self.base_width(c.suffix)
+            setattr(self, c.attr, ConvUnit(hook_name(n, c.suffix), _conv(cin_c, cout, c.kernel)))
+        self.pre = HookPoint(hook_name(n, pre_relu=True))
         self.post = HookPoint(n)
         #: ``True`` in a :func:`linearized` copy (3x3 max-pool → 3x3 average pool)
         self.pool_linear = False
@@ -386,13 +433,15 @@ class InceptionBlock(nn.Module):
 
     def unit(self, conv: str) -> ConvUnit:
         """The :class:`ConvUnit` of a convolution suffix (``1x1``, ``3x3_bottleneck``, …)."""
-        return getattr(self, "b" + conv)
+        return getattr(self, conv_name(conv).attr)
 
     # ------------------------------------------------------------------ structural edits
     def base_width(self, conv: str) -> tuple[int, int]:
         """``(in, out)`` channels of convolution ``conv`` in the unedited architecture."""
         bs = self.block_spec
-        cin = {"3x3": bs.c3x3_bottleneck, "5x5": bs.c5x5_bottleneck}.get(conv, self.in_channels)
+        branch = conv_name(conv).branch
+        first = BRANCH_CONVS[branch][0]
+        cin = self.in_channels if conv == first else bs.conv_width(first)
         return cin, bs.conv_width(conv)
 
     def resize_conv(self, conv: str, in_channels: int | None = None, out_channels: int | None = None) -> nn.Conv2d:
@@ -415,7 +464,7 @@ class InceptionBlock(nn.Module):
         cout = old.out_channels if out_channels is None else int(out_channels)
         base_in, base_out = self.base_width(conv)
         if cin < base_in or cout < base_out:
-            raise ValueError(f"{self.name}_{conv}: cannot shrink below the unedited width {base_in}→{base_out}")
+            raise ValueError(f"{hook_name(self.name, conv)}: cannot shrink below the unedited width {base_in}→{base_out}")
         k = old.kernel_size[0]
         if (cin, cout) == (base_in, base_out):
             new = nn.Conv2d(cin, cout, k, 1, padding=k // 2, device="meta")  # meta: no wasted init
@@ -442,7 +491,7 @@ class InceptionBlock(nn.Module):
         Returns:
             The new path, or ``None`` when removed.
         """
-        if branch not in ("3x3", "5x5"):
+        if branch not in BOTTLENECK_BRANCHES:
             raise ValueError(f"linear paths exist for the bottleneck branches 3x3 and 5x5, not {branch!r}")
         units = [int(u) for u in units]
         old = self.linear_paths[branch] if branch in self.linear_paths else None
@@ -452,7 +501,7 @@ class InceptionBlock(nn.Module):
             return None
         width = self.unit(branch).conv.out_channels
         if len(set(units)) != len(units) or not all(0 <= u < width for u in units):
-            raise ValueError(f"{self.name}_{branch}: linear-path units must be distinct and in 0..{width - 1}; got {units}")
+            raise ValueError(f"{hook_name(self.name, branch)}: linear-path units must be distinct and in 0..{width - 1}; got {units}")
         ref = old.conv.weight if old is not None else self.unit(branch).conv.weight
         new = LinearPath(self.in_channels, units, self.unit(branch).conv.kernel_size[0])
         new = new.to(device=ref.device, dtype=ref.dtype)
@@ -576,17 +625,48 @@ class InceptionV1(nn.Module):
         #: core's cache and no op waits at an OpenMP barrier (see :meth:`forward`); ``0``
         #: disables. Not part of the state dict.
         self.batch_chunk: int = 8
+        #: where the weights come from and what was done to them (:class:`~circuits.provenance.Provenance`);
+        #: set by the loader, :func:`linearized` and the edits. Not part of the state dict.
+        self.provenance: Provenance = Provenance()
         self.eval()
+
+    # ------------------------------------------------------------------ provenance (read-only views)
+    def _provenance_field(self, name: str, unset: object) -> object:
+        value = getattr(self.provenance, name)
+        if value == unset:  # as before provenance was declared: the attribute did not exist
+            raise AttributeError(f"{type(self).__name__} has no {name} (see .provenance)")
+        return value
+
+    @property
+    def edit_plan(self) -> dict:
+        """``provenance.edit_plan``; ``AttributeError`` for an unedited model. Prefer :attr:`provenance`."""
+        return self._provenance_field("edit_plan", None)
+
+    @property
+    def edit_history(self) -> list:
+        """``list(provenance.edit_history)``; ``AttributeError`` for an unedited model. Prefer :attr:`provenance`."""
+        return list(self._provenance_field("edit_history", ()))
+
+    @property
+    def weights_source(self) -> str:
+        """``provenance.weights_source``; ``AttributeError`` when unknown. Prefer :attr:`provenance`."""
+        return self._provenance_field("weights_source", None)
+
+    @property
+    def linear_surrogate(self) -> bool:
+        """``provenance.linear_surrogate`` (``False`` for an ordinary model)."""
+        return self.provenance.linear_surrogate
 
     # ------------------------------------------------------------------ structure
     def _find_stage(self, name: str) -> str:
         if name in self.stage_names:
             return name
+        parts = split_hook_name(name)
+        if parts is not None:
+            return parts[0]
         for layer in MIXED_LAYERS:
-            if name.startswith(layer + "_"):
+            if name == pool_name(layer):
                 return layer
-        if name.startswith(("conv2d0", "conv2d1", "conv2d2")):
-            return name[:7]
         raise KeyError(name)
 
     def stage_of(self, name: str) -> str:
@@ -611,11 +691,11 @@ class InceptionV1(nn.Module):
 
     def conv_unit(self, name: str) -> ConvUnit:
         """The :class:`ConvUnit` that computes activation ``name`` (``conv2d2``, ``mixed3b_5x5``, …)."""
-        if name in ("conv2d0", "conv2d1", "conv2d2"):
+        if name in CONV_LAYERS:
             return getattr(self, name)
-        for layer in MIXED_LAYERS:
-            if name.startswith(layer + "_") and name[len(layer) + 1:] in CONV_KERNEL:
-                return self.block(layer).unit(name[len(layer) + 1:])
+        bc = split_conv_activation(name) if isinstance(name, str) else None
+        if bc is not None:
+            return self.block(bc[0]).unit(bc[1])
         raise KeyError(f"{name!r} is not a convolution of {self.spec.name}")
 
     # ------------------------------------------------------------------ structural edits
@@ -635,9 +715,9 @@ class InceptionV1(nn.Module):
             for conv in CONV_KERNEL:
                 c = blk.unit(conv).conv
                 if (c.in_channels, c.out_channels) != blk.base_width(conv):
-                    out[f"{layer}.b{conv}.conv"] = list(c.weight.shape)
+                    out[module_path(layer, conv)] = list(c.weight.shape)
             for branch, lp in blk.linear_paths.items():
-                out[f"{layer}.linear_paths.{branch}.conv"] = list(lp.conv.weight.shape)
+                out[linear_path_path(layer, branch)] = list(lp.conv.weight.shape)
         return out
 
     def restructure(self, structure: dict[str, Sequence[int]]) -> InceptionV1:
@@ -657,8 +737,9 @@ class InceptionV1(nn.Module):
                 blk = self.block(parts[0])
             except KeyError:
                 raise ValueError(f"structure entry {path!r}: no block {parts[0]!r}") from None
-            if len(parts) == 3 and parts[1].startswith("b") and parts[1][1:] in CONV_KERNEL and parts[2] == "conv":
-                conv = parts[1][1:]
+            conv_path = split_module_path(path)
+            if conv_path is not None:
+                conv = conv_path[1]
                 k = CONV_KERNEL[conv]
                 if len(shape) != 4 or shape[2:] != [k, k]:
                     raise ValueError(f"structure entry {path!r}: shape {shape} is not (out, in, {k}, {k})")
@@ -666,7 +747,7 @@ class InceptionV1(nn.Module):
             elif len(parts) == 4 and parts[1] == "linear_paths" and parts[3] == "conv":
                 branch = parts[2]
                 k = CONV_KERNEL.get(branch)
-                if branch not in ("3x3", "5x5") or len(shape) != 4 or shape[1] != blk.in_channels + 1 or shape[2:] != [k, k]:
+                if branch not in BOTTLENECK_BRANCHES or len(shape) != 4 or shape[1] != blk.in_channels + 1 or shape[2:] != [k, k]:
                     raise ValueError(
                         f"structure entry {path!r}: expected a 3x3/5x5 linear path of shape (n, {blk.in_channels + 1}, k, k); got {shape}"
                     )
@@ -739,12 +820,8 @@ class InceptionV1(nn.Module):
         return torch.cat(outs)
 
     def _observed(self) -> bool:
-        """Whether any hook (global, or on any submodule) may see an activation or its gradient."""
-        g = _torch_module
-        if g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks or g._global_backward_pre_hooks:
-            return True
-        return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-                   for m in self.modules())
+        """Whether any hook (global, or on any submodule) may see an activation or its gradient (:func:`observer`)."""
+        return observer(self) is not None
 
     def _forward(self, x: Tensor, stop_at: str | None, first: int) -> Tensor:
         for name in self.stage_names[first:]:
@@ -856,10 +933,10 @@ def linearized(model: InceptionV1, biases: bool = True) -> InceptionV1:
             for name, p in m.named_parameters():
                 if name.endswith("bias"):
                     p.zero_()
-    m.linear_surrogate = True
+    m.provenance = m.provenance.replace(linear_surrogate=True)
     return m
 
 
 def branch_names(layer: str) -> list[str]:
     """Activation names of the four branches of a mixed layer (concatenation order)."""
-    return [f"{layer}_{b}" for b in BRANCHES]
+    return [hook_name(layer, output_conv(b)) for b in BRANCHES]

@@ -1028,8 +1028,8 @@ def save_model(model: InceptionV1, path: str | Path) -> Path:
         "format": SAVE_FORMAT,
         "checkpoint": model.spec.name,
         "structure": json.dumps(model.structure()),
-        "edit_plan": json.dumps(getattr(model, "edit_plan", None)),
-        "edit_history": json.dumps(list(getattr(model, "edit_history", []))),
+        "edit_plan": json.dumps(model.provenance.edit_plan),
+        "edit_history": json.dumps(list(model.provenance.edit_history)),
         "digest": state_digest(state),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -818,16 +818,7 @@ class EditRecord:
 
         for h in reversed(self.interventions):
             remove_hook(restored, h)
-        history = list(getattr(restored, "edit_history", []))
-        if history and history[-1] == self.plan:
-            history.pop()
-        if history:
-            restored.edit_history = history
-            restored.edit_plan = history[-1]
-        else:
-            for attr in ("edit_history", "edit_plan"):
-                if hasattr(restored, attr):
-                    delattr(restored, attr)
+        restored.provenance = restored.provenance.without_plan(self.plan)
         return restored
 
 
@@ -1024,8 +1015,7 @@ class EditPlan:
                 if n:
                     changed[key] = n
         plan_dict = EditPlan(tuple(applied), name=self.name).to_dict()
-        edited.edit_plan = plan_dict
-        edited.edit_history = [*getattr(model, "edit_history", []), plan_dict]
+        edited.provenance = model.provenance.with_plan(plan_dict)
         record = EditRecord(
             plan=plan_dict, changed=changed, touched=tuple(originals), inverse=tuple(backups), interventions=tuple(hooks)
         )
