@@ -30,7 +30,8 @@ _UNIT_RE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*:\s*(-?\d+)\s*$")
 
 
 def canonical_layer(name: str, spec: ModelSpec | None = None) -> str:
-    """``"3b"`` → ``"mixed3b"``; canonical names and branch activations pass through.
+    """``"3b"`` → ``"mixed3b"``, ``"3b_5x5"`` → ``"mixed3b_5x5"``; canonical names and branch
+    activations pass through.
 
     Raises:
         KeyError: unknown layer; lists the valid ones.
@@ -38,7 +39,7 @@ def canonical_layer(name: str, spec: ModelSpec | None = None) -> str:
     if not isinstance(name, str):
         raise TypeError(f"layer must be a string, got {type(name).__name__}")
     n = name.strip()
-    if re.fullmatch(r"[345][a-e]", n):
+    if re.fullmatch(r"[345][a-e](_\w+)?", n):  # 3b, 3b_5x5
         n = "mixed" + n
     if n in LAYERS:
         if spec is not None and n in MIXED_LAYERS:
