@@ -86,8 +86,8 @@ def caffe_model(data_dir):
 @pytest.fixture(scope="session")
 def sample_batch(images_dir):
     """``sample_batch(start, n)`` → ``(n, 3, 224, 224)`` sample images ``start … start+n`` in
-    sorted order, through the standard evaluation preprocessing (``studies.classify.load_image``)."""
-    from studies.classify import load_image
+    sorted order, through the standard evaluation preprocessing (``studies.measure.images.load_image``)."""
+    from studies.measure.images import load_image
 
     def load(start: int = 0, n: int = 4) -> torch.Tensor:
         paths = sorted(images_dir.glob("*.JPEG"))[start:start + n]

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from shared_discovery import fresh_discoveries
 
-import studies.discovery as D
+import studies.measure.discovery as D
+import studies.measure.frozen as F
 from circuits import Unit
 from circuits.catalog import FamilyCatalog, catalog, catalog_path, load_catalog
 from circuits.units import Family
@@ -52,7 +53,7 @@ def test_bvlc_frozen_catalog_matches_fresh_discovery(fresh, bvlc):
         for u, o in zip(d.family.units, d.family.orientations):
             diff = abs((fo[u] - o + period / 2) % period - period / 2)
             assert diff <= 0.1, f"{key}: unit {u} {o}° vs frozen {fo[u]}°"
-    assert D.compare_with_catalog(fresh, bvlc) == []
+    assert F.compare_with_catalog(fresh, bvlc) == []
 
 
 def _quadrants(orientations) -> int:
@@ -117,7 +118,7 @@ def test_entry_point_check_and_freeze(fresh, caffe_model, images_dir, tmp_path, 
     monkeypatch.setattr(circuits, "load_model", lambda *a, **k: caffe_model)
     monkeypatch.setattr(D, "discover_families", lambda *a, **k: fresh)
     args = ["--model", "inceptionv1_caffe", "--images", str(images_dir)]
-    assert D.main(args + ["--check"]) == 0
+    assert F.main(args + ["--check"]) == 0
     assert "matches" in capsys.readouterr().out
     # a tampered copy fails the check
     data = yaml.safe_load(catalog_path("inceptionv1_caffe").read_text())
@@ -128,10 +129,10 @@ def test_entry_point_check_and_freeze(fresh, caffe_model, images_dir, tmp_path, 
                 f[k] = f[k][1:]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data))
-    assert D.main(args + ["--check", "--catalog", str(bad)]) == 1
+    assert F.main(args + ["--check", "--catalog", str(bad)]) == 1
     assert re.search(r"MISMATCH mixed3a/lines: units differ", capsys.readouterr().out)
     # --freeze rewrites it back to a file that loads into the same families
-    assert D.main(args + ["--freeze", "--catalog", str(bad)]) == 0
+    assert F.main(args + ["--freeze", "--catalog", str(bad)]) == 0
     again, packaged = load_catalog("inceptionv1_caffe", bad), load_catalog("inceptionv1_caffe")
     assert {k: (f.units, f.orientations) for k, f in again.items()} == {
         k: (f.units, f.orientations) for k, f in packaged.items()}

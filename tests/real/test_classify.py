@@ -1,4 +1,4 @@
-"""studies.classify: folder evaluation of InceptionV1 (accuracy on the real sample, robustness
+"""studies.measure.classify: folder evaluation of InceptionV1 (accuracy on the real sample, robustness
 to messy folders, layouts, limit, determinism)."""
 
 from __future__ import annotations
@@ -14,14 +14,8 @@ from PIL import Image
 
 from circuits.labels import class_wnids
 from circuits.model import InceptionV1
-from studies.classify import (
-    ClassificationResult,
-    ImageFolderDataset,
-    evaluate,
-    load_image,
-    summarize,
-    wnid_index,
-)
+from studies.measure.classify import ClassificationResult, evaluate, summarize, wnid_index
+from studies.measure.images import ImageFolderDataset, load_image
 
 # Three sample images (flat names as in imagenet-sample-1000).
 PICKS = ("n01440764_tench.JPEG", "n01443537_goldfish.JPEG", "n02123597_Siamese_cat.JPEG")
@@ -248,7 +242,7 @@ def test_variants_share_the_prefix_and_match_separate_runs(caffe_model, images_d
     """evaluate_variants (decode once, shared unedited prefix) gives the same numbers as
     separate evaluations."""
     from edits import Ablate, EditPlan
-    from studies.classify import evaluate_variants, shared_prefix
+    from studies.measure.classify import evaluate_variants, shared_prefix
 
     edited, _ = EditPlan([Ablate(["3b:358", "3b:9"])]).apply(caffe_model)
     variants = {"before": caffe_model, "after": edited}

@@ -12,9 +12,9 @@ import torch
 from circuits.expanded import expand
 from circuits.geometry import measurement_window
 from edits import EditPlan
-from studies import stimuli as S
 from studies.cli import main
 from studies.combing import attribute, unit_bias
+from studies.measure import stimuli as S
 
 UNITS = "mixed3b:9,mixed3a:92"  # a 1x1-branch unit (exact attribution) and a 3x3-branch unit
 

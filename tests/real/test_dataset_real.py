@@ -12,13 +12,9 @@ import pytest
 import torch
 
 from circuits.geometry import receptive_field
-from studies import plots
-from studies.classify import load_image
-from studies.dataset import (
-    image_files,
-    rotation_tuning,
-    unit_statistics,
-)
+from studies.measure.dataset import rotation_tuning, unit_statistics
+from studies.measure.images import list_images, load_image
+from studies.report import plots
 
 UNITS = ["3b:358", "conv2d2:146"]
 N = 10
@@ -26,7 +22,7 @@ N = 10
 
 @pytest.fixture(scope="module")
 def files(images_dir):
-    return image_files(images_dir)[:N]
+    return list_images(images_dir)[:N]
 
 
 @pytest.fixture(scope="module")

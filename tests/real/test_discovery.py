@@ -7,7 +7,9 @@ import pytest
 from shared_discovery import fresh_discoveries
 
 from circuits.catalog import catalog, load_catalog
-from studies.discovery import discover_curves, load_reference_images, orientation_coverage_gap, reference_statistics
+from studies.measure.discovery import discover_curves, orientation_coverage_gap
+from studies.measure.images import load_reference_set
+from studies.measure.statistics import reference_statistics
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,9 @@ def test_discovery_needs_a_reference(caffe_model):
 
 def test_shared_statistics_equal_single_layer_statistics(caffe_model, images_dir):
     """Statistics of several layers from one pass equal those of a single-layer pass."""
-    from studies.discovery import reference_statistics_by_layer
+    from studies.measure.statistics import reference_statistics_by_layer
 
-    ref = load_reference_images(images_dir, 8)
+    ref = load_reference_set(images_dir, 8)
     both = reference_statistics_by_layer(caffe_model, ["conv2d2", "3a"], ref)
     alone = reference_statistics(caffe_model, "mixed3a", ref)
     assert set(both) == {"conv2d2", "mixed3a"}

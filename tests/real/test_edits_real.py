@@ -232,7 +232,7 @@ MEAN_UNITS = ["3b:5", "3b:379", "mixed3b_5x5_bottleneck:3"]
 
 @pytest.fixture(scope="module")
 def reference(images_dir) -> torch.Tensor:
-    from studies.discovery import load_reference_images
+    from studies.measure.images import load_reference_images
 
     return load_reference_images(images_dir, 6)
 

@@ -7,7 +7,7 @@ import torch
 
 from edits import derangement, intervene, mean_units, patch, resample_units, zero_units
 from edits.interventions import install_hook, remove_hook
-from studies.discovery import load_reference_images
+from studies.measure.images import load_reference_images
 
 
 @pytest.fixture(scope="module")

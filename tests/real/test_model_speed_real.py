@@ -144,7 +144,7 @@ def reference_forward_upto_mixed3a(model, x):
 def test_state_dict_and_tuning_fast_path_unchanged(caffe_model):
     """The LRN module has no state: keys, shapes and parameter layout are those of the
     checkpoint; the tuning fast path accepts both LRN modules and rejects linearised copies."""
-    from studies.tuning import fast_path_problem
+    from circuits.cone import fast_path_problem
 
     sd = caffe_model.state_dict()
     assert not any("localresponsenorm" in k for k in sd)

@@ -1,4 +1,4 @@
-"""The Ray executor (studies.executors.RayExecutor) on a local 2-CPU Ray instance: the same
+"""The Ray executor (studies.run.executors.RayExecutor) on a local 2-CPU Ray instance: the same
 tables as the local executor, a shared cache (resume across executors), retries when a task
 raises or its worker process is killed, permanent failures reported per plan, the model put
 in the object store once, and the CLI flag."""
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from edits import Ablate, EditPlan
-from studies import stimuli as S
-from studies.executors import LocalExecutor, RayExecutor
-from studies.sweep import FAULT_ENV, run_sweep
+from studies.measure import stimuli as S
+from studies.run.executors import LocalExecutor, RayExecutor
+from studies.run.sweep import FAULT_ENV, run_sweep
 
 UNITS = ["mixed3b:9", "mixed3a:92"]
 
@@ -153,8 +153,8 @@ def test_cli_sweep_on_ray_equals_local(ray_local, images_dir, tmp_path):
 
 def test_study_variants_on_ray_equal_local(ray_local, caffe_model, images_dir):
     """What curve-ablation, echo and combing call for classification with --executor ray."""
-    from studies.classify import evaluate_variants
-    from studies.sweep import evaluate_study_variants
+    from studies.measure.classify import evaluate_variants
+    from studies.run.sweep import evaluate_study_variants
 
     plan = EditPlan([Ablate("mixed3b/curves")])
     models = {"before": caffe_model, "after": plan.apply(caffe_model)[0]}

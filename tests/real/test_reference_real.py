@@ -1,4 +1,4 @@
-"""Reference measurements of the BVLC curve families (studies.reference) against the frozen
+"""Reference measurements of the BVLC curve families (studies.measure.reference) against the frozen
 CSV ``tests/reference_bvlc.csv``. Regenerate with the command on the CSV's first line."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.reference import compare, read_reference, reference_measurements
+from studies.measure.reference import compare, read_reference, reference_measurements
 
 CSV = Path(__file__).resolve().parents[1] / "reference_bvlc.csv"
 

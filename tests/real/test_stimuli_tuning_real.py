@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from circuits.cone import cone_plan, fast_path_problem
 from circuits.geometry import measurement_window, receptive_field
-from studies import stimuli as S
-from studies.tuning import cone_plan, fast_path_problem, measure
+from studies.measure import stimuli as S
+from studies.measure.tuning import measure
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -1,11 +1,11 @@
-"""studies.sweep: per-plan cache, resume after a lost entry, jobs=2 equals jobs=1."""
+"""studies.run.sweep: per-plan cache, resume after a lost entry, jobs=2 equals jobs=1."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from edits import Ablate, EditPlan
-from studies.sweep import run_sweep
+from studies.run.sweep import run_sweep
 
 
 def _plans():

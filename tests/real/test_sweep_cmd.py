@@ -31,7 +31,7 @@ def test_sweep_runs_resumes_and_reads_plan_files(tmp_path, images_dir, monkeypat
 
 
 def test_single_unit_ablations_of_a_whole_layer(caffe_model):
-    from studies.sweep_cmd import SweepConfig, build_plans
+    from studies.sweep_study import SweepConfig, build_plans
 
     plans = build_plans(SweepConfig(single_unit_ablations="3b"), caffe_model)
     assert len(plans) == 480 and list(plans)[0] == "ablate-mixed3b:0" and list(plans)[-1] == "ablate-mixed3b:479"

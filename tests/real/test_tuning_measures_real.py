@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from studies import stimuli as S
-from studies import tuning as T
+from circuits.units import resolve_targets
 from studies.cli import main
-from studies.discovery import load_reference_images, reference_statistics
+from studies.measure import stimuli as S
+from studies.measure import tuning as T
+from studies.measure.images import load_reference_images
+from studies.measure.statistics import reference_statistics
 
 UNITS = ["3b:358", "3b:9"]  # BVLC mixed3b curve units (catalog mixed3b/curves): 5x5 and 1x1 branches
 
@@ -159,9 +161,10 @@ def test_cli_tune_with_images_and_a_family(tmp_path, images_dir, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folders left
 
 
-def test_parse_targets(caffe_model):
-    units, labels = T.parse_targets(["3b:358,3b:9", "mixed3b:358", "conv2d2:1"], caffe_model)
+def test_resolve_targets(caffe_model):
+    """The targets of `circuits tune` / sweeps, through the one unit/family parser."""
+    units, labels = resolve_targets(["3b:358,3b:9", "mixed3b:358", "conv2d2:1"], caffe_model.spec)
     assert [str(u) for u in units] == ["mixed3b:358", "mixed3b:9", "conv2d2:1"]
     assert labels == ["3b:358", "3b:9", "mixed3b:358", "conv2d2:1"]
-    fam, labels = T.parse_targets(["mixed3b/curves"], caffe_model)
+    fam, labels = resolve_targets(["mixed3b/curves"], caffe_model.spec)
     assert len(fam) >= 5 and labels == ["mixed3b/curves"] and all(u.layer == "mixed3b" for u in fam)

@@ -8,7 +8,7 @@ import math
 import pytest
 import yaml
 
-import studies.discovery as D
+import studies.measure.discovery as D
 from circuits import Unit, get_spec
 from circuits.catalog import FamilyCatalog, load_catalog
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from studies.dataset import (
+from studies.measure.dataset import (
     _FineHistogram,
     _rotated_windows,
     exponential_tail,

@@ -1,4 +1,4 @@
-"""The Ray executor (studies.executors.RayExecutor) on a local 2-CPU Ray instance: the same
+"""The Ray executor (studies.run.executors.RayExecutor) on a local 2-CPU Ray instance: the same
 tables as the local executor, a shared cache (resume across executors), retries when a task
 raises or its worker process is killed, permanent failures reported per plan, the model put
 in the object store once, and the CLI flag."""
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from studies.executors import RayExecutor, make_executor
+from studies.run.executors import RayExecutor, make_executor
 
 
 def test_executor_errors_name_the_choices(monkeypatch):

@@ -1,11 +1,11 @@
-"""Reference measurements of the BVLC curve families (studies.reference) against the frozen
+"""Reference measurements of the BVLC curve families (studies.measure.reference) against the frozen
 CSV ``tests/reference_bvlc.csv``. Regenerate with the command on the CSV's first line."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from studies.reference import COLUMNS, read_reference, regenerate_command
+from studies.measure.reference import COLUMNS, read_reference, regenerate_command
 
 CSV = Path(__file__).resolve().parents[1] / "reference_bvlc.csv"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studies.report import report_folder
+from studies.report.folder import report_folder
 
 
 def test_interrupted_write_keeps_the_previous_report(tmp_path):

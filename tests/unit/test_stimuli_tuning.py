@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from circuits import InceptionV1
-from studies import stimuli as S
-from studies.tuning import fast_path_problem, measure, radial_tuning, tuning_metrics
+from circuits.cone import fast_path_problem
+from studies.measure import stimuli as S
+from studies.measure.tuning import measure, radial_tuning, tuning_metrics
 
 FAMILIES = {
     "curve": lambda **kw: S.curves([60], [20], **kw),

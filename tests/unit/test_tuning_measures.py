@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from circuits import InceptionV1
-from studies import tuning as T
 from studies.cli import main
+from studies.measure import tuning as T
 
 
 def test_measures_work_for_the_lucid_architecture():

@@ -21,7 +21,8 @@ from safetensors import safe_open
 import circuits.weights as W
 from circuits import WeightsError, get_spec, load_model
 from circuits.spec import MIXED_LAYERS
-from studies.cli import _device, main
+from studies.cli import main
+from studies.cli.common import device as _device
 
 N_PARAMS = 6_998_552
 N_TENSORS = 116  # 58 layers x (weight, bias)

@@ -14,7 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .tuning import orientation_colour  # noqa: E402
+
+def orientation_colour(deg: float):
+    """A colour for an orientation (hue wheel), used in every radial plot."""
+    import matplotlib.colors as mcolors
+
+    h = (deg % 360.0) / 360.0 if not math.isnan(deg) else 0.0
+    return mcolors.hsv_to_rgb((h, 0.75, 0.85))
 
 
 def plot_radial(
@@ -29,7 +35,7 @@ def plot_radial(
     by preferred orientation (Curve Detectors, radial tuning figure).
 
     Args:
-        radial: output of :func:`studies.tuning.radial_tuning` (``variant`` column optional).
+        radial: output of :func:`studies.measure.tuning.radial_tuning` (``variant`` column optional).
         path: where to save a PNG (``None``: just return the figure).
         preferred: ``{unit: preferred orientation (deg)}`` for the colours; default: argmax.
         variants: panel order; default: order of appearance.
@@ -127,7 +133,7 @@ def plot_joint(
     diverging scale centred at 0.
 
     Args:
-        joint: :func:`studies.tuning.joint_tuning` output.
+        joint: :func:`studies.measure.tuning.joint_tuning` output.
 
     Returns:
         The matplotlib figure.
@@ -163,7 +169,7 @@ def plot_histogram(
     ncols: int = 4,
 ):
     """Pre-ReLU activation histograms (density on a log scale), one panel per unit, with the
-    exponential fit of the positive tail from ``summary`` (:func:`studies.dataset.unit_statistics`)
+    exponential fit of the positive tail from ``summary`` (:func:`studies.measure.dataset.unit_statistics`)
     and the mean / fraction positive in the legend.
 
     Returns:
@@ -205,7 +211,7 @@ def plot_top_examples(
     with the pre-ReLU activation over each crop (from ``top``).
 
     Args:
-        crops: ``{unit: (k, 3, h, w)}`` (:attr:`studies.dataset.DatasetStats.crops`).
+        crops: ``{unit: (k, 3, h, w)}`` (:attr:`studies.measure.dataset.DatasetStats.crops`).
 
     Returns:
         The matplotlib figure.
@@ -233,7 +239,7 @@ def plot_top_examples(
 
 
 def plot_rotation(curve: pd.DataFrame, path: str | Path | None = None, title: str = ""):
-    """Joint tuning by rotation (:func:`studies.dataset.rotation_tuning`): mean response of
+    """Joint tuning by rotation (:func:`studies.measure.dataset.rotation_tuning`): mean response of
     the top examples versus rotation away from each example's best angle, one line per
     unit, relative to the response at 0°.
 

@@ -2,34 +2,34 @@
 
 Regenerate (BVLC weights, from the project root)::
 
-    python -m studies.reference --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --out tests/reference_bvlc.csv
+    python -m studies.measure.reference --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --out tests/reference_bvlc.csv
 
 Verify (recompute and compare; exit 1 on a mismatch)::
 
-    python -m studies.reference --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --check tests/reference_bvlc.csv
+    python -m studies.measure.reference --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --check tests/reference_bvlc.csv
 
 Definition (deterministic; ``tests/test_reference.py`` recomputes it):
 
 * **Units**: the families ``conv2d2/curves``, ``mixed3a/curves``, ``mixed3b/curves`` and
   ``mixed4a/curves`` of the packaged catalog of the model (:func:`circuits.catalog.catalog`).
-* **Sweep** (:func:`studies.tuning.joint_sweep`, fast cone path, pre-ReLU, at the
+* **Sweep** (:func:`studies.measure.tuning.joint_sweep`, fast cone path, pre-ReLU, at the
   receptive-field centre): dark 2-px arcs at orientations 0, 5, …, 355° (:data:`ORIENTATION_STEP`)
-  × the layer's radii (:func:`studies.discovery.default_radii`: the default radii
+  × the layer's radii (:func:`studies.measure.discovery.default_radii`: the default radii
   8 … 200 px scaled by receptive field / 91 px), plus straight lines at 0, 5, …, 175°.
 * ``peak``, ``preferred_orientation`` (vector-sum angle, deg), ``echo_ratio``,
-  ``tuning_width`` (deg): :func:`studies.tuning.tuning_metrics` of the radial tuning curve
-  (:func:`studies.tuning.radial_tuning`: positive responses averaged over radius).
-* ``curve_sigma``, ``line_sigma``, ``curve_line_ratio_sigma``: :func:`studies.tuning.curve_line_preference`
+  ``tuning_width`` (deg): :func:`studies.measure.tuning.tuning_metrics` of the radial tuning curve
+  (:func:`studies.measure.tuning.radial_tuning`: positive responses averaged over radius).
+* ``curve_sigma``, ``line_sigma``, ``curve_line_ratio_sigma``: :func:`studies.measure.tuning.curve_line_preference`
   with the unit's pre-ReLU statistics over :data:`N_IMAGES` evenly spaced images of the
-  reference folder, all spatial positions (:func:`studies.discovery.reference_statistics_by_layer`);
+  reference folder, all spatial positions (:func:`studies.measure.statistics.reference_statistics_by_layer`);
   ``curve_sigma`` = (best curve − mean) / std, ``line_sigma`` likewise for the best line,
   ``curve_line_ratio_sigma`` = the tool's ``ratio_sigma`` = (best curve − mean) / (best line − mean)
   = curve_sigma / line_sigma, left empty (NaN) when the best line does not rise above the
   dataset mean (``line_sigma`` ≤ 0: the tool's 1e-9 floor would give ~1e11).
 * ``combing_index`` (side ``both``), ``combing_inward``, ``combing_outward``:
-  :func:`studies.tuning.combing_index` with its defaults (teeth spacing 8 px, length 8 px,
+  :func:`studies.measure.tuning.combing_index` with its defaults (teeth spacing 8 px, length 8 px,
   2-px stroke) at each unit's preferred orientation and best radius
-  (:func:`studies.tuning.best_stimulus` among the layer's radii; ``best_radius`` column).
+  (:func:`studies.measure.tuning.best_stimulus` among the layer's radii; ``best_radius`` column).
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ import pandas as pd
 
 from circuits.catalog import catalog
 from circuits.spec import MIXED_LAYERS
-
-from . import tuning as T
-from .discovery import default_radii, load_reference_images, reference_statistics_by_layer
+from studies.measure import tuning as T
+from studies.measure.discovery import default_radii
+from studies.measure.images import load_reference_set
+from studies.measure.statistics import reference_statistics_by_layer
 
 FAMILIES = ("conv2d2/curves", "mixed3a/curves", "mixed3b/curves", "mixed4a/curves")
 ORIENTATION_STEP = 5.0
@@ -61,7 +62,7 @@ KEYS = ["layer", "unit", "index", "branch"]
 
 
 def regenerate_command(checkpoint: str, out: str = "tests/reference_bvlc.csv", check: bool = False) -> str:
-    return (f"python -m studies.reference --model {checkpoint} --images $CIRCUITS_DATA/imagenet-sample-1000 "
+    return (f"python -m studies.measure.reference --model {checkpoint} --images $CIRCUITS_DATA/imagenet-sample-1000 "
             + (f"--check {out}" if check else f"--out {out}"))
 
 
@@ -70,7 +71,7 @@ def reference_measurements(model, images_dir, families=FAMILIES, orientation_ste
     """One row per unit of ``families`` (see the module docstring for every column)."""
     cat = catalog(model)
     fams = [cat[f] for f in families]
-    images = load_reference_images(images_dir, n_images)
+    images = load_reference_set(images_dir, n_images)
     stats = reference_statistics_by_layer(model, [f.layer for f in fams], images)
     parts = []
     for fam in fams:
@@ -128,7 +129,7 @@ def write_reference(df: pd.DataFrame, path, checkpoint: str) -> None:
     with path.open("w") as f:
         f.write(f"# regenerate: {regenerate_command(checkpoint, str(path))}\n")
         f.write(f"# curve families {', '.join(FAMILIES)}; orientation step {ORIENTATION_STEP:g} deg; "
-                f"radii = studies.discovery.default_radii; sigma over {N_IMAGES} reference images; "
+                f"radii = studies.measure.discovery.default_radii; sigma over {N_IMAGES} reference images; "
                 f"combing: spacing {COMBING['spacing_px']:g} px, length {COMBING['length_px']:g} px "
                 "(combing_index = side both)\n")
         df.to_csv(f, index=False, float_format="%.6g")

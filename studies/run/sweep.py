@@ -1,7 +1,7 @@
 """Run many named edit plans over an image set and/or a stimulus set, with a resumable on-disk
-cache, on a local or a Ray executor (:mod:`studies.executors`).
+cache, on a local or a Ray executor (:mod:`studies.run.executors`).
 
->>> from studies.sweep import run_sweep
+>>> from studies.run.sweep import run_sweep
 >>> res = run_sweep({"unedited": None, "3b-curves": EditPlan([Ablate("mixed3b/curves")])},
 ...                 "imagenet-sample-1000", model="inceptionv1_caffe", limit=200, jobs=2)
 >>> res.per_image                 # tidy: one row per (variant, image), column ``variant``
@@ -13,9 +13,9 @@ stimulus batch). An image shard is ``shard_size`` consecutive images of the sort
 (a multiple of ``batch_size``, so every shard's batches are the batches of the whole set and
 the results do not depend on the sharding: resampling draws donors within a batch). A chunk
 is up to ``plans_per_pass`` plans evaluated in one pass with
-:func:`studies.classify.evaluate_variants`: each batch decoded once, the unedited prefix (the
+:func:`studies.measure.classify.evaluate_variants`: each batch decoded once, the unedited prefix (the
 layers before the first edited one) computed once for the chunk. Stimulus tasks measure
-``units`` on ``stimulus_batch`` consecutive stimuli with :func:`studies.tuning.measure`.
+``units`` on ``stimulus_batch`` consecutive stimuli with :func:`studies.measure.tuning.measure`.
 
 Cache. Each (plan, shard) result is stored in ``cache_dir/<key>/images-<shard>.pkl`` (and
 ``…/stimuli-<batch>.pkl`` under the plan's stimulus key). The image key is the SHA-256 of:
@@ -58,8 +58,7 @@ import torch
 from tqdm.auto import tqdm
 
 from edits import EditPlan
-
-from .executors import Executor, LocalExecutor, Task, TaskFailure
+from studies.run.executors import Executor, LocalExecutor, Task, TaskFailure
 
 CACHE_VERSION = 2
 #: Test hook: a JSON object in this environment variable makes tasks fail on purpose (see
@@ -80,7 +79,7 @@ class SweepResult:
 
     Attributes:
         per_image: one row per (variant, image): ``variant`` then the columns of
-            :class:`studies.classify.ClassificationResult.per_image` (``top5`` as a list).
+            :class:`studies.measure.classify.ClassificationResult.per_image` (``top5`` as a list).
             Empty without an image set; failed variants have no rows.
         skipped: ``path``, ``reason`` of files not evaluated.
         keys: ``{variant: image cache key}`` (``None`` without images).
@@ -89,7 +88,7 @@ class SweepResult:
         seconds: ``{variant: seconds}`` summed over the tasks that computed it (a task's time
             is shared by the plans of its chunk).
         tuning: with stimuli, one row per (variant, unit, stimulus): ``variant`` then the
-            columns of :func:`studies.tuning.measure` (``stimulus`` numbers the whole table).
+            columns of :func:`studies.measure.tuning.measure` (``stimulus`` numbers the whole table).
         stimulus_keys: ``{variant: stimulus cache key}``.
         failed: ``{variant: error}`` of plans that failed after their retries.
         tasks: number of tasks run in this call.
@@ -136,7 +135,7 @@ def tensor_digest(t: torch.Tensor) -> str:
 
 def image_set_description(dataset) -> dict:
     """Resolved folder and ``[relative path, size, mtime_ns]`` of every sample of an
-    :class:`~studies.classify.ImageFolderDataset` (after ``head(limit)``)."""
+    :class:`~studies.measure.images.ImageFolderDataset` (after ``head(limit)``)."""
     root = Path(dataset.root).resolve()
     files = []
     for p, _, _ in dataset.samples:
@@ -149,7 +148,7 @@ def image_set_description(dataset) -> dict:
 
 
 def stimulus_set_description(stimuli) -> dict:
-    """Size, centre and a digest of every parameter of a :class:`~studies.stimuli.Stimuli` table."""
+    """Size, centre and a digest of every parameter of a :class:`~studies.measure.stimuli.Stimuli` table."""
     return {"n": len(stimuli), "size": stimuli.size, "center": stimuli.center,
             "params_sha256": _sha(stimuli._params), "meta_sha256": _sha(stimuli.meta.to_dict("list"))}
 
@@ -269,8 +268,9 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
 
     Runs wherever the executor puts it; writes nothing (the driver stores the results).
     """
-    from .classify import ImageFolderDataset, evaluate_variants, wnid_index
-    from .tuning import measure
+    from studies.measure.classify import evaluate_variants, wnid_index
+    from studies.measure.images import ImageFolderDataset
+    from studies.measure.tuning import measure
 
     _inject_faults(ctx, task)
     t0 = time.perf_counter()
@@ -329,24 +329,24 @@ def run_sweep(
 
     Args:
         plans: ``{variant name: EditPlan or None}``; names must be unique (they are dict keys).
-        images: labelled image folder (see :mod:`studies.classify`), or ``None`` (stimuli only).
+        images: labelled image folder (see :mod:`studies.measure.classify`), or ``None`` (stimuli only).
         model: a checkpoint name or a loaded :class:`~circuits.model.InceptionV1`.
         weights: weights file when ``model`` is a name.
         limit: evaluate the first ``limit`` images in sorted order.
         reference: ``(N, 3, H, W)`` images for plans that measure statistics (mean ablation);
             their means are measured once, here, and the resolved plans go to the tasks.
         cache_dir: where entries live (default :func:`default_cache_dir`).
-        jobs: worker processes of the default :class:`~studies.executors.LocalExecutor`.
+        jobs: worker processes of the default :class:`~studies.run.executors.LocalExecutor`.
         plans_per_pass: plans evaluated together in one task (shared prefix).
         batch_size: images per forward pass.
         device: where the model runs locally (Ray tasks use ``cuda`` when they reserve GPUs).
         num_workers: DataLoader workers in this process (pool workers use 0; Ray tasks use
-            :attr:`~studies.executors.RayExecutor.loader_workers`).
+            :attr:`~studies.run.executors.RayExecutor.loader_workers`).
         progress: a progress bar over tasks (stderr).
         log: called with one line per event (default: nothing).
-        executor: a :class:`~studies.executors.Executor` (default ``LocalExecutor(jobs)``).
+        executor: a :class:`~studies.run.executors.Executor` (default ``LocalExecutor(jobs)``).
         shard_size: images per task (default ``16 × batch_size``); a multiple of ``batch_size``.
-        stimuli: a :class:`~studies.stimuli.Stimuli` table to measure ``units`` on.
+        stimuli: a :class:`~studies.measure.stimuli.Stimuli` table to measure ``units`` on.
         units: units or family keys to measure (``"3b:379"``, ``"mixed3b/curves"``).
         pre_relu: measure pre-ReLU values (default; post-ReLU otherwise).
         stimulus_batch: stimuli per task.
@@ -361,10 +361,10 @@ def run_sweep(
             all before any compute.
     """
     from circuits import load_model
+    from circuits.units import resolve_targets
     from circuits.weights import state_digest
-
-    from .classify import ImageFolderDataset, wnid_index
-    from .tuning import parse_targets
+    from studies.measure.classify import wnid_index
+    from studies.measure.images import ImageFolderDataset
 
     log = log or (lambda msg: None)
     if not plans:
@@ -395,12 +395,11 @@ def run_sweep(
                 raise ValueError(f"plan {name!r} needs reference images (mean ablation); pass reference=")
     unit_names: tuple[str, ...] = ()
     if stimuli is not None:
-        from .stimuli import Stimuli
+        from studies.measure.stimuli import Stimuli
 
         if not isinstance(stimuli, Stimuli) or len(stimuli) == 0:
-            raise ValueError("stimuli must be a non-empty studies.stimuli.Stimuli table")
-        unit_names = tuple(str(u) for u in parse_targets([units] if isinstance(units, str) else list(units),
-                                                         model)[0])
+            raise ValueError("stimuli must be a non-empty studies.measure.stimuli.Stimuli table")
+        unit_names = tuple(str(u) for u in resolve_targets(units, model.spec)[0])
     ds = None
     if images is not None:
         ds = ImageFolderDataset(images, wnid_index(model)).head(limit)
@@ -558,7 +557,7 @@ def _order_by(orders: dict[str, list[str]]):
 
 def evaluate_plans(plans: Mapping[str, EditPlan | None], images: str | Path, model, executor: Executor | None = None,
                    **kwargs) -> dict:
-    """:func:`studies.classify.evaluate_variants` for edit plans, run as a :func:`run_sweep`
+    """:func:`studies.measure.classify.evaluate_variants` for edit plans, run as a :func:`run_sweep`
     (cached, on any executor): ``{name: ClassificationResult}``.
 
     Args:
@@ -570,7 +569,7 @@ def evaluate_plans(plans: Mapping[str, EditPlan | None], images: str | Path, mod
         RuntimeError: a plan failed after its retries (the message names it and its error);
             and as :func:`run_sweep`.
     """
-    from .classify import ClassificationResult
+    from studies.measure.classify import ClassificationResult
 
     res = run_sweep(plans, images, model=model, executor=executor, **kwargs)
     if res.failed:
@@ -588,8 +587,8 @@ def evaluate_plans(plans: Mapping[str, EditPlan | None], images: str | Path, mod
 def evaluate_study_variants(models: Mapping, plans: Mapping[str, EditPlan | None] | None, images: str | Path,
                             executor: Mapping | None = None, **kwargs) -> dict:
     """Classification of a study's variants: in this process with
-    :func:`studies.classify.evaluate_variants` (the local executor), or as a sweep of
-    ``plans`` on another executor (``executor`` settings as :func:`studies.executors.make_executor`
+    :func:`studies.measure.classify.evaluate_variants` (the local executor), or as a sweep of
+    ``plans`` on another executor (``executor`` settings as :func:`studies.run.executors.make_executor`
     takes them, e.g. ``{"name": "ray", "address": "auto"}``).
 
     Args:
@@ -601,8 +600,8 @@ def evaluate_study_variants(models: Mapping, plans: Mapping[str, EditPlan | None
     Returns:
         ``{name: ClassificationResult}``.
     """
-    from .classify import evaluate_variants
-    from .executors import make_executor
+    from studies.measure.classify import evaluate_variants
+    from studies.run.executors import make_executor
 
     settings = dict(executor or {"name": "local"})
     if settings.get("name", "local") == "local" or plans is None:

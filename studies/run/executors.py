@@ -1,7 +1,7 @@
 """Where a sweep's tasks run: in this process or a local process pool (:class:`LocalExecutor`),
 or on a Ray cluster (:class:`RayExecutor`).
 
-A sweep (:func:`studies.sweep.run_sweep`) is cut into tasks — (chunk of edit plans × image
+A sweep (:func:`studies.run.sweep.run_sweep`) is cut into tasks — (chunk of edit plans × image
 shard) and (chunk of edit plans × stimulus batch) — and hands them to an executor together
 with one *context* (the model and everything the tasks share). An executor calls
 ``fn(model, context, task)`` for each task, somewhere, and reports each outcome to the driver
@@ -16,7 +16,7 @@ the tasks that follow. A task that raises or whose worker process dies is retrie
 (``max_retries``); after that it is reported as a :class:`TaskFailure` and the sweep goes on.
 Ray is an optional extra: ``pip install -e '.[ray]'``.
 
->>> from studies.executors import make_executor
+>>> from studies.run.executors import make_executor
 >>> ex = make_executor("ray", address="auto", gpus_per_task=1)   # an existing cluster
 >>> ex = make_executor("local", jobs=2)                          # two spawn workers
 """
@@ -97,7 +97,7 @@ class Executor:
 
     def check(self) -> None:
         """Refuse settings the executor can tell are unusable, before any compute (called by
-        :func:`studies.sweep.run_sweep` before it reads the cache). Default: nothing."""
+        :func:`studies.run.sweep.run_sweep` before it reads the cache). Default: nothing."""
 
     def describe(self) -> dict:
         """Settings worth recording in a report's ``config.yaml``."""

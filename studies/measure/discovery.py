@@ -1,6 +1,6 @@
 """Family discovery from synthetic stimuli: which units of a layer are curve or line detectors.
 
-Every unit of a layer is measured at its receptive-field centre (:func:`studies.tuning.measure`,
+Every unit of a layer is measured at its receptive-field centre (:func:`studies.measure.tuning.measure`,
 pre-ReLU) on one sweep: circular arcs (36 orientations, 10° steps × 9 radii, 2-px dark
 strokes on white) plus the 18 straight lines of those orientations that lie in [0°, 180°)
 (a line is 180°-periodic). Responses are put in units of the unit's dataset spread: σ =
@@ -14,11 +14,11 @@ Curve family (:func:`discover_curves`) — a unit is a curve detector when
 2. **prefers curves to lines** — the best curve drives it ≥ ``min_curve_line`` times as far
    above its mean as the best straight line;
 3. **orientation-selective** — its radial tuning curve (positive responses averaged over
-   radius, :func:`studies.tuning.radial_tuning`) has selectivity
+   radius, :func:`studies.measure.tuning.radial_tuning`) has selectivity
    ``|Σ r e^{iθ}| / Σ r`` (1 − circular variance) ≥ ``min_selectivity``.
 
 Its preferred orientation is the angle of that vector sum, in [0°, 360°) (convention in
-:mod:`studies.stimuli`: the curve opens towards θ).
+:mod:`studies.measure.stimuli`: the curve opens towards θ).
 
 Line family (:func:`discover_lines`) — a unit is a line detector when
 
@@ -41,7 +41,7 @@ Layer-aware defaults
 --------------------
 **Radii** scale with the receptive field (:func:`default_radii`): curvature matters only at
 radii comparable to what the unit sees, so the default radii are
-:data:`studies.stimuli.DEFAULT_RADII` (8–200 px, chosen for the 91-px receptive field of
+:data:`studies.measure.stimuli.DEFAULT_RADII` (8–200 px, chosen for the 91-px receptive field of
 mixed3b) × ``rf.size / 91``, rounded to 0.01 px: conv2d2 (19 px) 1.67–41.76 px, mixed3a
 (59 px) 5.19–129.67 px, mixed3b unchanged, mixed4a (171 px) 15.03–375.82 px. The stroke is
 2 px everywhere (a thinner stroke would be sub-pixel at conv2d2).
@@ -89,9 +89,7 @@ point, which is also recorded in the file::
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,13 +101,12 @@ import torch
 from circuits.geometry import receptive_field
 from circuits.model import InceptionV1
 from circuits.units import Family, canonical_layer
+from studies.measure import stimuli as S
+from studies.measure.images import ReferenceImages
+from studies.measure.statistics import as_reference, reference_statistics, reference_statistics_by_layer
+from studies.measure.tuning import measure, radial_tuning, tuning_metrics
 
-from . import stimuli as S
-from .tuning import measure, radial_tuning, tuning_metrics
-
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-
-#: Receptive-field size (px) the default radii :data:`studies.stimuli.DEFAULT_RADII` were
+#: Receptive-field size (px) the default radii :data:`studies.measure.stimuli.DEFAULT_RADII` were
 #: chosen for (mixed3b, 5x5 branch; Branch Specialization: "about 91 px").
 REFERENCE_RF = 91
 #: Default stimulus orientations (deg) of a discovery sweep; lines use those in [0, 180).
@@ -158,113 +155,9 @@ def regenerate_command(checkpoint: str, check: bool = False) -> str:
             + ("--check" if check else "--freeze"))
 
 
-# --------------------------------------------------------------------------- reference images
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files of a folder (flat or ``<wnid>/`` subfolders), sorted.
-
-    Raises:
-        FileNotFoundError: the folder does not exist.
-        ValueError: it holds no image.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise ValueError(f"no images (.JPEG/.jpg/.png) in {folder}")
-    return files
-
-
-def load_reference_images(folder: str | Path, n_images: int = 100, size: int = 224) -> torch.Tensor:
-    """``n_images`` evenly spaced images of a folder (deterministic), resized (short side
-    256, bilinear) and centre-cropped to ``size`` → ``(n, 3, size, size)`` in [0, 1].
-    Unreadable files are skipped."""
-    import torchvision.transforms.functional as TF
-    from PIL import Image
-
-    files = list_images(folder)
-    step = max(1, len(files) // n_images)
-    out = []
-    for p in files[::step][:n_images]:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                out.append(TF.to_tensor(TF.center_crop(TF.resize(im, 256, antialias=True), size)))
-        except Exception:  # noqa: BLE001 - unreadable files are skipped, as in classification
-            continue
-    if not out:
-        raise ValueError(f"no readable images in {folder}")
-    images = torch.stack(out)
-    images.reference = f"{Path(folder).name}: {len(out)} evenly spaced images, all positions, pre-ReLU"
-    return images
-
-
-@torch.no_grad()
-def reference_statistics_by_layer(
-    model: InceptionV1,
-    layers: Sequence[str],
-    images: torch.Tensor | str | Path,
-    n_images: int = 100,
-    batch_size: int = 25,
-) -> dict[str, pd.DataFrame]:
-    """:func:`reference_statistics` of several layers from one forward pass per batch.
-
-    Returns:
-        ``{canonical layer: DataFrame}`` (same tables as :func:`reference_statistics`).
-    """
-    layers = list(dict.fromkeys(canonical_layer(layer) for layer in layers))
-    if not isinstance(images, torch.Tensor):
-        images = load_reference_images(images, n_images)
-    names = [f"{layer}_pre_relu" for layer in layers]
-    dev = next(model.parameters()).device
-    acc: dict[str, list] = {n: [None, None, None] for n in names}
-    count = dict.fromkeys(names, 0)
-    for i in range(0, len(images), batch_size):
-        acts = model.run(images[i:i + batch_size].to(dev), names)
-        for n in names:
-            a = acts[n].double()
-            a = a.transpose(0, 1).reshape(a.shape[1], -1)
-            s = acc[n]
-            for k, v in enumerate((a.sum(1), (a * a).sum(1), (a > 0).sum(1))):
-                s[k] = v if s[k] is None else s[k] + v
-            count[n] += a.shape[1]
-    out = {}
-    for layer, n in zip(layers, names):
-        s1, s2, pos = acc[n]
-        c = count[n]
-        mean = s1 / c
-        std = torch.sqrt((s2 / c - mean * mean).clamp(min=0) * c / max(c - 1, 1))
-        df = pd.DataFrame({"mean": mean.cpu().numpy(), "std": std.cpu().numpy(),
-                           "frac_positive": (pos.double() / c).cpu().numpy()})
-        df.index.name = "index"
-        df.attrs["reference"] = getattr(images, "reference", f"{len(images)} images (tensor), all positions, pre-ReLU")
-        out[layer] = df
-    return out
-
-
-def reference_statistics(
-    model: InceptionV1,
-    layer: str,
-    images: torch.Tensor | str | Path,
-    n_images: int = 100,
-    batch_size: int = 25,
-) -> pd.DataFrame:
-    """Per-unit pre-ReLU statistics of ``layer`` over reference images, all spatial positions.
-
-    Args:
-        images: ``(N, 3, H, W)`` RGB in [0, 1], or an image folder (``n_images`` evenly
-            spaced files are used).
-
-    Returns:
-        DataFrame indexed by unit index: ``mean``, ``std``, ``frac_positive`` (pre-ReLU > 0).
-    """
-    layer = canonical_layer(layer)
-    return reference_statistics_by_layer(model, [layer], images, n_images, batch_size)[layer]
-
-
 # --------------------------------------------------------------------------- sweep
 def default_radii(spec, layer: str) -> tuple[float, ...]:
-    """Default curve radii (px) of a layer: :data:`studies.stimuli.DEFAULT_RADII` scaled by
+    """Default curve radii (px) of a layer: :data:`studies.measure.stimuli.DEFAULT_RADII` scaled by
     ``receptive_field(spec, layer).size / 91`` and rounded to 0.01 px (mixed3b: unchanged)."""
     rf = receptive_field(spec, canonical_layer(layer)).size
     if rf == REFERENCE_RF:
@@ -300,7 +193,7 @@ def sweep(
     stroke_width: float = 2.0,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """:func:`~studies.tuning.measure` of every unit of ``layer`` on :func:`sweep_stimuli`
+    """:func:`~studies.measure.tuning.measure` of every unit of ``layer`` on :func:`sweep_stimuli`
     (``radii`` default: :func:`default_radii`). Pass it as ``responses=`` to
     :func:`discover_curves` and :func:`discover_lines` to share one sweep."""
     layer = canonical_layer(layer)
@@ -348,7 +241,7 @@ def _branches(model, layer, index) -> list[str]:
 def discover_curves(
     model: InceptionV1,
     layer: str = "mixed3b",
-    reference: torch.Tensor | str | Path | pd.DataFrame | None = None,
+    reference: torch.Tensor | ReferenceImages | str | Path | pd.DataFrame | None = None,
     orientations: Sequence[float] = DEFAULT_ORIENTATIONS,
     radii: Sequence[float] | None = None,
     stroke_width: float = 2.0,
@@ -413,7 +306,7 @@ def discover_curves(
     fam_t = t[t["is_curve"]].sort_values("preferred_orientation")
     fam = Family(
         name="curves", layer=layer, units=tuple(int(i) for i in fam_t.index), kind="curve",
-        source=f"discovered from synthetic curves ({model.spec.name}); studies.discovery.discover_curves",
+        source=f"discovered from synthetic curves ({model.spec.name}); studies.measure.discovery.discover_curves",
         orientations=tuple(round(float(o), 1) for o in fam_t["preferred_orientation"]),
     )
     return Discovery(fam, t.reset_index(), _criteria_record(crit, orientations, radii, stroke_width, reference))
@@ -447,10 +340,38 @@ def line_tuning_metrics(responses: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("index")
 
 
+def _line_table(responses: pd.DataFrame, stats: pd.DataFrame, rf: int, layer: str) -> pd.DataFrame:
+    """Per unit: line / curve / tight-curve peaks, their σ, the line–curve ratios and the
+    doubled-angle line tuning (:func:`discover_lines`'s table before the criteria)."""
+    curves = responses[responses["kind"] == "curve"]
+    tight = curves[curves["radius"] <= TIGHT_RADIUS_FRACTION * rf]
+    if tight.empty:
+        raise ValueError(f"no curve with radius ≤ {TIGHT_RADIUS_FRACTION} × {rf} px in the sweep of {layer}; "
+                         f"radii were {sorted(curves['radius'].unique())}")
+    lines = responses[responses["kind"] == "line"]
+    if lines.empty:
+        raise ValueError("the sweep has no lines (orientations in [0, 180) are needed)")
+    t = pd.DataFrame({"line_peak": lines.groupby("index")["response"].max(),
+                      "curve_peak": curves.groupby("index")["response"].max(),
+                      "tight_curve_peak": tight.groupby("index")["response"].max()})
+    t = t.join(stats[["mean", "std", "frac_positive"]])
+    for c, peak in (("line_sigma", "line_peak"), ("curve_sigma", "curve_peak"), ("tight_sigma", "tight_curve_peak")):
+        t[c] = (t[peak] - t["mean"]) / t["std"]
+    floor = 0.1 * t["std"]  # denominators floored at 0.1σ (finite ratios)
+    excess_line = (t["line_peak"] - t["mean"]).clip(lower=floor)
+    t["line_curve"] = excess_line / (t["tight_curve_peak"] - t["mean"]).clip(lower=floor)
+    t["curve_line"] = (t["curve_peak"] - t["mean"]).clip(lower=0) / excess_line
+    met = line_tuning_metrics(responses)
+    t["selectivity"] = met["line_selectivity"]
+    for c in ("preferred_orientation", "peak_orientation", "line_tuning_width"):
+        t[c] = met[c]
+    return t
+
+
 def discover_lines(
     model: InceptionV1,
     layer: str,
-    reference: torch.Tensor | str | Path | pd.DataFrame | None = None,
+    reference: torch.Tensor | ReferenceImages | str | Path | pd.DataFrame | None = None,
     orientations: Sequence[float] = DEFAULT_ORIENTATIONS,
     radii: Sequence[float] | None = None,
     stroke_width: float = 2.0,
@@ -464,7 +385,7 @@ def discover_lines(
 
     Lines are 180°-periodic: only the sweep's orientations in [0, 180) are used for lines,
     selectivity is measured on the doubled angle and preferred orientations are in [0, 180)
-    (the direction of the line's normal, :mod:`studies.stimuli`).
+    (the direction of the line's normal, :mod:`studies.measure.stimuli`).
 
     Args:
         model: the network.
@@ -498,29 +419,7 @@ def discover_lines(
         if v is not None:
             crit[k] = float(v)
     responses = _responses(model, layer, responses, orientations, radii, stroke_width)
-    rf = receptive_field(model.spec, layer).size
-    curves = responses[responses["kind"] == "curve"]
-    tight = curves[curves["radius"] <= TIGHT_RADIUS_FRACTION * rf]
-    if tight.empty:
-        raise ValueError(f"no curve with radius ≤ {TIGHT_RADIUS_FRACTION} × {rf} px in the sweep of {layer}; "
-                         f"radii were {sorted(curves['radius'].unique())}")
-    lines = responses[responses["kind"] == "line"]
-    if lines.empty:
-        raise ValueError("the sweep has no lines (orientations in [0, 180) are needed)")
-    t = pd.DataFrame({"line_peak": lines.groupby("index")["response"].max(),
-                      "curve_peak": curves.groupby("index")["response"].max(),
-                      "tight_curve_peak": tight.groupby("index")["response"].max()})
-    t = t.join(stats[["mean", "std", "frac_positive"]])
-    for c, peak in (("line_sigma", "line_peak"), ("curve_sigma", "curve_peak"), ("tight_sigma", "tight_curve_peak")):
-        t[c] = (t[peak] - t["mean"]) / t["std"]
-    floor = 0.1 * t["std"]  # denominators floored at 0.1σ (finite ratios)
-    excess_line = (t["line_peak"] - t["mean"]).clip(lower=floor)
-    t["line_curve"] = excess_line / (t["tight_curve_peak"] - t["mean"]).clip(lower=floor)
-    t["curve_line"] = (t["curve_peak"] - t["mean"]).clip(lower=0) / excess_line
-    met = line_tuning_metrics(responses)
-    t["selectivity"] = met["line_selectivity"]
-    for c in ("preferred_orientation", "peak_orientation", "line_tuning_width"):
-        t[c] = met[c]
+    t = _line_table(responses, stats, receptive_field(model.spec, layer).size, layer)
     t["branch"] = _branches(model, layer, t.index)
     t["is_line"] = (
         (t["line_sigma"] >= crit["min_sigma"]) & (t["line_curve"] >= crit["min_line_curve"])
@@ -530,7 +429,7 @@ def discover_lines(
     fam_t = t[t["is_line"]].sort_values("preferred_orientation")
     fam = Family(
         name="lines", layer=layer, units=tuple(int(i) for i in fam_t.index), kind="line",
-        source=f"discovered from synthetic lines and curves ({model.spec.name}); studies.discovery.discover_lines",
+        source=f"discovered from synthetic lines and curves ({model.spec.name}); studies.measure.discovery.discover_lines",
         orientations=tuple(round(float(o), 1) for o in fam_t["preferred_orientation"]),
     )
     return Discovery(fam, t.reset_index(), _criteria_record(crit, orientations, radii, stroke_width, reference))
@@ -539,8 +438,10 @@ def discover_lines(
 def _describe_reference(reference) -> str:
     if isinstance(reference, pd.DataFrame):
         return reference.attrs.get("reference", "precomputed statistics")
+    if isinstance(reference, ReferenceImages):
+        return reference.description
     if isinstance(reference, torch.Tensor):
-        return getattr(reference, "reference", f"{len(reference)} images (tensor)")
+        return f"{len(reference)} images (tensor)"
     return f"{Path(reference).name}: 100 evenly spaced images, all positions, pre-ReLU"
 
 
@@ -558,7 +459,7 @@ _DISCOVER = {"curves": discover_curves, "lines": discover_lines}
 
 def discover_families(
     model: InceptionV1,
-    images: torch.Tensor | str | Path,
+    images: torch.Tensor | ReferenceImages | str | Path,
     families: Sequence[tuple[str, str]] | None = None,
     n_images: int = REFERENCE_IMAGES,
     progress: bool = False,
@@ -568,7 +469,7 @@ def discover_families(
     its curve and line families.
 
     Args:
-        images: reference images (tensor or folder).
+        images: reference images (:class:`~studies.measure.images.ReferenceImages`, tensor or folder).
         families: ``(layer, name)`` pairs with name ``"curves"`` or ``"lines"``; default
             :data:`FROZEN_FAMILIES` of the model's checkpoint.
 
@@ -587,10 +488,8 @@ def discover_families(
     for _, name in families:
         if name not in _DISCOVER:
             raise KeyError(f"cannot discover family {name!r}; discoverable: {', '.join(_DISCOVER)}")
-    if not isinstance(images, torch.Tensor):
-        images = load_reference_images(images, n_images)
     layers = list(dict.fromkeys(layer for layer, _ in families))
-    stats = reference_statistics_by_layer(model, layers, images)
+    stats = reference_statistics_by_layer(model, layers, as_reference(images, n_images))
     out = {}
     for layer in layers:
         resp = sweep(model, layer, progress=progress)
@@ -598,169 +497,3 @@ def discover_families(
             if lyr == layer:
                 out[f"{layer}/{name}"] = _DISCOVER[name](model, layer, stats[layer], responses=resp)
     return out
-
-
-# --------------------------------------------------------------------------- freezing
-def _entry(discovery: Discovery, command: str) -> dict:
-    fam = discovery.family
-    t = discovery.table.set_index("index").loc[list(fam.units)]
-    entry = {
-        "name": fam.name, "layer": fam.layer, "kind": fam.kind,
-        **({"aliases": FAMILY_ALIASES[fam.layer, fam.name]} if (fam.layer, fam.name) in FAMILY_ALIASES else {}),
-        "units": [int(u) for u in fam.units],
-        "orientations": [float(o) for o in fam.orientations or ()],
-    }
-    if fam.layer.startswith("mixed"):
-        entry["branches"] = [str(b) for b in t["branch"]]
-    if fam.kind == "line":
-        entry["line_sigma"] = [round(float(v), 2) for v in t["line_sigma"]]
-        entry["selectivity"] = [round(float(v), 3) for v in t["selectivity"]]
-    else:
-        entry["curve_sigma"] = [round(float(v), 2) for v in t["curve_sigma"]]
-        entry["selectivity"] = [round(float(v), 3) for v in t["selectivity"]]
-        if "echo_ratio" in t:
-            entry["echo_ratio"] = [round(float(v), 2) for v in t["echo_ratio"]]
-    entry.update(source=fam.source, criteria=discovery.criteria, regenerate=command)
-    return entry
-
-
-def _write(path: Path, data: dict) -> None:
-    import yaml
-
-    data["families"].sort(key=lambda f: (f["layer"], f["name"]))
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=120, default_flow_style=None, allow_unicode=True))
-    tmp.replace(path)
-
-
-def _read(path: Path, checkpoint: str) -> dict:
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) if path.is_file() else None
-    data = data or {"checkpoint": checkpoint, "families": []}
-    data.setdefault("families", [])
-    return data
-
-
-def freeze_family(discovery: Discovery, checkpoint: str, command: str, path: str | Path | None = None) -> Path:
-    """Write (or replace) a discovered family in the checkpoint's catalog YAML.
-
-    The entry records the units, preferred orientations, criteria, per-unit measurements
-    and the ``command`` that regenerates it. Other families and file-level fields are kept.
-    """
-    from circuits.catalog import catalog_path
-
-    path = Path(path) if path else catalog_path(checkpoint)
-    data = _read(path, checkpoint)
-    fam = discovery.family
-    data["families"] = [f for f in data["families"] if (f["layer"], f["name"]) != (fam.layer, fam.name)]
-    data["families"].append(_entry(discovery, command))
-    _write(path, data)
-    return path
-
-
-_HEADER = {
-    "note": "Families found by the project's own discovery from synthetic stimuli (studies.discovery; "
-            "criteria and reasons in its module docstring and in each family's `criteria`). Not Lucid's "
-            "indices: the BVLC checkpoint has the same kinds of units at other indices.",
-    "orientation_convention": "degrees counter-clockwise from +x with +y up (studies.stimuli). Curves: the "
-                              "arc opens towards θ, [0, 360). Lines: θ is the direction of the line's normal, "
-                              "[0, 180) (180°-periodic).",
-}
-
-
-def write_catalog(discoveries: dict[str, Discovery], checkpoint: str, path: str | Path | None = None) -> Path:
-    """Freeze several discoveries into a catalog YAML at once (the ``--freeze`` entry point):
-    file-level fields record the regenerate/check commands; families not in ``discoveries``
-    are kept."""
-    from circuits.catalog import catalog_path
-
-    path = Path(path) if path else catalog_path(checkpoint)
-    data = _read(path, checkpoint)
-    fams = data.pop("families")
-    header = {"checkpoint": checkpoint, **_HEADER, "regenerate": regenerate_command(checkpoint),
-              "check": regenerate_command(checkpoint, check=True)}
-    data = {**header, **{k: v for k, v in data.items() if k not in header}}
-    keys = {(d.family.layer, d.family.name) for d in discoveries.values()}
-    data["families"] = [f for f in fams if (f["layer"], f["name"]) not in keys]
-    data["families"] += [_entry(d, regenerate_command(checkpoint)) for d in discoveries.values()]
-    _write(path, data)
-    return path
-
-
-def _circ_diff(a: float, b: float, period: float) -> float:
-    return abs((a - b + period / 2) % period - period / 2)
-
-
-def compare_with_catalog(discoveries: dict[str, Discovery], cat, tolerance: float = ORIENTATION_TOLERANCE) -> list[str]:
-    """Differences between fresh discoveries and a :class:`~circuits.catalog.FamilyCatalog`.
-
-    Units must be the same sets and each unit's preferred orientation must agree within
-    ``tolerance`` degrees (modulo 180° for lines, 360° otherwise). Returns one line per
-    difference (empty: everything matches).
-    """
-    problems = []
-    for key, d in discoveries.items():
-        if key not in cat:
-            problems.append(f"{key}: not in the frozen catalog ({', '.join(cat) or 'empty'})")
-            continue
-        frozen, fresh = cat[key], d.family
-        if set(frozen.units) != set(fresh.units):
-            gone = sorted(set(frozen.units) - set(fresh.units))
-            new = sorted(set(fresh.units) - set(frozen.units))
-            problems.append(f"{key}: units differ (frozen only: {gone}; discovered only: {new})")
-            continue
-        period = 180.0 if fresh.kind == "line" else 360.0
-        fo = dict(zip(frozen.units, frozen.orientations or ()))
-        for u, o in zip(fresh.units, fresh.orientations or ()):
-            if u not in fo or _circ_diff(fo[u], o, period) > tolerance:
-                problems.append(f"{key}: {fresh.layer}:{u} preferred orientation {o:.1f}° vs frozen {fo.get(u)}°")
-    return problems
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m studies.discovery``: re-discover every frozen family of a checkpoint and
-    print them; ``--freeze`` rewrites the packaged catalog, ``--check`` exits 1 when the
-    catalog no longer matches."""
-    p = argparse.ArgumentParser(
-        prog="python -m studies.discovery",
-        description="Re-discover the frozen families of a checkpoint (studies.discovery.FROZEN_FAMILIES) with the "
-                    "per-layer default criteria; print them, rewrite the catalog (--freeze) or compare (--check).",
-    )
-    p.add_argument("--model", default="inceptionv1_caffe", help="checkpoint (default inceptionv1_caffe)")
-    p.add_argument("--images", required=True, help=f"reference image folder (the catalog uses {REFERENCE_FOLDER})")
-    p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
-    p.add_argument("--catalog", default=None, help="catalog YAML to write or check (default: the packaged one)")
-    p.add_argument("--device", default="cpu")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--freeze", action="store_true", help="rewrite the catalog with the fresh discoveries")
-    g.add_argument("--check", action="store_true", help="compare with the catalog; exit 1 on a mismatch")
-    args = p.parse_args(argv)
-
-    from circuits import load_model
-    from circuits.catalog import catalog_path, load_catalog
-
-    try:
-        model = load_model(args.model, weights=args.weights, device=args.device)
-        found = discover_families(model, args.images, progress=sys.stderr.isatty())
-    except (KeyError, FileNotFoundError, ValueError) as e:
-        print(f"{p.prog}: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
-    for key, d in found.items():
-        fam = d.family
-        print(f"{key}: {len(fam)} units")
-        print("  " + ", ".join(f"{u} ({o:.1f}°)" for u, o in zip(fam.units, fam.orientations or ())))
-    path = Path(args.catalog) if args.catalog else catalog_path(model.spec)
-    if args.freeze:
-        print(f"wrote {write_catalog(found, model.spec.name, path)}")
-    elif args.check:
-        problems = compare_with_catalog(found, load_catalog(model.spec, path))
-        for line in problems:
-            print(f"MISMATCH {line}")
-        print(f"{path}: " + ("does not match" if problems else "matches"))
-        return 1 if problems else 0
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,9 +8,8 @@ from pathlib import Path
 from circuits import load_model
 from circuits.catalog import catalog as load_cat
 from circuits.graph import DEFAULT_LAYERS, build_graph
-
-from .circuit_plots import family_graph_html, plot_family_graph, plot_weight_diagram
-from .report import report_folder, write_json
+from studies.report.circuit_plots import family_graph_html, plot_family_graph, plot_weight_diagram
+from studies.report.folder import report_folder, write_json
 
 
 def run_graph(model_name: str, layers=DEFAULT_LAYERS, out: str | Path = "runs/graph", threshold: float = 0.5,

@@ -1,7 +1,7 @@
 """Dataset statistics of units over an image folder, streamed in batches.
 
 :func:`unit_statistics` reads a folder once (a :class:`~torch.utils.data.DataLoader` over
-the files, decoded and preprocessed by :func:`studies.classify.load_image`: short side 256,
+the files, decoded and preprocessed by :func:`studies.measure.images.load_image`: short side 256,
 centre crop 224, RGB in [0, 1]; never the whole folder in memory) and returns, per unit:
 
 * the **pre-ReLU distribution** over every image and every spatial position: mean, std,
@@ -15,11 +15,11 @@ centre crop 224, RGB in [0, 1]; never the whole folder in memory) and returns, p
   path, position (row, col of the layer's map; x, y of the receptive-field centre in px) and
   activation. By default only positions whose receptive field lies inside the image count
   (``interior_only``), so a crop shows everything the unit saw and re-measuring it with the
-  receptive-field cone (:func:`studies.tuning.cone_responses`) gives the same value.
+  receptive-field cone (:func:`circuits.cone.cone_responses`) gives the same value.
 
 :func:`rotation_tuning` is joint tuning by rotation: each top example is rotated about the
 receptive-field centre (0–360° in steps, bilinear, counter-clockwise as in
-:mod:`studies.stimuli`; what rotates in from outside the image is the checkpoint's mean
+:mod:`studies.measure.stimuli`; what rotates in from outside the image is the checkpoint's mean
 colour, i.e. zero after preprocessing), re-measured at the same position, aligned by its
 own best angle and averaged → a curve of response versus rotation away from the best.
 """
@@ -38,57 +38,17 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from circuits.cone import cone_responses, fast_path_problem, plan_for_units
 from circuits.geometry import receptive_field
 from circuits.model import InceptionV1
-from circuits.spec import MIXED_LAYERS
-from circuits.units import group_by_layer, resolve_units
-
-from .classify import IMAGE_EXTENSIONS, ImageFolderDataset, LoadedImage, load_image
-from .tuning import cone_plan, cone_responses, fast_path_problem
+from circuits.units import Unit, group_by_layer, resolve_units
+from studies.measure.images import ImageFiles, ImageFolderDataset, list_images, load_image
 
 #: Fine histogram: at most this many bins per unit before neighbours are merged.
 MAX_FINE_BINS = 1 << 16
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """Image files (``.JPEG``/``.jpg``/``.jpeg``/``.png``, any case) of a folder and its
-    subfolders, sorted by path.
-
-    Raises:
-        FileNotFoundError: no such folder.
-        NotADirectoryError: not a folder.
-        ValueError: no image in it.
-    """
-    folder = Path(folder).expanduser()
-    if not folder.exists():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    return files
-
-
-class _Files(Dataset):
-    """Image files decoded lazily with :func:`~studies.classify.load_image` (any file names;
-    failures are returned, not raised, as :class:`~studies.classify.LoadedImage`)."""
-
-    def __init__(self, files: Sequence[Path], size: int = 224):
-        self.files = list(files)
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> LoadedImage:
-        try:
-            return LoadedImage(load_image(self.files[i], self.size), i, None)
-        except Exception as e:  # a bad file must not stop the pass
-            return LoadedImage(None, i, f"{type(e).__name__}: {e}")
 
 
 # ============================================================================ histogram
@@ -283,33 +243,96 @@ def unit_statistics(
             raise ValueError(f"{name} must be an integer ≥ 1; got {v!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be an integer ≥ 1; got {limit!r}")
-    files = image_files(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+    files = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     if not files:
         raise ValueError("no image files given")
     files = files[:limit] if limit else files
     if num_workers is None:
         num_workers = min(2, os.cpu_count() or 1)
+    size = 224
+    loader = DataLoader(ImageFiles(files, size), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=ImageFolderDataset.collate)
+    batches = tqdm(loader, total=math.ceil(len(files) / batch_size), disable=not progress,
+                   desc="dataset statistics", unit="batch", file=sys.stderr)
+    acc, n_read, skipped = _accumulate(model, units, files, batches, k, interior_only, size)
+    fill = _mean_colour(model)
+    summary, hist_rows, top_rows = [], [], []
+    crops: dict[str, Tensor] = {}
+    cache: dict[int, Tensor] = {}
+    for u in units:
+        a = acc[str(u)]
+        summary.append(a.summary(u, tail_bins))
+        hist_rows += a.histogram_rows(u, bins)
+        rows, crops[str(u)] = _top_examples(model, u, a, files, size, fill, cache)
+        top_rows += rows
+    return DatasetStats(pd.DataFrame(summary), pd.DataFrame(hist_rows), pd.DataFrame(top_rows), crops,
+                        n_read, skipped, interior_only, size)
+
+
+class _UnitAccumulator:
+    """Running statistics of one unit over the batches: moments, fraction positive, range,
+    the fine histogram and the best (value, file, row, col) examples."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.s1 = self.s2 = 0.0
+        self.npos = self.count = 0
+        self.vmin, self.vmax = math.inf, -math.inf
+        self.hist: _FineHistogram | None = None
+        self.best: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, a: Tensor, v: np.ndarray, ff: np.ndarray, rr: np.ndarray, cc: np.ndarray) -> None:
+        """``a``: ``(B, H, W)`` pre-ReLU maps of one batch; ``v, ff, rr, cc``: each image's best
+        value, file index, row and column."""
+        x = a.double()
+        self.s1 += float(x.sum())
+        self.s2 += float((x * x).sum())
+        self.npos += int((x > 0).sum())
+        self.count += x.numel()
+        vals = a.flatten().numpy()
+        self.vmin, self.vmax = min(self.vmin, float(vals.min())), max(self.vmax, float(vals.max()))
+        if self.hist is None:
+            self.hist = _FineHistogram(vals)
+        else:
+            self.hist.add(vals)
+        if self.best is not None:
+            pv, pf, pr, pc = self.best
+            v, ff, rr, cc = (np.concatenate([pv, v]), np.concatenate([pf, ff]), np.concatenate([pr, rr]),
+                             np.concatenate([pc, cc]))
+        order = np.lexsort((ff, -v))[:self.k]  # by activation, ties by file order
+        self.best = (v[order], ff[order], rr[order], cc[order])
+
+    def mean_std(self) -> tuple[float, float]:
+        n = self.count
+        mean = self.s1 / n
+        return mean, math.sqrt(max(self.s2 / n - mean * mean, 0.0) * n / max(n - 1, 1))
+
+    def summary(self, u, tail_bins: int) -> dict:
+        n = self.count
+        mean, std = self.mean_std()
+        te, tc = self.hist.rebinned(tail_bins, lo=0.0)
+        tail = exponential_tail(te, tc, n)
+        return dict(unit=str(u), layer=u.layer, index=u.index, n_values=n, mean=mean, std=std,
+                    min=self.vmin, max=self.vmax, frac_positive=self.npos / n, **tail,
+                    tail_rate_sigma=tail["tail_rate"] * std)
+
+    def histogram_rows(self, u, bins: int) -> list[dict]:
+        e, c = self.hist.rebinned(bins)
+        return [dict(unit=str(u), layer=u.layer, index=u.index, bin_left=float(lo), bin_right=float(hi),
+                     count=int(cnt), density=float(cnt / (self.count * (hi - lo))))
+                for lo, hi, cnt in zip(e[:-1], e[1:], c)]
+
+
+def _accumulate(model: InceptionV1, units, files: list[Path], batches, k: int, interior_only: bool, size: int
+                ) -> tuple[dict[str, _UnitAccumulator], int, list[tuple[str, str]]]:
+    """One pass over the image batches: ``({unit: accumulator}, images read, [(path, reason)] skipped)``."""
     dev = next(model.parameters()).device
     by_layer = group_by_layer(units)
     names = {layer: f"{layer}_pre_relu" for layer in by_layer}
-    unit_names = [str(u) for u in units]
-
-    s1 = {u: 0.0 for u in unit_names}
-    s2 = dict(s1)
-    npos = {u: 0 for u in unit_names}
-    count = dict(npos)
-    vmin = {u: math.inf for u in unit_names}
-    vmax = {u: -math.inf for u in unit_names}
-    hists: dict[str, _FineHistogram] = {}
-    best: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}  # value, file, row, col
+    acc = {str(u): _UnitAccumulator(k) for u in units}
     skipped: list[tuple[str, str]] = []
     n_read = 0
-    size = 224
-
-    loader = DataLoader(_Files(files, size), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=ImageFolderDataset.collate)
-    for imgs, idx, fails in tqdm(loader, total=math.ceil(len(files) / batch_size), disable=not progress,
-                                 desc="dataset statistics", unit="batch", file=sys.stderr):
+    for imgs, idx, fails in batches:
         skipped.extend((str(files[i]), r) for i, r in fails)
         if len(idx) == 0:
             continue
@@ -323,68 +346,31 @@ def unit_statistics(
                 c0, c1 = _interior(model.spec, layer, w, size)
             else:
                 r0, r1, c0, c1 = 0, h - 1, 0, w - 1
-            inner = a[:, :, r0:r1 + 1, c0:c1 + 1]
-            flat_in = inner.flatten(2)
-            bv, barg = flat_in.max(2)  # best position per image and unit
+            bv, barg = a[:, :, r0:r1 + 1, c0:c1 + 1].flatten(2).max(2)  # best position per image and unit
             iw = c1 - c0 + 1
             for j, i in enumerate(ids):
-                u = f"{layer}:{i}"
-                x = a[:, j].double()
-                s1[u] += float(x.sum())
-                s2[u] += float((x * x).sum())
-                npos[u] += int((x > 0).sum())
-                count[u] += x.numel()
-                vals = a[:, j].flatten().numpy()
-                vmin[u], vmax[u] = min(vmin[u], float(vals.min())), max(vmax[u], float(vals.max()))
-                if u in hists:
-                    hists[u].add(vals)
-                else:
-                    hists[u] = _FineHistogram(vals)
-                v = bv[:, j].numpy()
-                rr = (barg[:, j] // iw).numpy() + r0
-                cc = (barg[:, j] % iw).numpy() + c0
-                ff = idx.numpy()
-                if u in best:
-                    pv, pf, pr, pc = best[u]
-                    v, ff, rr, cc = (np.concatenate([pv, v]), np.concatenate([pf, ff]), np.concatenate([pr, rr]),
-                                     np.concatenate([pc, cc]))
-                order = np.lexsort((ff, -v))[:k]  # by activation, ties by file order
-                best[u] = (v[order], ff[order], rr[order], cc[order])
+                acc[f"{layer}:{i}"].add(a[:, j], bv[:, j].numpy(), idx.numpy(), (barg[:, j] // iw).numpy() + r0,
+                                        (barg[:, j] % iw).numpy() + c0)
     if n_read == 0:
         raise ValueError(f"no image could be read ({len(skipped)} failed, e.g. {skipped[0][0]}: {skipped[0][1]})")
+    return acc, n_read, skipped
 
-    fill = _mean_colour(model)
-    summary, hist_rows, top_rows = [], [], []
-    crops: dict[str, Tensor] = {}
-    cache: dict[int, Tensor] = {}
-    for u in units:
-        name = str(u)
-        n = count[name]
-        mean = s1[name] / n
-        std = math.sqrt(max(s2[name] / n - mean * mean, 0.0) * n / max(n - 1, 1))
-        hist = hists[name]
-        e, c = hist.rebinned(bins)
-        for lo, hi, cnt in zip(e[:-1], e[1:], c):
-            hist_rows.append(dict(unit=name, layer=u.layer, index=u.index, bin_left=float(lo), bin_right=float(hi),
-                                  count=int(cnt), density=float(cnt / (n * (hi - lo)))))
-        te, tc = hist.rebinned(tail_bins, lo=0.0)
-        tail = exponential_tail(te, tc, n)
-        summary.append(dict(unit=name, layer=u.layer, index=u.index, n_values=n, mean=mean, std=std,
-                            min=vmin[name], max=vmax[name], frac_positive=npos[name] / n, **tail,
-                            tail_rate_sigma=tail["tail_rate"] * std))
-        rf = receptive_field(model.spec, u.layer, size)
-        v, ff, rr, cc = best[name]
-        unit_crops = []
-        for rank, (val, fi, r, col) in enumerate(zip(v, ff, rr, cc)):
-            x, y = rf.center(int(col)), rf.center(int(r))
-            top_rows.append(dict(unit=name, layer=u.layer, index=u.index, rank=rank, path=str(files[int(fi)]),
-                                 row=int(r), col=int(col), x=float(x), y=float(y), activation=float(val)))
-            if int(fi) not in cache:
-                cache[int(fi)] = load_image(files[int(fi)], size)
-            unit_crops.append(_crop(cache[int(fi)], x, y, rf.size, fill))
-        crops[name] = torch.stack(unit_crops) if unit_crops else torch.empty(0, 3, rf.size, rf.size)
-    return DatasetStats(pd.DataFrame(summary), pd.DataFrame(hist_rows), pd.DataFrame(top_rows), crops,
-                        n_read, skipped, interior_only, size)
+
+def _top_examples(model: InceptionV1, u, a: _UnitAccumulator, files: list[Path], size: int, fill: Tensor,
+                  cache: dict[int, Tensor]) -> tuple[list[dict], Tensor]:
+    """The top-example rows of one unit and their receptive-field crops ``(k, 3, rf, rf)``."""
+    name = str(u)
+    rf = receptive_field(model.spec, u.layer, size)
+    v, ff, rr, cc = a.best
+    rows, unit_crops = [], []
+    for rank, (val, fi, r, col) in enumerate(zip(v, ff, rr, cc)):
+        x, y = rf.center(int(col)), rf.center(int(r))
+        rows.append(dict(unit=name, layer=u.layer, index=u.index, rank=rank, path=str(files[int(fi)]),
+                         row=int(r), col=int(col), x=float(x), y=float(y), activation=float(val)))
+        if int(fi) not in cache:
+            cache[int(fi)] = load_image(files[int(fi)], size)
+        unit_crops.append(_crop(cache[int(fi)], x, y, rf.size, fill))
+    return rows, torch.stack(unit_crops) if unit_crops else torch.empty(0, 3, rf.size, rf.size)
 
 
 # ============================================================================ rotation
@@ -421,7 +407,7 @@ def rotation_tuning(
 
     Each example is rotated about its receptive-field centre by 0, step, … < 360° and
     re-measured (pre-ReLU) at the same position through the receptive-field cone
-    (:func:`studies.tuning.cone_responses`; the same value as the full image at rotation 0
+    (:func:`circuits.cone.cone_responses`; the same value as the full image at rotation 0
     for interior positions). Each example's responses are shifted so that its own best
     angle is 0, then averaged.
 
@@ -449,12 +435,12 @@ def rotation_tuning(
     curve_rows, ex_rows = [], []
     top = stats.top
     for name in names:
-        layer, index = name.split(":")[0], int(name.split(":")[1])
+        u = Unit.parse(name)
+        layer, index = u.layer, u.index
         why = fast_path_problem(model, layer)
         if why:
             raise ValueError(f"rotation_tuning needs the fast path: {why}")
-        branches = {model.spec.branch_of(layer, index)} if layer in MIXED_LAYERS else None
-        plan = cone_plan(model.spec, layer, branches)
+        plan = plan_for_units(model.spec, layer, [index])
         t = top[top["unit"] == name].sort_values("rank").reset_index(drop=True)
         if t.empty:
             continue
