@@ -195,7 +195,7 @@ class Ablate(Edit):
         """``{family key: unit indices}`` of the families this edit names (resolved ones)."""
         return dict(self.families or ())
 
-    def _resolve(self, spec: ModelSpec | None) -> tuple[list[Unit], dict[str, tuple[int, ...]]]:
+    def _resolved_units(self, spec: ModelSpec | None) -> tuple[list[Unit], dict[str, tuple[int, ...]]]:
         units: list[Unit] = []
         fams = self.family_map
         for item in parse_refs(self.units):
@@ -215,7 +215,7 @@ class Ablate(Edit):
 
     def unit_list(self, spec: ModelSpec | None = None) -> list[Unit]:
         """The units as :class:`Unit` objects (family keys resolved through ``spec``'s catalog)."""
-        return self._resolve(spec)[0]
+        return self._resolved_units(spec)[0]
 
     def validate(self, spec: ModelSpec) -> None:
         """Resolve family keys and range-check every unit against ``spec``.
@@ -242,7 +242,7 @@ class Ablate(Edit):
         Raises:
             EditError: field ``means`` — mean mode, no stored means and no ``reference``.
         """
-        units, fams = self._resolve(model.spec)
+        units, fams = self._resolved_units(model.spec)
         means = self.means
         if self.mode == "mean" and means is None:
             if reference is None:
