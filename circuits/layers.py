@@ -77,7 +77,7 @@ def observer(module: nn.Module, recurse: bool = True) -> str | None:
         return "global hooks are registered"
     if _own_hooks(module):
         return "module (model) has hooks"
-    if recurse:
+    if recurse and any(_own_hooks(m) for m in module.modules()):  # names only once one is found
         for name, mod in module.named_modules():
             if name and _own_hooks(mod):
                 return f"module {name} has hooks"
