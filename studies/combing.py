@@ -45,6 +45,7 @@ import torch
 from circuits.catalog import load_catalog
 from circuits.expanded import block_kernel
 from circuits.geometry import measurement_window
+from circuits.names import hook_name
 from edits import EditPlan, PrunePathway
 from studies.base import Opening, StudyConfig, open_study
 from studies.measure import stimuli as S
@@ -114,11 +115,12 @@ def attribute(model, layer: str, index: int, images: torch.Tensor) -> tuple[np.n
     """
     src, _ = BLOCK_INPUT[layer]
     _, pos, _ = measurement_window(model.spec, layer)
-    acts = model.run(images, [src, f"{layer}_pre_relu"])
+    name = hook_name(layer, pre_relu=True)
+    acts = model.run(images, [src, name])
     x = acts[src][:, :, pos - 2:pos + 3, pos - 2:pos + 3].double()
     k = block_kernel(model, layer, [index], dtype=torch.float64)[0]
     attr = (x * k).sum((-1, -2))
-    return attr.numpy(), acts[f"{layer}_pre_relu"][:, index, pos, pos].double().numpy()
+    return attr.numpy(), acts[name][:, index, pos, pos].double().numpy()
 
 
 def _families(cat, layer: str) -> dict[int, str]:
@@ -143,7 +145,7 @@ def grad_x_input(model, img: torch.Tensor, layer: str, index: int, yx: tuple[int
                  baseline: torch.Tensor) -> tuple[np.ndarray, float]:
     """``Σ_c ∂pre/∂x · (x − baseline)`` for the pre-ReLU of ``layer:index`` at ``yx``; and that pre-ReLU."""
     x = img.clone().unsqueeze(0).requires_grad_(True)
-    name = f"{layer}_pre_relu"
+    name = hook_name(layer, pre_relu=True)
     with torch.enable_grad(), model.capture([name]) as cap:  # model.run is no_grad
         model.forward(x, stop_at=model.stage_of(name))
         a = cap[name][0, index, yx[0], yx[1]]
@@ -427,7 +429,7 @@ def _maps(model, edited, config, units, best, pruned) -> dict:
             x = ds[i].image
             if x is None:
                 continue
-            a = model.run(x.unsqueeze(0), [f"{layer}_pre_relu"])[f"{layer}_pre_relu"][0, idx]
+            a = model.run(x.unsqueeze(0), [hook_name(layer, pre_relu=True)])[hook_name(layer, pre_relu=True)][0, idx]
             v, flat = a.flatten(1).max(1)
             j = int(v.argmax())
             w = a.shape[-1]

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_cmd_edit_validate)
 
     q = sub.add_parser("apply", help="apply a plan to a copy of the model and save the edited model",
-                       description="Writes the edited model with edits.save_model (reload with edits.load_model): "
+                       description="Writes the edited model with edits.save_edited (reload with circuits.load_model or edits.load_edited): "
                                    "weights, widened structure and, in the metadata, the applied plan (with measured "
                                    "means and resolved families). Activation interventions (resample ablation) are "
                                    "not weights: re-install them from the plan (EditPlan.install_interventions).")
@@ -113,9 +113,9 @@ def _cmd_edit_apply(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
     plan, _, edited, record = _applied(args)
-    from edits import save_model
+    from edits import save_edited
 
-    path = save_model(edited, out)
+    path = save_edited(edited, out)
     print(f"applied {args.plan} ({len(plan)} edit(s)) to {args.checkpoint}: {record.num_changed:,} weights changed "
           f"in {len(record.changed)} tensor(s), {len(record.interventions)} intervention(s)")
     for h in record.interventions:

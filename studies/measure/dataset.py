@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from circuits.cone import cone_responses, fast_path_problem, plan_for_units
 from circuits.geometry import receptive_field
 from circuits.model import InceptionV1
+from circuits.names import hook_name
 from circuits.units import Unit, group_by_layer, resolve_units
 from studies.measure.images import ImageFiles, ImageFolderDataset, list_images, load_image
 
@@ -328,7 +329,7 @@ def _accumulate(model: InceptionV1, units, files: list[Path], batches, k: int, i
     """One pass over the image batches: ``({unit: accumulator}, images read, [(path, reason)] skipped)``."""
     dev = next(model.parameters()).device
     by_layer = group_by_layer(units)
-    names = {layer: f"{layer}_pre_relu" for layer in by_layer}
+    names = {layer: hook_name(layer, pre_relu=True) for layer in by_layer}
     acc = {str(u): _UnitAccumulator(k) for u in units}
     skipped: list[tuple[str, str]] = []
     n_read = 0

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from circuits.model import InceptionV1
+from circuits.names import hook_name
 from circuits.units import canonical_layer
 from studies.measure.images import ReferenceImages, load_reference_set
 
@@ -42,7 +43,7 @@ def reference_statistics_by_layer(
     layers = list(dict.fromkeys(canonical_layer(layer) for layer in layers))
     ref = as_reference(images, n_images)
     images = ref.images
-    names = [f"{layer}_pre_relu" for layer in layers]
+    names = [hook_name(layer, pre_relu=True) for layer in layers]
     dev = next(model.parameters()).device
     acc: dict[str, list] = {n: [None, None, None] for n in names}
     count = dict.fromkeys(names, 0)

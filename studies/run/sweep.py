@@ -42,14 +42,12 @@ floating-point reductions), so compare runs with equal threads per task for bitw
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pickle
 import signal
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,20 +55,31 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from circuits import load_model
+from circuits.units import resolve_targets
+from circuits.weights import state_digest
 from edits import EditPlan
+from studies.measure.classify import ClassificationResult, evaluate_variants, wnid_index
+from studies.measure.images import ImageFolderDataset
+from studies.measure.stimuli import Stimuli
+from studies.measure.tuning import measure
+from studies.run.cache import (
+    cache_key,
+    default_cache_dir,
+    entry_path,
+    image_set_description,
+    plan_json,
+    read_entry,
+    stimulus_cache_key,
+    stimulus_set_description,
+    tensor_digest,
+    write_entry,
+)
 from studies.run.executors import Executor, LocalExecutor, Task, TaskFailure
 
-CACHE_VERSION = 2
 #: Test hook: a JSON object in this environment variable makes tasks fail on purpose (see
 #: :func:`_inject_faults`); the executors forward every ``CIRCUITS_*`` variable to workers.
 FAULT_ENV = "CIRCUITS_FAULT_INJECT"
-
-
-def default_cache_dir() -> Path:
-    """``$CIRCUITS_CACHE/sweeps`` (see :func:`circuits.weights.cache_dir`)."""
-    from circuits.weights import cache_dir
-
-    return cache_dir() / "sweeps"
 
 
 @dataclass
@@ -119,91 +128,6 @@ class SweepResult:
         df.index.name = "variant"
         df["error"] = [self.failed.get(n, "") for n in names]
         return df.reset_index()
-
-
-def _sha(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def tensor_digest(t: torch.Tensor) -> str:
-    """SHA-256 of a tensor's shape, dtype and bytes."""
-    t = t.detach().cpu().contiguous()
-    h = hashlib.sha256(f"{tuple(t.shape)}|{t.dtype}".encode())
-    h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
-def image_set_description(dataset) -> dict:
-    """Resolved folder and ``[relative path, size, mtime_ns]`` of every sample of an
-    :class:`~studies.measure.images.ImageFolderDataset` (after ``head(limit)``)."""
-    root = Path(dataset.root).resolve()
-    files = []
-    for p, _, _ in dataset.samples:
-        try:
-            st = os.stat(p)
-            files.append([os.path.relpath(p, root), st.st_size, st.st_mtime_ns])
-        except OSError:
-            files.append([os.path.relpath(p, root), None, None])
-    return {"root": str(root), "n": len(files), "files_sha256": _sha(files)}
-
-
-def stimulus_set_description(stimuli) -> dict:
-    """Size, centre and a digest of every parameter of a :class:`~studies.measure.stimuli.Stimuli` table."""
-    return {"n": len(stimuli), "size": stimuli.size, "center": stimuli.center,
-            "params_sha256": _sha(stimuli._params), "meta_sha256": _sha(stimuli.meta.to_dict("list"))}
-
-
-def plan_json(plan: EditPlan | None) -> str:
-    return "null" if plan is None else json.dumps(plan.to_dict(), sort_keys=True)
-
-
-def cache_key(plan: EditPlan | None, checkpoint: str, weights_digest: str, images: dict, limit: int | None,
-              batch_size: int, reference_digest: str | None = None, shard_size: int | None = None) -> str:
-    """The image cache key of one plan (see the module docstring)."""
-    needs_ref = plan is not None and bool(plan.needs_reference())
-    return _sha({"v": CACHE_VERSION, "plan": plan_json(plan), "checkpoint": checkpoint, "weights": weights_digest,
-                 "images": images, "limit": limit, "batch_size": batch_size, "shard_size": shard_size,
-                 "reference": reference_digest if needs_ref else None})
-
-
-def stimulus_cache_key(plan: EditPlan | None, checkpoint: str, weights_digest: str, stimuli: dict,
-                       units: Sequence[str], pre_relu: bool, stimulus_batch: int,
-                       reference_digest: str | None = None) -> str:
-    """The stimulus cache key of one plan (see the module docstring)."""
-    needs_ref = plan is not None and bool(plan.needs_reference())
-    return _sha({"v": CACHE_VERSION, "kind": "stimuli", "plan": plan_json(plan), "checkpoint": checkpoint,
-                 "weights": weights_digest, "stimuli": stimuli, "units": list(units), "pre_relu": pre_relu,
-                 "stimulus_batch": stimulus_batch, "reference": reference_digest if needs_ref else None})
-
-
-def entry_path(cache: Path, key: str, kind: str, index: int) -> Path:
-    """Where the result of one plan (``key``) on shard/batch ``index`` of ``kind`` is stored."""
-    return Path(cache) / key / f"{kind}-{index:05d}.pkl"
-
-
-def _write_entry(path: Path, entry: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _read_entry(path: Path, key: str, kind: str, index: int) -> dict | None:
-    try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-        return None
-    if not isinstance(entry, dict) or (entry.get("key"), entry.get("kind"), entry.get("index")) != (key, kind, index):
-        return None
-    return entry
 
 
 # ---------------------------------------------------------------------------- one task
@@ -268,10 +192,6 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
 
     Runs wherever the executor puts it; writes nothing (the driver stores the results).
     """
-    from studies.measure.classify import evaluate_variants, wnid_index
-    from studies.measure.images import ImageFolderDataset
-    from studies.measure.tuning import measure
-
     _inject_faults(ctx, task)
     t0 = time.perf_counter()
     models = _edited_models(model, task.chunk)
@@ -337,19 +257,17 @@ def run_sweep(
             their means are measured once, here, and the resolved plans go to the tasks.
         cache_dir: where entries live (default :func:`default_cache_dir`).
         jobs: worker processes of the default :class:`~studies.run.executors.LocalExecutor`.
-        plans_per_pass: plans evaluated together in one task (shared prefix).
-        batch_size: images per forward pass.
+        plans_per_pass: plans evaluated together in one task (shared prefix); batch_size: images
+            per forward pass.
         device: where the model runs locally (Ray tasks use ``cuda`` when they reserve GPUs).
         num_workers: DataLoader workers in this process (pool workers use 0; Ray tasks use
             :attr:`~studies.run.executors.RayExecutor.loader_workers`).
-        progress: a progress bar over tasks (stderr).
-        log: called with one line per event (default: nothing).
+        progress: a progress bar over tasks (stderr); log: called with one line per event.
         executor: a :class:`~studies.run.executors.Executor` (default ``LocalExecutor(jobs)``).
         shard_size: images per task (default ``16 × batch_size``); a multiple of ``batch_size``.
         stimuli: a :class:`~studies.measure.stimuli.Stimuli` table to measure ``units`` on.
-        units: units or family keys to measure (``"3b:379"``, ``"mixed3b/curves"``).
-        pre_relu: measure pre-ReLU values (default; post-ReLU otherwise).
-        stimulus_batch: stimuli per task.
+        units: units or family keys to measure (``"3b:379"``, ``"mixed3b/curves"``); pre_relu:
+            pre-ReLU values (default) or post-ReLU; stimulus_batch: stimuli per task.
 
     Returns:
         A :class:`SweepResult`.
@@ -360,13 +278,35 @@ def run_sweep(
             a plan that does not validate, or a plan needs ``reference`` and none was given —
             all before any compute.
     """
-    from circuits import load_model
-    from circuits.units import resolve_targets
-    from circuits.weights import state_digest
-    from studies.measure.classify import wnid_index
-    from studies.measure.images import ImageFolderDataset
-
     log = log or (lambda msg: None)
+    shard_size = _check_settings(plans, images, stimuli, units, jobs, plans_per_pass, batch_size, stimulus_batch,
+                                 shard_size)
+    executor = executor or LocalExecutor(jobs=jobs)
+    executor.check()
+    model = load_model(model, weights=weights and str(weights), device=device) if isinstance(model, str) else model
+    plans = dict(plans)
+    unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units)
+    run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
+    run.cache.mkdir(parents=True, exist_ok=True)
+    digests = (model.spec.name, state_digest(model.state_dict()), tensor_digest(reference) if reference is not None else None)
+    run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch)
+    run.read_cache()
+    tasks = run.tasks(run.resolved_plans(model, reference), plans_per_pass)
+    in_process = isinstance(executor, LocalExecutor) and executor.jobs == 1
+    ctx = SweepContext(images=images, batch_size=batch_size, stimuli=stimuli,
+                       num_workers=(num_workers or 0) if in_process else getattr(executor, "loader_workers", 0),
+                       units=unit_names, pre_relu=pre_relu, stimulus_batch=stimulus_batch, driver_pid=os.getpid())
+    n_run = run.execute(executor, model, ctx, tasks, progress) if tasks else 0
+    per_image, skipped = run.collect_images(ds)
+    return SweepResult(per_image=per_image, skipped=skipped, keys=run.keys,
+                       computed=[n for n in plans if n in run.computed], loaded=run.loaded, seconds=run.seconds,
+                       tuning=run.collect_tuning(unit_names) if stimuli is not None else None,
+                       stimulus_keys=run.skeys, failed=run.failed, tasks=n_run)
+
+
+def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: int, batch_size: int,
+                    stimulus_batch: int, shard_size: int | None) -> int:
+    """The settings checks of :func:`run_sweep`; returns the shard size (default ``16 × batch_size``)."""
     if not plans:
         raise ValueError("no plans to run")
     if images is None and stimuli is None:
@@ -380,14 +320,12 @@ def run_sweep(
                          "shards must not split a batch")
     if stimuli is not None and not units:
         raise ValueError("stimuli given without units to measure (e.g. units=['mixed3b/curves'])")
-    executor = executor or LocalExecutor(jobs=jobs)
-    executor.check()
-    if isinstance(model, str):
-        checkpoint = model
-        model = load_model(checkpoint, weights=str(weights) if weights is not None else None, device=device)
-    else:
-        checkpoint = model.spec.name
-    plans = dict(plans)
+    return shard_size
+
+
+def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units):
+    """Validate the plans (before any compute), resolve the units and scan the image folder:
+    ``(unit names, dataset or None, resolved image folder or None)``."""
     for name, plan in plans.items():
         if plan is not None:
             plan.validate(model.spec)
@@ -395,8 +333,6 @@ def run_sweep(
                 raise ValueError(f"plan {name!r} needs reference images (mean ablation); pass reference=")
     unit_names: tuple[str, ...] = ()
     if stimuli is not None:
-        from studies.measure.stimuli import Stimuli
-
         if not isinstance(stimuli, Stimuli) or len(stimuli) == 0:
             raise ValueError("stimuli must be a non-empty studies.measure.stimuli.Stimuli table")
         unit_names = tuple(str(u) for u in resolve_targets(units, model.spec)[0])
@@ -406,100 +342,121 @@ def run_sweep(
         if len(ds) == 0:
             raise ValueError(f"image folder {images} has no usable labelled image")
         images = str(Path(images).resolve())
-    wdig = state_digest(model.state_dict())
-    rdig = tensor_digest(reference) if reference is not None else None
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    return unit_names, ds, images
 
-    # what each plan needs: (kind, key, index) entries
-    parts: list[tuple[str, dict[str, str], list[tuple[int, dict]]]] = []
-    keys: dict[str, str | None] = {n: None for n in plans}
-    skeys: dict[str, str] = {}
-    if ds is not None:
-        desc = image_set_description(ds)
-        keys = {n: cache_key(p, checkpoint, wdig, desc, limit, batch_size, rdig, shard_size) for n, p in plans.items()}
-        parts.append(("images", keys, [(i, {"samples": ds.samples[a:b]})
-                                       for i, (a, b) in enumerate(_shards(len(ds), shard_size))]))
-    if stimuli is not None:
-        sdesc = stimulus_set_description(stimuli)
-        skeys = {n: stimulus_cache_key(p, checkpoint, wdig, sdesc, unit_names, pre_relu, stimulus_batch, rdig)
-                 for n, p in plans.items()}
-        parts.append(("stimuli", skeys, [(i, {"start": a, "stop": b})
-                                         for i, (a, b) in enumerate(_shards(len(stimuli), stimulus_batch))]))
 
-    entries: dict[tuple[str, str, int], dict] = {}  # (variant, kind, index) → entry
-    missing: list[tuple[str, int, dict, str]] = []   # (kind, index, payload, variant)
-    for kind, kmap, pieces in parts:
-        for i, payload in pieces:
-            for name in plans:
-                e = _read_entry(entry_path(cache, kmap[name], kind, i), kmap[name], kind, i)
-                if e is not None:
-                    entries[(name, kind, i)] = e
-                else:
-                    missing.append((kind, i, payload, name))
-    todo_names = {m[3] for m in missing}
-    loaded = [n for n in plans if n not in todo_names]
-    if loaded:
-        log(f"sweep: {len(loaded)} plan(s) loaded from the cache {cache}")
+@dataclass
+class _SweepRun:
+    """The driver's state of one :func:`run_sweep` call: what each plan needs, what the cache
+    holds, the tasks to run and what came back."""
 
-    # plans that measure statistics are resolved once, here
-    resolved: dict[str, str] = {}
-    for name in plans:
-        plan = plans[name]
-        if name in todo_names and plan is not None and plan.needs_reference():
-            log(f"sweep: measuring the statistics of {name!r} on the reference images")
-            resolved[name] = json.dumps(plan.apply(model, reference=reference)[1].plan, sort_keys=True)
-    pj = {n: resolved.get(n) or plan_json(p) for n, p in plans.items()}
+    plans: dict
+    cache: Path
+    log: Callable[[str], None]
+    #: ``(kind, {variant: key}, [(index, payload)])`` per kind of work (images, stimuli)
+    parts: list[tuple[str, dict[str, str], list[tuple[int, dict]]]]
+    keys: dict[str, str | None]
+    skeys: dict[str, str] = field(default_factory=dict)
+    entries: dict[tuple[str, str, int], dict] = field(default_factory=dict)  # (variant, kind, index) → entry
+    missing: list[tuple[str, int, dict, str]] = field(default_factory=list)  # (kind, index, payload, variant)
+    loaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    computed: set[str] = field(default_factory=set)
 
-    tasks: list[Task] = []
-    by_piece: dict[tuple[str, int], list[str]] = {}
-    payloads: dict[tuple[str, int], dict] = {}
-    for kind, i, payload, name in missing:
-        by_piece.setdefault((kind, i), []).append(name)
-        payloads[(kind, i)] = payload
-    kmaps = {kind: kmap for kind, kmap, _ in parts}
-    for (kind, i), names in by_piece.items():
-        for c in range(0, len(names), plans_per_pass):
-            chunk = tuple((n, kmaps[kind][n], pj[n]) for n in names[c:c + plans_per_pass])
-            tasks.append(Task(kind, i, chunk, payloads[(kind, i)]))
-    # chunk-major order: a worker that gets the next shard of the same chunk reuses its edited copies
-    first_seen: dict[tuple, int] = {}
-    for t in tasks:
-        first_seen.setdefault(tuple(v for v, _, _ in t.chunk), len(first_seen))
-    tasks.sort(key=lambda t: (first_seen[tuple(v for v, _, _ in t.chunk)], t.kind != "images", t.index))
+    def add_parts(self, ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu,
+                  stimulus_batch) -> None:
+        """The cache keys and the pieces (image shards, stimulus batches) of every plan."""
+        checkpoint, wdig, rdig = digests
+        if ds is not None:
+            desc = image_set_description(ds)
+            self.keys = {n: cache_key(p, checkpoint, wdig, desc, limit, batch_size, rdig, shard_size)
+                         for n, p in self.plans.items()}
+            self.parts.append(("images", self.keys, [(i, {"samples": ds.samples[a:b]})
+                                                     for i, (a, b) in enumerate(_shards(len(ds), shard_size))]))
+        if stimuli is not None:
+            sdesc = stimulus_set_description(stimuli)
+            self.skeys = {n: stimulus_cache_key(p, checkpoint, wdig, sdesc, unit_names, pre_relu, stimulus_batch, rdig)
+                          for n, p in self.plans.items()}
+            self.parts.append(("stimuli", self.skeys, [(i, {"start": a, "stop": b})
+                                                       for i, (a, b) in enumerate(_shards(len(stimuli), stimulus_batch))]))
 
-    failed: dict[str, str] = {}
-    seconds: dict[str, float] = {}
-    computed_set: set[str] = set()
-    in_process = isinstance(executor, LocalExecutor) and executor.jobs == 1
-    loader_workers = (num_workers or 0) if in_process else getattr(executor, "loader_workers", 0)
-    ctx = SweepContext(images=images, batch_size=batch_size, num_workers=loader_workers, stimuli=stimuli, units=unit_names, pre_relu=pre_relu, stimulus_batch=stimulus_batch,
-                       driver_pid=os.getpid())
-    n_run = 0
-    if tasks:
-        log(f"sweep: {len(todo_names)} plan(s) to compute in {len(tasks)} task(s) on the {executor.name} executor")
+    def read_cache(self) -> None:
+        """Load the finished entries; the rest is :attr:`missing`."""
+        for kind, kmap, pieces in self.parts:
+            for i, payload in pieces:
+                for name in self.plans:
+                    e = read_entry(entry_path(self.cache, kmap[name], kind, i), kmap[name], kind, i)
+                    if e is not None:
+                        self.entries[(name, kind, i)] = e
+                    else:
+                        self.missing.append((kind, i, payload, name))
+        todo = {m[3] for m in self.missing}
+        self.loaded = [n for n in self.plans if n not in todo]
+        if self.loaded:
+            self.log(f"sweep: {len(self.loaded)} plan(s) loaded from the cache {self.cache}")
+
+    def resolved_plans(self, model, reference) -> dict[str, str]:
+        """``{variant: plan JSON}``; plans that measure statistics are resolved once, here."""
+        todo = {m[3] for m in self.missing}
+        resolved: dict[str, str] = {}
+        for name, plan in self.plans.items():
+            if name in todo and plan is not None and plan.needs_reference():
+                self.log(f"sweep: measuring the statistics of {name!r} on the reference images")
+                resolved[name] = json.dumps(plan.apply(model, reference=reference)[1].plan, sort_keys=True)
+        return {n: resolved.get(n) or plan_json(p) for n, p in self.plans.items()}
+
+    def tasks(self, pj: dict[str, str], plans_per_pass: int) -> list[Task]:
+        """Tasks of up to ``plans_per_pass`` plans per missing piece, in chunk-major order (a
+        worker that gets the next shard of the same chunk reuses its edited copies)."""
+        by_piece: dict[tuple[str, int], list[str]] = {}
+        payloads: dict[tuple[str, int], dict] = {}
+        for kind, i, payload, name in self.missing:
+            by_piece.setdefault((kind, i), []).append(name)
+            payloads[(kind, i)] = payload
+        kmaps = {kind: kmap for kind, kmap, _ in self.parts}
+        tasks: list[Task] = []
+        for (kind, i), names in by_piece.items():
+            for c in range(0, len(names), plans_per_pass):
+                chunk = tuple((n, kmaps[kind][n], pj[n]) for n in names[c:c + plans_per_pass])
+                tasks.append(Task(kind, i, chunk, payloads[(kind, i)]))
+        first_seen: dict[tuple, int] = {}
+        for t in tasks:
+            first_seen.setdefault(tuple(v for v, _, _ in t.chunk), len(first_seen))
+        tasks.sort(key=lambda t: (first_seen[tuple(v for v, _, _ in t.chunk)], t.kind != "images", t.index))
+        return tasks
+
+    def on_done(self, task: Task, result, retry: list[Task]) -> None:
+        """Store a task's results (the driver writes the cache), or note its failure: a failed
+        chunk is retried plan by plan, a failed single plan is reported."""
+        if isinstance(result, TaskFailure):
+            if len(task.chunk) > 1:  # isolate the failing plan: its chunk-mates get their own tasks
+                retry.extend(Task(task.kind, task.index, (c,), task.payload) for c in task.chunk)
+                self.log(f"sweep: {task.label()} failed ({result.error}); retrying its plans one by one")
+            else:
+                name = task.chunk[0][0]
+                self.failed.setdefault(name, f"{task.kind} {task.index}: {result.error} "
+                                             f"(after {result.attempts} attempt(s))")
+                self.log(f"sweep: plan {name!r} failed on {task.kind} {task.index}: {result.error}")
+            return
+        for name, key, _ in task.chunk:
+            r = result[name]
+            entry = {"key": key, "kind": task.kind, "index": task.index, "variant": name,
+                     "plan": plan_json(self.plans[name]), **r}
+            write_entry(entry_path(self.cache, key, task.kind, task.index), entry)
+            self.entries[(name, task.kind, task.index)] = entry
+            self.seconds[name] = self.seconds.get(name, 0.0) + r["seconds"]
+            self.computed.add(name)
+
+    def execute(self, executor: Executor, model, ctx: SweepContext, tasks: list[Task], progress: bool) -> int:
+        """Run ``tasks`` (then the plan-by-plan retries of failed chunks); returns the tasks run."""
+        todo = {m[3] for m in self.missing}
+        self.log(f"sweep: {len(todo)} plan(s) to compute in {len(tasks)} task(s) on the {executor.name} executor")
         bar = tqdm(total=len(tasks), desc="sweep tasks", unit="task", disable=not progress)
         retry: list[Task] = []
 
         def on_done(task: Task, result) -> None:
-            if isinstance(result, TaskFailure):
-                if len(task.chunk) > 1:  # isolate the failing plan: its chunk-mates get their own tasks
-                    retry.extend(Task(task.kind, task.index, (c,), task.payload) for c in task.chunk)
-                    log(f"sweep: {task.label()} failed ({result.error}); retrying its plans one by one")
-                else:
-                    name = task.chunk[0][0]
-                    failed.setdefault(name, f"{task.kind} {task.index}: {result.error} "
-                                            f"(after {result.attempts} attempt(s))")
-                    log(f"sweep: plan {name!r} failed on {task.kind} {task.index}: {result.error}")
-            else:
-                for name, key, _ in task.chunk:
-                    r = result[name]
-                    entry = {"key": key, "kind": task.kind, "index": task.index, "variant": name,
-                             "plan": plan_json(plans[name]), **r}
-                    _write_entry(entry_path(cache, key, task.kind, task.index), entry)
-                    entries[(name, task.kind, task.index)] = entry
-                    seconds[name] = seconds.get(name, 0.0) + r["seconds"]
-                    computed_set.add(name)
+            self.on_done(task, result, retry)
             bar.update(1)
 
         try:
@@ -507,42 +464,46 @@ def run_sweep(
             n_run = len(tasks)
             if retry:
                 bar.total += len(retry)
-                again, retry = list(retry), []
+                again, retry[:] = list(retry), []
                 executor.run(run_task, model, ctx, again, on_done)
                 n_run += len(again)
         finally:
             bar.close()
             _LAST_CHUNK.clear()  # the edited copies of the local executor's last chunk
-        log(f"sweep: {n_run} task(s) done" + (f", {len(failed)} plan(s) failed" if failed else ""))
+        self.log(f"sweep: {n_run} task(s) done" + (f", {len(self.failed)} plan(s) failed" if self.failed else ""))
+        return n_run
 
-    ok = [n for n in plans if n not in failed]
-    per_image = pd.DataFrame()
-    skipped = pd.DataFrame(columns=["path", "reason"])
-    if ds is not None:
-        n_shards = len(parts[0][2])
-        frames = [entries[(n, "images", i)]["per_image"].assign(variant=n) for n in ok for i in range(n_shards)]
+    def ok(self) -> list[str]:
+        return [n for n in self.plans if n not in self.failed]
+
+    def collect_images(self, ds) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(per_image, skipped)`` of the plans that did not fail."""
+        per_image = pd.DataFrame()
+        if ds is None:
+            return per_image, pd.DataFrame(columns=["path", "reason"])
+        ok = self.ok()
+        n_shards = len(self.parts[0][2])
+        frames = [self.entries[(n, "images", i)]["per_image"].assign(variant=n) for n in ok for i in range(n_shards)]
         if frames:
             per_image = pd.concat(frames, ignore_index=True)
             per_image = per_image[["variant", *[c for c in per_image.columns if c != "variant"]]]
         bad = list(ds.skipped)
-        ref = ok[0] if ok else None
-        if ref is not None:
+        if ok:
             for i in range(n_shards):
-                bad += [tuple(r) for r in entries[(ref, "images", i)]["skipped"][["path", "reason"]].values.tolist()]
-        skipped = pd.DataFrame(sorted(set(bad)), columns=["path", "reason"])
-    tuning = None
-    if stimuli is not None:
-        n_batches = len(parts[-1][2])
-        frames = [entries[(n, "stimuli", i)]["tuning"].assign(variant=n) for n in ok for i in range(n_batches)]
-        if frames:
-            tuning = pd.concat(frames, ignore_index=True)
-            tuning = tuning[["variant", *[c for c in tuning.columns if c != "variant"]]]
-            tuning = tuning.sort_values(["variant", "unit", "stimulus"], kind="stable",
-                                        key=_order_by({"variant": list(plans), "unit": list(unit_names)}))
-            tuning = tuning.reset_index(drop=True)
-    return SweepResult(per_image=per_image, skipped=skipped, keys=keys,
-                       computed=[n for n in plans if n in computed_set], loaded=loaded, seconds=seconds,
-                       tuning=tuning, stimulus_keys=skeys, failed=failed, tasks=n_run)
+                bad += [tuple(r) for r in self.entries[(ok[0], "images", i)]["skipped"][["path", "reason"]].values.tolist()]
+        return per_image, pd.DataFrame(sorted(set(bad)), columns=["path", "reason"])
+
+    def collect_tuning(self, unit_names: tuple[str, ...]) -> pd.DataFrame | None:
+        """The stimulus responses of the plans that did not fail, ordered by plan, unit, stimulus."""
+        n_batches = len(self.parts[-1][2])
+        frames = [self.entries[(n, "stimuli", i)]["tuning"].assign(variant=n) for n in self.ok() for i in range(n_batches)]
+        if not frames:
+            return None
+        tuning = pd.concat(frames, ignore_index=True)
+        tuning = tuning[["variant", *[c for c in tuning.columns if c != "variant"]]]
+        tuning = tuning.sort_values(["variant", "unit", "stimulus"], kind="stable",
+                                    key=_order_by({"variant": list(self.plans), "unit": list(unit_names)}))
+        return tuning.reset_index(drop=True)
 
 
 def _order_by(orders: dict[str, list[str]]):
@@ -569,8 +530,6 @@ def evaluate_plans(plans: Mapping[str, EditPlan | None], images: str | Path, mod
         RuntimeError: a plan failed after its retries (the message names it and its error);
             and as :func:`run_sweep`.
     """
-    from studies.measure.classify import ClassificationResult
-
     res = run_sweep(plans, images, model=model, executor=executor, **kwargs)
     if res.failed:
         raise RuntimeError("plans failed: " + "; ".join(f"{n}: {e}" for n, e in res.failed.items()))
@@ -600,7 +559,6 @@ def evaluate_study_variants(models: Mapping, plans: Mapping[str, EditPlan | None
     Returns:
         ``{name: ClassificationResult}``.
     """
-    from studies.measure.classify import evaluate_variants
     from studies.run.executors import make_executor
 
     settings = dict(executor or {"name": "local"})

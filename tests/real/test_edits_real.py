@@ -423,7 +423,7 @@ def _write_plan(tmp_path, plan: EditPlan, name: str = "plan.yaml"):
 
 def test_cli_edit_apply_and_diff(tmp_path, capsys, caffe_model, images_dir):
     from circuits import load_model
-    from edits import load_model as edits_load_model
+    from edits import load_edited
     from studies.cli import main
 
     plan = _write_plan(tmp_path, EditPlan([Ablate(["3b:379", "3b:385"]), Ablate("4a:3", mode="resample")], name="c"))
@@ -434,7 +434,7 @@ def test_cli_edit_apply_and_diff(tmp_path, capsys, caffe_model, images_dir):
     assert "1,602 weights changed in 2 tensor(s), 1 intervention(s)" in text and f"wrote {out}" in text
     reference, _ = EditPlan([Ablate(["3b:379", "3b:385"])]).apply(caffe_model)
     assert _hashes(load_model("inceptionv1_caffe", weights=out)) == _hashes(reference)
-    loaded = edits_load_model(out)
+    loaded = load_edited(out)
     assert _hashes(loaded) == _hashes(reference)
     hooks = EditPlan.from_dict(loaded.edit_plan).install_interventions(loaded)
     assert [h.name for h in hooks] == ["mixed4a"]

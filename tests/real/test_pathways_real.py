@@ -26,8 +26,8 @@ from edits import (
     Scale,
     SetWeights,
     in_branch,
-    load_model,
-    save_model,
+    load_edited,
+    save_edited,
 )
 
 #: mixed3b units of the 5x5 branch (BVLC offsets: 5x5 is [320, 416)); curve units there.
@@ -328,8 +328,8 @@ def test_undo_removes_structure_bitwise(caffe_model, images, act3a, src10, tmp_p
     with pytest.raises(EditError, match="cannot undo"):
         record.undo(caffe_model)
     # save / load round trip of the widened model: bitwise outputs, plan embedded
-    path = save_model(edited, tmp_path / "edited.safetensors")
-    loaded = load_model(path)
+    path = save_edited(edited, tmp_path / "edited.safetensors")
+    loaded = load_edited(path)
     assert _hashes(loaded) == _hashes(edited)
     assert loaded.structure() == edited.structure() != {}
     assert loaded.edit_plan == edited.edit_plan == record.plan and loaded.edit_history == edited.edit_history
