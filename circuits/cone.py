@@ -44,8 +44,8 @@ from .model import (
     local_response_norm,
     observer,
 )
-from .names import hook_name
-from .spec import BRANCH_CONVS, CONV_KERNEL, CONV_LAYERS, MIXED_LAYERS, ModelSpec
+from .names import BRANCH_CONVS, BRANCHES, CONV_KERNEL, CONV_LAYERS, INPUT_EXTENT, MIXED_LAYERS, hook_name, output_conv
+from .spec import ModelSpec
 
 #: Stages of the network before the classifier, in forward order (the trunk of a cone).
 TRUNK = (
@@ -55,8 +55,8 @@ TRUNK = (
 )
 
 #: Spatial kernel of each branch of an inception block, seen from the block's input (the
-#: pool branch: a 3x3 max-pool, then a 1x1 convolution).
-BRANCH_KERNEL = {"1x1": 1, "3x3": 3, "5x5": 5, "pool_reduce": 3}
+#: pool branch: a 3x3 max-pool, then a 1x1 convolution): ``{"1x1": 1, "3x3": 3, "5x5": 5, "pool_reduce": 3}``.
+BRANCH_KERNEL = {b: INPUT_EXTENT[output_conv(b)] for b in BRANCHES}
 
 #: Stimuli per cone forward on CPU: small chunks keep the intermediate maps in cache.
 CPU_CONE_CHUNK = 16

@@ -15,13 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .names import split_hook_name
+from .names import INPUT_EXTENT, split_hook_name
 from .spec import MIXED_LAYERS, ModelSpec, get_spec
 from .units import canonical_layer
-
-#: Spatial extent of each block convolution's output seen from the block input (the pool
-#: branch reads a 3x3 max-pool; the 3x3/5x5 convolutions read a 1x1 bottleneck).
-_INPUT_KERNEL = {"1x1": 1, "3x3_bottleneck": 1, "5x5_bottleneck": 1, "3x3": 3, "5x5": 5, "pool_reduce": 3}
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,7 @@ def receptive_field(spec: ModelSpec | str, layer: str, input_size: int = 224) ->
             op(3, 2, 0 if spec.padding == "caffe" else _same_left(size, 3, 2))
             size = _pool_out(size, spec)
         if block == name:  # the block's widest branch (5x5), or one convolution seen from the block input
-            k = 5 if conv is None else _INPUT_KERNEL[conv]
+            k = 5 if conv is None else INPUT_EXTENT[conv]
             return ReceptiveField(r + (k - 1) * j, j, start)
         op(5, 1, 2)
     raise KeyError(layer)

@@ -67,6 +67,11 @@ _BY_ATTR = {c.attr: c for c in CONVS.values()}
 BRANCHES = ("1x1", "3x3", "5x5", "pool_reduce")
 BRANCH_CONVS: dict[str, tuple[str, ...]] = {b: tuple(c.suffix for c in CONVS.values() if c.branch == b) for b in BRANCHES}
 CONV_KERNEL: dict[str, int] = {c.suffix: c.kernel for c in CONVS.values()}
+#: Spatial extent (px of the block input) of each convolution's output: the bottlenecks and the
+#: 1x1 read one position, the 3x3/5x5 convolutions their kernel of bottleneck outputs, and
+#: pool_reduce a 3x3 max-pool of the input.
+INPUT_EXTENT: dict[str, int] = {"1x1": 1, "3x3_bottleneck": 1, "3x3": 3, "5x5_bottleneck": 1, "5x5": 5,
+                                "pool_reduce": 3}
 #: Branches with a 1x1 bottleneck before their spatial convolution.
 BOTTLENECK_BRANCHES = ("3x3", "5x5")
 
@@ -162,7 +167,8 @@ def split_module_path(path: str) -> tuple[str, str] | None:
 
 
 __all__ = [
-    "BOTTLENECK_BRANCHES", "BRANCHES", "BRANCH_CONVS", "CONVS", "CONV_KERNEL", "CONV_LAYERS", "ConvName", "LAYERS",
+    "BOTTLENECK_BRANCHES", "BRANCHES", "BRANCH_CONVS", "CONVS", "CONV_KERNEL", "CONV_LAYERS", "ConvName",
+    "INPUT_EXTENT", "LAYERS",
     "MIXED_LAYERS", "PRE_RELU", "bottleneck", "conv_name", "hook_name", "linear_path_path", "module_path",
     "output_conv", "param_key", "pool_name", "pre_relu_name", "split_conv_activation", "split_hook_name", "split_module_path",
 ]
