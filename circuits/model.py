@@ -62,6 +62,7 @@ from .names import (
     pool_name,
     split_conv_activation,
     split_hook_name,
+    split_linear_path_path,
     split_module_path,
 )
 from .provenance import Provenance
@@ -347,8 +348,8 @@ class InceptionV1(nn.Module):
                 if len(shape) != 4 or shape[2:] != [k, k]:
                     raise ValueError(f"structure entry {path!r}: shape {shape} is not (out, in, {k}, {k})")
                 blk.resize_conv(conv, in_channels=shape[1], out_channels=shape[0])
-            elif len(parts) == 4 and parts[1] == "linear_paths" and parts[3] == "conv":
-                branch = parts[2]
+            elif split_linear_path_path(path) is not None:
+                branch = split_linear_path_path(path)[1]
                 k = CONV_KERNEL.get(branch)
                 if branch not in BOTTLENECK_BRANCHES or len(shape) != 4 or shape[1] != blk.in_channels + 1 or shape[2:] != [k, k]:
                     raise ValueError(

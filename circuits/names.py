@@ -65,7 +65,9 @@ _BY_ATTR = {c.attr: c for c in CONVS.values()}
 #: Branch suffixes of an inception block, in concatenation order, and the convolutions
 #: each one contains (the last one writes the branch's slice of the block's output).
 BRANCHES = ("1x1", "3x3", "5x5", "pool_reduce")
-BRANCH_CONVS: dict[str, tuple[str, ...]] = {b: tuple(c.suffix for c in CONVS.values() if c.branch == b) for b in BRANCHES}
+BRANCH_CONVS: dict[str, tuple[str, ...]] = {
+    b: tuple(c.suffix for c in CONVS.values() if c.branch == b) for b in BRANCHES
+}
 CONV_KERNEL: dict[str, int] = {c.suffix: c.kernel for c in CONVS.values()}
 #: Spatial extent (px of the block input) of each convolution's output: the bottlenecks and the
 #: 1x1 read one position, the 3x3/5x5 convolutions their kernel of bottleneck outputs, and
@@ -158,6 +160,15 @@ def linear_path_path(layer: str, branch: str) -> str:
     return f"{layer}.linear_paths.{branch}.conv"
 
 
+def split_linear_path_path(path: str) -> tuple[str, str] | None:
+    """``"mixed3b.linear_paths.5x5.conv"`` → ``("mixed3b", "5x5")``; ``None`` for any other path
+    (the branch is not checked: any name between ``linear_paths.`` and ``.conv``)."""
+    parts = path.split(".")
+    if len(parts) == 4 and parts[0] in MIXED_LAYERS and parts[1] == "linear_paths" and parts[3] == "conv":
+        return parts[0], parts[2]
+    return None
+
+
 def split_module_path(path: str) -> tuple[str, str] | None:
     """``"mixed3b.b5x5.conv"`` → ``("mixed3b", "5x5")``; ``None`` for any other path."""
     parts = path.split(".")
@@ -168,7 +179,7 @@ def split_module_path(path: str) -> tuple[str, str] | None:
 
 __all__ = [
     "BOTTLENECK_BRANCHES", "BRANCHES", "BRANCH_CONVS", "CONVS", "CONV_KERNEL", "CONV_LAYERS", "ConvName",
-    "INPUT_EXTENT", "LAYERS",
-    "MIXED_LAYERS", "PRE_RELU", "bottleneck", "conv_name", "hook_name", "linear_path_path", "module_path",
-    "output_conv", "param_key", "pool_name", "pre_relu_name", "split_conv_activation", "split_hook_name", "split_module_path",
+    "INPUT_EXTENT", "LAYERS", "MIXED_LAYERS", "PRE_RELU", "bottleneck", "conv_name", "hook_name", "linear_path_path",
+    "module_path", "output_conv", "param_key", "pool_name", "pre_relu_name", "split_conv_activation",
+    "split_hook_name", "split_linear_path_path", "split_module_path",
 ]
