@@ -11,6 +11,7 @@ Modules: ``spec`` / ``names`` (checkpoint facts, the naming table), ``layers`` /
 families), ``geometry``, ``expanded``, ``graph``.
 """
 
+from . import catalog  # registers the packaged catalogs as the family source of circuits.units
 from .loading import load_model, resolve_weights
 from .model import HookPoint, InceptionV1
 from .names import hook_name
@@ -20,7 +21,7 @@ from .units import Family, FamilyKey, Unit, canonical_layer, parse_refs, resolve
 from .weights import WeightsError
 
 __all__ = [
-    "Family", "FamilyKey", "HookPoint", "InceptionV1", "LAYERS", "MIXED_LAYERS", "ModelSpec", "Provenance", "Unit",
+    "catalog", "Family", "FamilyKey", "HookPoint", "InceptionV1", "LAYERS", "MIXED_LAYERS", "ModelSpec", "Provenance", "Unit",
     "WeightsError", "canonical_layer", "get_spec", "hook_name", "load_model", "parse_refs", "resolve_targets",
     "resolve_units", "resolve_weights",
 ]

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from .spec import ModelSpec, get_spec
-from .units import Family, FamilyKey, Unit, canonical_layer, resolve_units
+from .units import Family, FamilyKey, Unit, canonical_layer, resolve_units, set_family_source
 
 _CORE_FIELDS = ("name", "layer", "units", "kind", "source", "orientations")
 
@@ -209,3 +209,7 @@ def catalog(model_or_checkpoint) -> FamilyCatalog:
     """The packaged catalog of a model (or checkpoint name / spec)."""
     spec = getattr(model_or_checkpoint, "spec", model_or_checkpoint)
     return load_catalog(spec)
+
+
+# family keys in the unit grammar (circuits.units) resolve through the packaged catalogs
+set_family_source(load_catalog)

@@ -19,7 +19,7 @@ Every other module (catalog, edits, studies) goes through these.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -242,6 +242,20 @@ def parse_refs(refs: RefsLike, *, with_text: bool = False, hint: str = "") -> li
     return out if with_text else [r for _, r in out]
 
 
+#: Where family keys are looked up when no ``families`` are given: ``spec → {key: Family}``.
+#: :mod:`circuits.catalog` registers its packaged-catalog loader here (:func:`set_family_source`)
+#: when it is imported, which the ``circuits`` package always does; the catalog builds on this
+#: module, so this module does not import it.
+_FAMILY_SOURCE: Callable[[ModelSpec], Mapping[str, Family]] | None = None
+
+
+def set_family_source(source: Callable[[ModelSpec], Mapping[str, Family]] | None) -> None:
+    """Register the default family lookup of :func:`lookup_family` (``spec → {key: Family}``;
+    raising ``FileNotFoundError`` when a checkpoint has no catalog). Called by :mod:`circuits.catalog`."""
+    global _FAMILY_SOURCE
+    _FAMILY_SOURCE = source
+
+
 def lookup_family(key: FamilyKey | str, spec: ModelSpec | None = None,
                   families: Mapping[str, Family] | None = None) -> Family:
     """The family ``key`` names, from ``families`` (a :class:`~circuits.catalog.FamilyCatalog`
@@ -256,10 +270,10 @@ def lookup_family(key: FamilyKey | str, spec: ModelSpec | None = None,
         if spec is None:
             raise KeyError(f"{key!r} names a family; it is resolved against a checkpoint's catalog — give a spec "
                            "(or list the units)")
-        from .catalog import load_catalog  # the catalog builds on this module
-
+        if _FAMILY_SOURCE is None:
+            raise KeyError(f"{key!r} names a family, but no family catalog is available (import circuits.catalog)")
         try:
-            families = load_catalog(spec)
+            families = _FAMILY_SOURCE(spec)
         except FileNotFoundError:
             raise KeyError(f"{key!r} names a family, but {spec.name} has no packaged family catalog; "
                            "list the units (or pass a Family object)") from None
