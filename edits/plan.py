@@ -18,7 +18,7 @@ How an edit is applied. :meth:`EditPlan.apply` takes each edit in turn and
 
 1. :meth:`Edit.prepare` — resolves what it measures or looks up (the units' mean activations,
    a family named through the packaged catalog) on the copy as edited so far. The prepared
-   edit is what the applied plan (``record.plan``, ``edited.edit_plan``) stores, so re-applying
+   edit is what the applied plan (``record.plan``, ``edited.provenance.edit_plan``) stores, so re-applying
    it needs no reference images and no catalog;
 2. :meth:`Edit.compile` — a list of :class:`WeightOp`: "at state-dict key ``k``, index ``i``,
    replace the slice ``s`` by ``f(s)``", run on the copy with a backup of every slice it
@@ -147,7 +147,8 @@ class EditRecord:
         """A copy of ``edited`` with the original values written back (bitwise) and this plan's
         interventions removed; ``edited`` is not modified.
 
-        The copy's ``edit_plan``/``edit_history`` drop this plan.
+        The copy's :attr:`~circuits.model.InceptionV1.provenance` drops this plan (``edit_plan`` becomes
+        the plan before it, or ``None``).
 
         Raises:
             EditError: ``edited`` does not carry this edit (a slice differs from what the plan
@@ -310,8 +311,8 @@ class EditPlan:
                 by the plan's earlier edits, once, and stored in ``record.plan``.
 
         Returns:
-            ``(edited, record)``: the edited copy — with ``edited.edit_plan`` (the applied plan
-            as a dict, measured values included) and ``edited.edit_history`` (every plan applied
+            ``(edited, record)``: the edited copy — with ``edited.provenance.edit_plan`` (the applied
+            plan as a dict, measured values included) and ``.edit_history`` (every plan applied
             so far, in order) — and the :class:`EditRecord`. An edit that changes no weight
             value and installs nothing triggers an :class:`EditWarning`.
 
