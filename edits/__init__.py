@@ -8,6 +8,7 @@
 """
 
 from .diff import TensorDiff, weight_diff
+from .handwritten import HandwrittenFamily  # hand-written families (issue 19)
 from .interventions import (
     InstalledHook,
     derangement,
@@ -53,4 +54,5 @@ __all__ = [
     # structural edits (edits.pathways)
     "Linearize", "PrunePathway", "ReplaceUnits", "SIGNS", "Scale", "SetWeights", "StructOp", "in_branch", "load_model",
     "save_model",
+    "HandwrittenFamily",
 ]
