@@ -124,12 +124,12 @@ def source_shift_matrix(src_orientations: Sequence[float], degrees: float, dtype
 
 
 def rotate_pattern(pattern: Tensor, degrees: float, src_orientations: Sequence[float]) -> Tensor:
-    """A weight pattern ``(S, k, k)`` rotated by ``degrees``: space (:func:`rotate_spatial`) and
-    source orientation (:func:`source_shift_matrix`). Same shape and dtype."""
-    if pattern.dim() != 3 or pattern.shape[0] != len(src_orientations):
-        raise ValueError(f"expected a pattern (S={len(src_orientations)}, k, k), got {tuple(pattern.shape)}")
+    """A weight pattern ``(..., S, k, k)`` rotated by ``degrees``: space (:func:`rotate_spatial`) and
+    source orientation (:func:`source_shift_matrix`). Same shape and dtype (leading dimensions: a batch)."""
+    if pattern.dim() < 3 or pattern.shape[-3] != len(src_orientations):
+        raise ValueError(f"expected a pattern (..., S={len(src_orientations)}, k, k), got {tuple(pattern.shape)}")
     m = source_shift_matrix(src_orientations, degrees, dtype=pattern.dtype)
-    return torch.einsum("st,thw->shw", m, rotate_spatial(pattern, degrees))
+    return torch.einsum("st,...thw->...shw", m, rotate_spatial(pattern, degrees))
 
 
 def analytic_pattern(orientation: float, src_orientations: Sequence[float], radius: float = 2.0,
