@@ -47,7 +47,9 @@ class EquivarianceResult:
     Attributes:
         units: destination unit names, in input order; ``orientations``: their degrees.
         per_unit: one row per unit: ``unit``, ``orientation``, ``score`` (mean best-window
-            correlation over references), ``score_exact`` (same at δ = 0), ``best_reference``.
+            correlation over references), ``score_exact`` (same at δ = 0),
+            ``reference_score`` (mean best-window correlation of the unit, rotated, with every other
+            unit: how well it serves as a template), ``best_reference``.
         pairs: one row per (dst, reference): ``delta`` (θ_d − θ_r), ``score``, ``offset`` (best δ), ``exact``.
         family_score: mean of ``per_unit.score``.
         control: ``{"n", "seed", "mean", "std", "p95", "max", "p_value"}`` over shuffled orientations.
@@ -167,8 +169,9 @@ def equivariance(patterns: Tensor, orientations: Sequence[float], src_orientatio
             if v > best_v:
                 best_r, best_v = units[b], v
         ex_u = float(np.mean([p["exact"] for p in prs if p["dst"] == units[a]]))
+        as_ref = float(np.mean([float(table[b, a, b, a].max()) for b in range(d) if b != a]))
         rows.append(dict(unit=units[a], orientation=float(orientations[a]), score=float(unit[0, a]),
-                         score_exact=ex_u, best_reference=best_r, best_pair_score=float(best_v)))
+                         score_exact=ex_u, reference_score=as_ref, best_reference=best_r, best_pair_score=float(best_v)))
     rng = np.random.default_rng(seed)
     perms = np.stack([rng.permutation(d) for _ in range(n_shuffles)])
     shuffled, _, _ = _family_scores(table, perms)
@@ -187,8 +190,8 @@ def plot_patterns(patterns: Tensor, orientations: Sequence[float], src_orientati
 
     One row per unit (sorted by orientation); left block: the unit's expanded weights from
     each source unit (columns sorted by source orientation), right block: the rotated
-    reference. Each row has its own symmetric colour scale (±max |weight| of the row),
-    shown by the row's colour bar.
+    reference, rescaled to the unit's L2 norm (correlation ignores scale). Each row has its own
+    symmetric colour scale (±max |weight| of the row), shown by the row's colour bar.
     """
     import matplotlib.pyplot as plt
 
@@ -200,6 +203,7 @@ def plot_patterns(patterns: Tensor, orientations: Sequence[float], src_orientati
     ref = patterns[reference].double()
     for row, i in enumerate(order):
         rot = rotate_pattern(ref, orientations[i] - orientations[reference], src_orientations)
+        rot = rot * (patterns[i].double().norm() / rot.norm().clamp_min(1e-30))  # same L2 norm (corr is scale-free)
         vmax = float(max(patterns[i].abs().max(), rot.abs().max(), 1e-12))
         im = None
         for block, pat in ((0, patterns[i]), (s + 1, rot)):
@@ -219,8 +223,8 @@ def plot_patterns(patterns: Tensor, orientations: Sequence[float], src_orientati
         cb.ax.tick_params(labelsize=5)
         cb.ax.set_yticklabels([f"{-vmax:.2g}", "0", f"{vmax:.2g}"])
     fig.suptitle((title + "\n" if title else "") + f"left: unit's expanded weights from each source unit; right: "
-                 f"{units[reference]} rotated by θ_unit − θ_ref (bilinear space, circular-linear source orientation); "
-                 "colour: weight, own scale per row", fontsize=7)
+                 f"{units[reference]} rotated by θ_unit − θ_ref (bilinear space, circular-linear source orientation), "
+                 "scaled to the unit's L2 norm; colour: expanded weight, own scale per row", fontsize=7)
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
