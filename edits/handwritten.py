@@ -175,16 +175,22 @@ def _units(value: Any) -> tuple[str, ...]:
     """Spec-free normalisation: canonical ``"layer:index"`` strings, or one family key ``"layer/name"``."""
     if isinstance(value, Family):
         return tuple(str(u) for u in value)
-    if isinstance(value, str) and "/" in value:
-        layer, _, name = value.strip().partition("/")
-        if not name:
-            raise ValueError(f"cannot parse family {value!r}; expected 'layer/name' such as 'mixed3b/curves'")
-        return (f"{canonical_layer(layer)}/{name.strip()}",)
     items = [r for r in value.split(",") if r.strip()] if isinstance(value, str) else list(value)
-    out = tuple(dict.fromkeys(str(Unit.parse(r)) for r in items))
+    out = []
+    for r in items:
+        if isinstance(r, str) and "/" in r:
+            layer, _, name = r.strip().partition("/")
+            if not name:
+                raise ValueError(f"cannot parse family {r!r}; expected 'layer/name' such as 'mixed3b/curves'")
+            out.append(f"{canonical_layer(layer)}/{name.strip()}")
+        else:
+            out.append(str(Unit.parse(r)))
+    out = list(dict.fromkeys(out))
     if not out:
         raise ValueError("names no unit")
-    return out
+    if len(out) > 1 and any("/" in r for r in out):
+        raise ValueError("give one family key ('mixed3b/curves') or a list of units, not both")
+    return tuple(out)
 
 
 def _floats(value: Any, field: str, edit: Edit) -> tuple[float, ...] | None:

@@ -117,6 +117,18 @@ def test_handwritten_round_trips_json_and_yaml():
     assert e.kernel[1][2][3] == _template(4)[1, 2, 3].item()  # float64 kept exactly
 
 
+def test_handwritten_family_keys_round_trip_and_resolve_from_the_catalog():
+    plan = EditPlan([HandwrittenFamily("3b/curves", "mixed3a/curves", template="analytic")])
+    assert plan.edits[0].dst == ("mixed3b/curves",)
+    back = EditPlan.from_json(plan.to_json())
+    assert back == plan
+    block, dst, ors, src, sors = back.edits[0].resolved(get_spec("inceptionv1_caffe"))
+    assert block == "mixed3b" and len(dst) == len(ors) == 19 and len(src) == len(sors) == 8
+    assert (str(dst[0]), ors[0], src[0], sors[0]) == ("mixed3b:9", 3.9, 92, 4.4)  # the packaged catalog's
+    with pytest.raises(EditError, match="not both"):
+        HandwrittenFamily(["mixed3b/curves", "mixed3b:1"], "mixed3a/curves", template="analytic")
+
+
 def test_handwritten_rotated_patterns_of_a_prepared_edit():
     e = _edit()
     units, pats = e.patterns(get_spec("inceptionv1_caffe"))
