@@ -369,6 +369,9 @@ def _add_study(subparsers) -> None:
     _add_study_combing(sub)
     _add_study_echo(sub)
     _add_study_family_ablation(sub)
+    from .artificial_cmd import add_parser as _add_artificial_curves  # issue 19
+
+    _add_artificial_curves(sub)
     w = sub.add_parser("sweep", help="evaluate many edit plans (files or every single-unit ablation of a family), "
                        "cached per plan; resumes when interrupted")
     _add_checkpoint_arg(w)
