@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,13 +177,15 @@ def bootstrap_accuracy(correct: dict[str, np.ndarray], n: int, seed: int) -> pd.
         (95% percentile CI), ``recovered`` = (acc − acc_zero)/(acc_natural − acc_zero) with
         ``recovered_low``/``recovered_high`` (NaN for natural/zero_ablated or a zero drop).
     """
-    from scipy.stats import bootstrap
+    from scipy.stats import DegenerateDataWarning, bootstrap
 
     nat, zero = correct["natural"].astype(float), correct["zero_ablated"].astype(float)
 
-    def ci(stat, *arrays):
-        r = bootstrap(arrays, stat, paired=True, vectorized=True, n_resamples=n, method="percentile",
-                      confidence_level=0.95, random_state=np.random.default_rng(seed))
+    def ci(stat, *arrays):  # NaN bounds when every resample gives the same value (degenerate)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            r = bootstrap(arrays, stat, paired=True, vectorized=True, n_resamples=n, method="percentile",
+                          confidence_level=0.95, random_state=np.random.default_rng(seed))
         return float(r.confidence_interval.low), float(r.confidence_interval.high)
 
     def delta(a, b, axis=-1):

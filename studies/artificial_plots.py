@@ -91,8 +91,8 @@ def summary_markdown(cfg, m: dict) -> str:
         "",
         "## Tuning (medians over the family's units)",
         "",
-        "| variant | peak | selectivity | width (°) | echo | curve/line | combing | |Δθ| vs target (°) | "
-        "|Δθ| vs natural (°) | radial corr vs natural | ≤30° from target | silent |",
+        "| variant | peak | selectivity | width (°) | echo | curve/line | combing | abs Δθ vs target (°) | "
+        "abs Δθ vs natural (°) | radial corr vs natural | ≤30° from target | silent |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v, t in m["tuning_medians"].items():
@@ -103,7 +103,10 @@ def summary_markdown(cfg, m: dict) -> str:
                      f"{g('curve_line_ratio')} | {g('combing_index')} | {g('orientation_error_vs_target')} | "
                      f"{g('orientation_diff_vs_natural')} | {g('radial_corr_vs_natural')} | "
                      f"{t['within_30deg_of_target']} | {t['units_silent']} |")
-    lines += ["", "Per-unit values: `units.csv`; figures `radial_tuning.png`, `tuning_comparison.png`.", ""]
+    lines += ["", "Target: the catalog orientation each hand-written unit was rotated to. Peak: max of the radial "
+              "tuning curve (mean positive pre-ReLU response over radii); combing: combed/plain curve at the unit's "
+              "best stimulus (both sides). Per-unit values: `units.csv`; figures `radial_tuning.png`, "
+              "`tuning_comparison.png`, `equivariance.png`.", ""]
     cls = m.get("classification")
     if cls:
         n = cls[0]["n_images"]

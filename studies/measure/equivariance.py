@@ -189,37 +189,44 @@ def plot_patterns(patterns: Tensor, orientations: Sequence[float], src_orientati
     """Each unit's pattern next to the reference pattern rotated by ``θ_d − θ_ref`` (PNG at ``path``).
 
     One row per unit (sorted by orientation); left block: the unit's expanded weights from
-    each source unit (columns sorted by source orientation), right block: the rotated
+    each source unit (columns sorted by source orientation, labelled), right block: the rotated
     reference, rescaled to the unit's L2 norm (correlation ignores scale). Each row has its own
     symmetric colour scale (±max |weight| of the row), shown by the row's colour bar.
     """
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    d, s = patterns.shape[:2]
+    d, s, k = patterns.shape[0], patterns.shape[1], patterns.shape[-1]
     order = sorted(range(d), key=lambda i: orientations[i])
     scol = sorted(range(s), key=lambda i: src_orientations[i])
-    fig = plt.figure(figsize=(0.62 * (2 * s + 2) + 1.6, 0.62 * d + 1.2), constrained_layout=True)
-    gs = fig.add_gridspec(d, 2 * s + 2, width_ratios=[1] * s + [0.35] + [1] * s + [0.25])
+    step = k + 1  # one blank column between kernels, two between the blocks
+    width = 2 * s * step + 1
     ref = patterns[reference].double()
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("white")
+    fig, axes = plt.subplots(d, 1, figsize=(0.5 * width / step * 1.25 + 2.4, 0.62 * d + 1.4), squeeze=False,
+                             constrained_layout=True)
+    centres = [c * step + k / 2 - 0.5 for c in range(s)] + [(s + c) * step + 1 + k / 2 - 0.5 for c in range(s)]
     for row, i in enumerate(order):
         rot = rotate_pattern(ref, orientations[i] - orientations[reference], src_orientations)
-        rot = rot * (patterns[i].double().norm() / rot.norm().clamp_min(1e-30))  # same L2 norm (corr is scale-free)
-        vmax = float(max(patterns[i].abs().max(), rot.abs().max(), 1e-12))
-        im = None
-        for block, pat in ((0, patterns[i]), (s + 1, rot)):
-            for c, j in enumerate(scol):
-                ax = fig.add_subplot(gs[row, block + c])
-                im = ax.imshow(pat[j].numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if row == 0:
-                    ax.set_title(f"{src_units[j]}\n{src_orientations[j]:.0f}°", fontsize=6)
-                if c == 0 and block == 0:
-                    sc = f"\nr={scores[i]:.2f}" if scores is not None else ""
-                    ax.set_ylabel(f"{units[i]}\nθ={orientations[i]:.0f}°{sc}", fontsize=6, rotation=0, ha="right",
-                                  va="center")
-        cax = fig.add_subplot(gs[row, 2 * s + 1])
-        cb = fig.colorbar(im, cax=cax, ticks=[-vmax, 0, vmax])
+        rot = rot * (patterns[i].double().norm() / rot.norm().clamp_min(1e-30))
+        img = np.full((k, width), np.nan)
+        for c, j in enumerate(scol):
+            img[:, c * step:c * step + k] = patterns[i, j].double().numpy()
+            img[:, (s + c) * step + 1:(s + c) * step + 1 + k] = rot[j].numpy()
+        vmax = float(max(np.nanmax(np.abs(img)), 1e-12))
+        ax = axes[row, 0]
+        im = ax.imshow(img, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        ax.set_yticks([])
+        sc = f"\nr={scores[i]:.2f}" if scores is not None else ""
+        ax.set_ylabel(f"{units[i]}\nθ={orientations[i]:.0f}°{sc}", fontsize=6, rotation=0, ha="right", va="center")
+        ax.set_xticks([])
+        for sp in ax.spines.values():
+            sp.set_visible(False)
+        if row == 0:
+            ax.set_xticks(centres, [f"{src_units[j]}\n{src_orientations[j]:.0f}°" for j in scol] * 2, fontsize=5)
+            ax.xaxis.tick_top()
+        cb = fig.colorbar(im, ax=ax, ticks=[-vmax, 0, vmax], fraction=0.02, pad=0.01)
         cb.ax.tick_params(labelsize=5)
         cb.ax.set_yticklabels([f"{-vmax:.2g}", "0", f"{vmax:.2g}"])
     fig.suptitle((title + "\n" if title else "") + f"left: unit's expanded weights from each source unit; right: "
