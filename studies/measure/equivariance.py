@@ -202,8 +202,7 @@ def plot_patterns(patterns: Tensor, orientations: Sequence[float], src_orientati
     step = k + 1  # one blank column between kernels, two between the blocks
     width = 2 * s * step + 1
     ref = patterns[reference].double()
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
     fig, axes = plt.subplots(d, 1, figsize=(0.5 * width / step * 1.25 + 2.4, 0.62 * d + 1.4), squeeze=False,
                              constrained_layout=True)
     centres = [c * step + k / 2 - 0.5 for c in range(s)] + [(s + c) * step + 1 + k / 2 - 0.5 for c in range(s)]
