@@ -315,6 +315,10 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
         comb = pd.concat(parts, ignore_index=True)
         _log("combing measured", t0, quiet)
     units = unit_table(res.tuning, comb, family)
+    nat = units[units["variant"] == "natural"].set_index("unit")
+    measured = [float(nat.loc[str(u), "preferred_orientation"]) for u in family]
+    eq_measured = equivariance(pats, measured, src.orientations, units=[str(u) for u in family],
+                               n_shuffles=cfg.n_shuffles, seed=cfg.seed)
     units["branch"] = [model.spec.branch_of(family.layer, int(i)) for i in units["index"]]
 
     acc = None
@@ -336,6 +340,10 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
         _log("bootstrap done", t0, quiet)
 
     metrics = _metrics(model, cfg, family, src, template, eq, units, acc, variants, records, res)
+    metrics["equivariance"]["with_measured_orientations"] = {
+        "family_score": eq_measured.family_score, "control": eq_measured.control,
+        "orientations": measured, "note": "destination orientations measured here (natural variant, "
+        f"{cfg.orientation_step}° grid, vector sum); source orientations from the catalog"}
     from .artificial_plots import plot_accuracy, plot_tuning_comparison
     from .plots import plot_radial
 

@@ -86,6 +86,10 @@ def summary_markdown(cfg, m: dict) -> str:
         f"difference). Shuffled-orientation control ({c['n']} seeded permutations): mean {c['mean']:.3f}, "
         f"95th percentile {c['p95']:.3f}, max {c['max']:.3f}; permutation p = {c['p_value']:.4f}. "
         f"By branch: {', '.join(f'{b} {v:.3f}' for b, v in eq['by_branch'].items() if v is not None)}.",
+        (f"With the destination orientations measured in this run (natural variant): family score "
+         f"{eq['with_measured_orientations']['family_score']:.3f}, shuffled mean "
+         f"{eq['with_measured_orientations']['control']['mean']:.3f}, p95 "
+         f"{eq['with_measured_orientations']['control']['p95']:.3f}." if "with_measured_orientations" in eq else ""),
         "Rotation: kernels bilinearly rotated (grid_sample, align_corners=True; exact rot90 at multiples of 90°); "
         "source units permuted/interpolated by circular linear interpolation over their orientations.",
         "",

@@ -88,6 +88,8 @@ def test_artificial_curves_study_end_to_end(images_dir, tmp_path):
         assert (out / f).is_file(), f
     m = json.loads((out / "metrics.json").read_text())
     assert m["template_unit"] == "mixed3b:368"
+    wm = m["equivariance"]["with_measured_orientations"]
+    assert len(wm["orientations"]) == 19 and wm["family_score"] > wm["control"]["p95"]
     assert [r["variant"] for r in m["classification"]] == ["natural", "zero_ablated", "hw_learned", "hw_analytic"]
     assert {r["n_images"] for r in m["classification"]} == {8}
     assert sorted(m["sweep"]["computed"]) == sorted(["natural", "zero_ablated", "hw_learned", "hw_analytic"])
