@@ -304,15 +304,8 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
             edited[v], records[v] = p.apply(model)
     applied = {v: (None if p is None else records[v].applied_plan) for v, p in plans.items()}
 
-    comb = None
-    if cfg.combing:
-        parts = []
-        for v in variants:
-            c = combing_index(edited[v], [str(u) for u in family], stroke_width=cfg.stroke_width,
-                              tuning=res.tuning[res.tuning["variant"] == v].drop(columns="variant"))
-            c.insert(0, "variant", v)
-            parts.append(c)
-        comb = pd.concat(parts, ignore_index=True)
+    comb = measure_combing(edited, family, res.tuning, cfg.stroke_width) if cfg.combing else None
+    if comb is not None:
         _log("combing measured", t0, quiet)
     units = unit_table(res.tuning, comb, family)
     nat = units[units["variant"] == "natural"].set_index("unit")
@@ -323,20 +316,7 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
 
     acc = None
     if cfg.images:
-        correct1, correct5 = {}, {}
-        paths = None
-        for v in variants:
-            pi = res.per_image[res.per_image["variant"] == v].sort_values("path")
-            if paths is None:
-                paths = pi["path"].tolist()
-            elif pi["path"].tolist() != paths:
-                raise RuntimeError(f"variant {v} was evaluated on other images than natural")
-            correct1[v], correct5[v] = pi["correct_top1"].to_numpy(bool), pi["correct_top5"].to_numpy(bool)
-        acc = bootstrap_accuracy(correct1, cfg.bootstrap, cfg.seed).add_prefix("top1_").rename(
-            columns={"top1_variant": "variant"})
-        acc = acc.merge(bootstrap_accuracy(correct5, cfg.bootstrap, cfg.seed).add_prefix("top5_").rename(
-            columns={"top5_variant": "variant"}), on="variant")
-        acc.insert(1, "n_images", len(paths))
+        acc = accuracy_table(res.per_image, variants, cfg.bootstrap, cfg.seed)
         _log("bootstrap done", t0, quiet)
 
     metrics = _metrics(model, cfg, family, src, template, eq, units, acc, variants, records, res)
@@ -344,41 +324,8 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
         "family_score": eq_measured.family_score, "control": eq_measured.control,
         "orientations": measured, "note": "destination orientations measured here (natural variant, "
         f"{cfg.orientation_step}° grid, vector sum); source orientations from the catalog"}
-    from .artificial_plots import plot_accuracy, plot_tuning_comparison
-    from .plots import plot_radial
-
-    with report_folder(out, overwrite) as tmp:
-        write_yaml(tmp / "config.yaml", dataclasses.asdict(cfg))
-        for v, p in applied.items():
-            if p is not None:
-                p.save(tmp / f"plan_{v}.json")
-        units.to_csv(tmp / "units.csv", index=False)
-        eq.per_unit.to_csv(tmp / "equivariance_units.csv", index=False)
-        eq.pairs.to_csv(tmp / "equivariance_pairs.csv", index=False)
-        res.tuning.to_csv(tmp / "tuning.csv", index=False)
-        if comb is not None:
-            comb.to_csv(tmp / "combing.csv", index=False)
-        figs = ["equivariance.png", "radial_tuning.png", "tuning_comparison.png"]
-        plot_patterns(pats, family.orientations, src.orientations, [str(u) for u in family], [str(u) for u in src],
-                      [str(u) for u in family].index(template), tmp / "equivariance.png",
-                      title=f"{model.spec.name}: {src.key} → {family.key}, family score {eq.family_score:.3f} "
-                      f"(shuffled {eq.control['mean']:.3f})", scores=eq.per_unit["score"].tolist())
-        plot_radial(radial_tuning(res.tuning), tmp / "radial_tuning.png", variants=variants,
-                    preferred={str(u): float(o) for u, o in zip(family, family.orientations)},
-                    title=f"{model.spec.name} {family.key}: radial tuning per variant")
-        plot_tuning_comparison(units, variants, tmp / "tuning_comparison.png")
-        if acc is not None:
-            acc.to_csv(tmp / "classification.csv", index=False)
-            plot_accuracy(acc, tmp / "accuracy.png")
-            figs.append("accuracy.png")
-        metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        write_json(tmp / "metrics.json", metrics)
-        from .artificial_plots import summary_markdown
-
-        summary = summary_markdown(cfg, metrics)
-        (tmp / "summary.md").write_text(summary)
-        write_html_report(tmp, f"Artificial curve detectors: {model.spec.name} {family.key}", [("Summary", summary)],
-                          figures=figs, tables={"Per unit and variant": units})
+    _write_report(out, overwrite, cfg, model, family, src, template, eq, pats, res, units, comb, acc, applied,
+                  variants, metrics, t0)
     _log(f"report written to {out}", t0, quiet)
     return metrics
 
@@ -406,3 +353,74 @@ def _metrics(model, cfg, family, src, template, eq, units, acc, variants, record
     if acc is not None:
         m["classification"] = acc.replace({np.nan: None}).to_dict(orient="records")
     return m
+
+
+def measure_combing(models: dict, family, tuning: pd.DataFrame, stroke_width: float) -> pd.DataFrame:
+    """:func:`studies.tuning.combing_index` of the family's units in each variant's model, at each
+    unit's own best stimulus (from that variant's ``tuning``); a ``variant`` column first."""
+    parts = []
+    for v, m in models.items():
+        c = combing_index(m, [str(u) for u in family], stroke_width=stroke_width,
+                          tuning=tuning[tuning["variant"] == v].drop(columns="variant"))
+        c.insert(0, "variant", v)
+        parts.append(c)
+    return pd.concat(parts, ignore_index=True)
+
+
+def accuracy_table(per_image: pd.DataFrame, variants: list[str], n_boot: int, seed: int) -> pd.DataFrame:
+    """Top-1 and top-5 :func:`bootstrap_accuracy` columns (``top1_*``, ``top5_*``) per variant.
+
+    Raises:
+        RuntimeError: the variants were not evaluated on the same images.
+    """
+    correct1, correct5, paths = {}, {}, None
+    for v in variants:
+        pi = per_image[per_image["variant"] == v].sort_values("path")
+        if paths is None:
+            paths = pi["path"].tolist()
+        elif pi["path"].tolist() != paths:
+            raise RuntimeError(f"variant {v} was evaluated on other images than natural")
+        correct1[v], correct5[v] = pi["correct_top1"].to_numpy(bool), pi["correct_top5"].to_numpy(bool)
+    acc = bootstrap_accuracy(correct1, n_boot, seed).add_prefix("top1_").rename(columns={"top1_variant": "variant"})
+    acc = acc.merge(bootstrap_accuracy(correct5, n_boot, seed).add_prefix("top5_").rename(
+        columns={"top5_variant": "variant"}), on="variant")
+    acc.insert(1, "n_images", len(paths or []))
+    return acc
+
+
+def _write_report(out, overwrite, cfg, model, family, src, template, eq, pats, res, units, comb, acc, applied,
+                  variants, metrics, t0) -> None:
+    from .artificial_plots import plot_accuracy, plot_tuning_comparison, summary_markdown
+    from .plots import plot_radial
+
+    names, src_names = [str(u) for u in family], [str(u) for u in src]
+    with report_folder(out, overwrite) as tmp:
+        write_yaml(tmp / "config.yaml", dataclasses.asdict(cfg))
+        for v, p in applied.items():
+            if p is not None:
+                p.save(tmp / f"plan_{v}.json")
+        units.to_csv(tmp / "units.csv", index=False)
+        eq.per_unit.to_csv(tmp / "equivariance_units.csv", index=False)
+        eq.pairs.to_csv(tmp / "equivariance_pairs.csv", index=False)
+        res.tuning.to_csv(tmp / "tuning.csv", index=False)
+        if comb is not None:
+            comb.to_csv(tmp / "combing.csv", index=False)
+        figs = ["equivariance.png", "radial_tuning.png", "tuning_comparison.png"]
+        plot_patterns(pats, family.orientations, src.orientations, names, src_names, names.index(template),
+                      tmp / "equivariance.png", scores=eq.per_unit["score"].tolist(),
+                      title=f"{model.spec.name}: {src.key} → {family.key}, family score {eq.family_score:.3f} "
+                      f"(shuffled {eq.control['mean']:.3f})")
+        plot_radial(radial_tuning(res.tuning), tmp / "radial_tuning.png", variants=variants,
+                    preferred={str(u): float(o) for u, o in zip(family, family.orientations)},
+                    title=f"{model.spec.name} {family.key}: radial tuning per variant")
+        plot_tuning_comparison(units, variants, tmp / "tuning_comparison.png")
+        if acc is not None:
+            acc.to_csv(tmp / "classification.csv", index=False)
+            plot_accuracy(acc, tmp / "accuracy.png")
+            figs.append("accuracy.png")
+        metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
+        write_json(tmp / "metrics.json", metrics)
+        summary = summary_markdown(cfg, metrics)
+        (tmp / "summary.md").write_text(summary)
+        write_html_report(tmp, f"Artificial curve detectors: {model.spec.name} {family.key}", [("Summary", summary)],
+                          figures=figs, tables={"Per unit and variant": units})
