@@ -54,7 +54,8 @@ import torch
 
 from circuits import load_model
 from circuits.catalog import load_catalog
-from edits import Ablate, EditPlan, HandwrittenFamily
+from circuits.units import canonical_layer
+from edits import Ablate, EditPlan, HandwrittenFamily, Linearize, in_branch
 from edits.handwritten import RESTS, learned_patterns
 
 from . import stimuli as S
@@ -71,6 +72,7 @@ VARIANT_TEXT = {
     "hw_analytic": "hand-written: analytic template (same-orientation early curves + along the arc, opposite −)",
     "hw_learned_keep": "hw_learned, other input channels kept as learned",
     "hw_analytic_keep": "hw_analytic, other input channels kept as learned",
+    "linearized": "control for *_keep: the family's 3x3/5x5 units linearised (bottleneck ReLU removed), nothing else",
 }
 
 
@@ -146,8 +148,11 @@ def choose_template(model, family, eq: EquivarianceResult) -> str:
     return str(pool.sort_values("reference_score", ascending=False)["unit"].iloc[0])
 
 
-def build_plans(cfg: ArtificialCurvesConfig, template_unit: str) -> dict[str, EditPlan | None]:
-    """``{variant: plan}`` (``None`` for ``natural``)."""
+def build_plans(cfg: ArtificialCurvesConfig, template_unit: str, spec) -> dict[str, EditPlan | None]:
+    """``{variant: plan}`` (``None`` for ``natural``). With ``keep_variants``, also the
+    ``linearized`` control: the family's 3x3/5x5 units computed by :class:`edits.Linearize`
+    alone (bottleneck ReLU removed), which is what ``rest="keep"`` keeps for the other channels."""
+    layer = canonical_layer(cfg.family.split("/")[0])
     def hw(template: str, rest: str) -> HandwrittenFamily:
         return HandwrittenFamily(cfg.family, cfg.src_family, template=template,
                                  template_unit=template_unit if template == "learned" else None, rest=rest)
@@ -162,6 +167,9 @@ def build_plans(cfg: ArtificialCurvesConfig, template_unit: str) -> dict[str, Ed
         other = "keep" if cfg.rest == "zero" else "zero"
         plans[f"hw_learned_{other}"] = EditPlan([hw("learned", other)], name=f"hw-learned-{other}")
         plans[f"hw_analytic_{other}"] = EditPlan([hw("analytic", other)], name=f"hw-analytic-{other}")
+        lin = [Linearize(f"{layer}_{b}", [str(u) for u in us]) for b in ("3x3", "5x5")
+               if (us := in_branch(cfg.family, f"{layer}_{b}", spec))]
+        plans["linearized"] = EditPlan(lin, name="linearized")  # what rest="keep" keeps: the linearised kernels
     return plans
 
 
@@ -282,7 +290,7 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
     eq, pats = measure_equivariance(model, family, src, cfg.n_shuffles, cfg.seed)
     template = cfg.template_unit or choose_template(model, family, eq)
     _log(f"equivariance {eq.family_score:.3f} (shuffled mean {eq.control['mean']:.3f}); template {template}", t0, quiet)
-    plans = build_plans(cfg, template)
+    plans = build_plans(cfg, template, model.spec)
     for p in plans.values():
         if p is not None:
             p.validate(model.spec)

@@ -129,6 +129,11 @@ def summary_markdown(cfg, m: dict) -> str:
                 return f"{100 * r[f'{k}_delta']:+.1f} [{100 * r[f'{k}_delta_low']:+.1f}, {100 * r[f'{k}_delta_high']:+.1f}]"
             lines.append(f"| {r['variant']} | {r['top1_acc']:.3f} | {dl('top1')} | {rec('top1')} | {r['top5_acc']:.3f} "
                          f"| {dl('top5')} | {rec('top5')} |")
+        lin = next((r for r in cls if r["variant"] == "linearized"), None)
+        if lin is not None:
+            lines.append(f"Note: the `*_keep` variants keep the other input channels through the units' exact "
+                         f"linearised kernels (no bottleneck ReLU); the `linearized` control alone (no template) gives "
+                         f"top-1 {lin['top1_acc']:.3f}, so their loss is that of the linearisation, not of the template.")
         lines.append("")
     else:
         lines += ["Classification skipped (no --images).", ""]
