@@ -164,3 +164,23 @@ def test_handwritten_validates_against_the_spec(kw, field, match):
     with pytest.raises(EditError, match=match) as ei:
         plan.validate(get_spec("inceptionv1_caffe"))
     assert ei.value.field == field
+
+
+def test_handwritten_apply_and_undo_on_random_weights():
+    from circuits.model import InceptionV1
+
+    torch.manual_seed(0)
+    model = InceptionV1("inceptionv1_caffe").eval()  # random weights: no real data needed
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = EditPlan([HandwrittenFamily("mixed3b/curves", "mixed3a/curves", template="analytic", rest="keep")])
+    edited, rec = plan.apply(model)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # caller untouched
+    assert set(rec.changed) <= {"mixed3b.b1x1.conv.weight", "mixed3b.linear_paths.3x3.conv.weight",
+                                "mixed3b.linear_paths.3x3.conv.bias", "mixed3b.linear_paths.5x5.conv.weight",
+                                "mixed3b.linear_paths.5x5.conv.bias"}
+    assert rec.changed["mixed3b.b1x1.conv.weight"] == 3 * 8  # rest="keep": only the 8 source columns of 3 rows
+    scale = rec.applied_plan.edits[0].scale
+    assert scale is not None and scale > 0
+    restored = rec.undo(edited)
+    now = restored.state_dict()
+    assert now.keys() == before.keys() and all(torch.equal(now[k], v) for k, v in before.items())
