@@ -21,7 +21,7 @@ def plot_accuracy(acc: pd.DataFrame, path: Path) -> None:
         ax.axvline(0, color="0.5", lw=0.8)
         ax.set_yticks(list(y), d["variant"])
         ax.invert_yaxis()
-        ax.set_xlabel(f"{k} change vs natural (percentage points; 95% paired bootstrap CI)")
+        ax.set_xlabel(f"{k} change vs natural (percentage points)\nbars: 95% paired bootstrap CI")
         nat = float(acc.loc[acc["variant"] == "natural", f"{k}_acc"].iloc[0])
         ax.set_title(f"{k}: natural {nat:.3f} on {int(acc['n_images'].iloc[0])} images", fontsize=9)
     fig.savefig(path, dpi=130)
