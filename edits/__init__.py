@@ -26,6 +26,7 @@ from .base import (
 )
 from .blocks import input_layer
 from .diff import TensorDiff, weight_diff
+from .handwritten import HandwrittenFamily  # hand-written families (issue 19)
 from .interventions import (
     InstalledHook,
     derangement,
@@ -51,4 +52,6 @@ __all__ = [
     "load_edited", "load_model", "save_edited", "save_model",
     # also importable (formerly from edits.pathways)
     "READS", "SAVE_FORMAT", "input_layer", "linear_kernel",
+    # hand-written families (edits.handwritten)
+    "HandwrittenFamily",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studies.cli import sweep
+from studies.cli import artificial_curves, sweep
 from studies.cli.common import add_checkpoint_arg, add_device_arg, add_executor_args, device, executor_settings
 
 
@@ -37,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_study_combing(sub)
     _add_study_echo(sub)
     _add_study_family_ablation(sub)
+    artificial_curves.add_parser(sub)
     sweep.add_parser(sub)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
