@@ -34,7 +34,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 #: Canny grid searched on the tuning split: σ (px) × low × high thresholds (gradient of [0, 1] grey).
-CANNY_GRID = dict(sigma=(1.0, 1.5, 2.0, 3.0), low=(0.02, 0.05, 0.1), high=(0.1, 0.2, 0.3, 0.45, 0.6, 0.8))
+CANNY_GRID = dict(sigma=(1.0, 1.5, 2.0, 3.0), low=(0.02, 0.05, 0.1), high=(0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.2, 1.6))
 
 
 def _dist(mask: np.ndarray) -> np.ndarray:

@@ -37,7 +37,8 @@ class Scene:
         image: ``(3, H, W)`` float32 RGB in [0, 1].
         curve, line, angle, occluder: bool ``(H, W)`` masks (visible stroke pixels; occluders).
         arcs: one ``(K, 2)`` float array per curve: points (x, y) in px (x right, y down, pixel
-            centres at integers) every ~0.5 px along the whole arc, occluded parts included.
+            centres at integers) every ~0.5 px along the arc inside the image, occluded parts
+            included.
         background: ``"plain"``, ``"texture"`` or ``"noise"``.
         index: position in the set; meta: the drawing parameters.
     """
@@ -54,12 +55,12 @@ class Scene:
 
 
 def arc_points(orientation: float, radius: float, arc_degrees: float, dx: float, dy: float, size: int,
-               step_px: float = 0.5) -> np.ndarray:
+               step_px: float = 0.5, clip: bool = True) -> np.ndarray:
     """Points along a :func:`studies.stimuli.curves` arc, in pixel coordinates (x right, y down).
 
     The arc passes through the stimulus centre (render centre + (dx, dy), dy up); its circle's
     centre lies at ``radius`` in direction ``orientation`` (deg, counter-clockwise, y up).
-    → ``(K, 2)`` float64.
+    With ``clip`` only the points inside the image are kept. → ``(K, 2)`` float64.
     """
     th = math.radians(orientation)
     c = (size - 1) / 2
@@ -69,7 +70,10 @@ def arc_points(orientation: float, radius: float, arc_degrees: float, dx: float,
     phi = th + math.pi + np.linspace(-half, half, n)
     x = ccx + radius * np.cos(phi)
     y = ccy + radius * np.sin(phi)
-    return np.stack([c + x, c - y], 1)
+    pts = np.stack([c + x, c - y], 1)
+    if clip:
+        pts = pts[((pts >= -0.5) & (pts <= size - 0.5)).all(1)]
+    return pts
 
 
 def _background(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
