@@ -885,6 +885,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_study, _add_tune, _add_edit, _add_graph, _add_discover, _add_weights,
 ]
+from .applications_cmd import add_parser as _add_applications  # noqa: E402  (curves, trace, factor, bench-curves)
+
+COMMANDS.append(_add_applications)
 
 
 def build_parser() -> argparse.ArgumentParser:
