@@ -162,6 +162,10 @@ def trace_table(model, cfg: BenchConfig, log=print) -> dict:
                 within_2px_occluded=float((df[df["occluded"]]["mean_distance_px"] <= 2).mean()),
                 median_distance_px=float(df["mean_distance_px"].median()), mean_coverage=float(df["coverage"].mean()),
                 seconds_per_curve=float(df["seconds_per_curve"].mean()))
+    bins = pd.cut(df["radius"], [0, 25, 40, np.inf], labels=["r < 25 px", "25-40 px", "r > 40 px"])
+    summ["within_2px_by_radius"] = {str(k): dict(curves=int(len(g)), within_2px=round(float((g["mean_distance_px"] <= 2)
+                                                                                           .mean()), 3))
+                                    for k, g in df.groupby(bins, observed=True)}
     log(f"tracing: {summ}")
     return dict(table=df, summary=summ, examples=examples)
 
@@ -193,7 +197,9 @@ def markdown_table(ext: pd.DataFrame, summ: dict, cfg: BenchConfig) -> str:
               f"(goal ≥ 80 %: {'met' if summ['within_2px'] >= 0.8 else 'NOT met'}; occluded curves: "
               f"{100 * summ['within_2px_occluded']:.0f} %); median distance {summ['median_distance_px']:.2f} px; "
               f"mean coverage of the true arc {100 * summ['mean_coverage']:.0f} %; "
-              f"{summ['seconds_per_curve']:.2f} s per curve (map + fit)."]
+              f"{summ['seconds_per_curve']:.2f} s per curve (map + fit). By radius: "
+              + "; ".join(f"{k}: {100 * v['within_2px']:.0f} % of {v['curves']}"
+                          for k, v in summ["within_2px_by_radius"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -6,10 +6,16 @@ import numpy as np
 import torch
 
 from studies import stimuli as S
-from studies.applications.extraction import curve_families, curve_map
-from studies.applications.factors import BUTTERFLY_WNIDS, activations, butterfly_images, class_factor, factorize
-from studies.applications.factors import load_images
 from studies.applications.commands import run_trace
+from studies.applications.extraction import curve_families, curve_map
+from studies.applications.factors import (
+    BUTTERFLY_WNIDS,
+    activations,
+    butterfly_images,
+    class_factor,
+    factorize,
+    load_images,
+)
 from studies.cli import main
 
 
@@ -44,7 +50,7 @@ def test_butterfly_factor_drives_the_butterfly_classes(caffe_model, images_dir):
     f = factorize(activations(caffe_model, x, "mixed4d"), 4, "mixed4d", seed=0)
     j, contrib = class_factor(caffe_model, x, f, BUTTERFLY_WNIDS)
     others = np.delete(contrib, j)
-    assert contrib[j] > 2 * others.max()  # measured: MEAS
+    assert contrib[j] > 2 * others.max()  # measured: 58.9 vs 13.5
     # the factor is active in every butterfly image
     peaks = f.maps[:, j].max((1, 2))
     assert (peaks > 0.1 * peaks.max()).all()
