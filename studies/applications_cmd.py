@@ -59,7 +59,9 @@ def add_trace(subparsers) -> None:
         "writes trace.png, splines.svg (the image with the splines as <path>s) and splines.csv.")
     p.add_argument("image", metavar="IMAGE")
     _common(p)
-    p.add_argument("--splines", type=int, default=6, help="seeds (strongest peaks of the map); default 6")
+    p.add_argument("--splines", type=int, default=8, help="seeds in all (strongest peaks of the map); default 8")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="seeding rounds, each on what the splines kept so far leave unexplained (default 2)")
     p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
     p.add_argument("--tau", type=float, default=0.15,
                    help="map level (fraction of its 99.5th percentile) below which a spline shrinks (default 0.15)")
@@ -71,7 +73,7 @@ def _cmd_trace(args) -> int:
     from .applications.commands import run_trace
 
     r = run_trace(_model(args), args.image, args.out, args.families, args.splines, args.steps, args.tau,
-                  args.max_side, args.overwrite)
+                  args.max_side, args.overwrite, rounds=args.rounds)
     print(f"{r['splines']} splines in {r['seconds']:.2f} s; wrote {args.out}")
     return 0
 

@@ -99,8 +99,9 @@ def svg_document(image: Tensor, result: TraceResult, colour: str = "#ff2020") ->
             f"{paths}\n</svg>\n")
 
 
-def run_trace(model, path: str | Path, out: str | Path, families: str | None = None, n_splines: int = 6,
-              steps: int = 200, tau: float = 0.15, max_side: int = 512, overwrite: bool = False) -> dict:
+def run_trace(model, path: str | Path, out: str | Path, families: str | None = None, n_splines: int = 8,
+              steps: int = 200, tau: float = 0.15, max_side: int = 512, overwrite: bool = False,
+              rounds: int = 2) -> dict:
     """Fit splines to an image's curve map → ``out/trace.png``, ``out/splines.svg`` (image + paths),
     ``out/splines.csv`` (control points, px, x right / y down; score; length)."""
     from studies.report import check_out_dir, report_folder
@@ -108,11 +109,11 @@ def run_trace(model, path: str | Path, out: str | Path, families: str | None = N
     from .figures import plot_trace
 
     check_out_dir(out, overwrite)
-    if n_splines < 1 or steps < 1:
-        raise ValueError(f"--splines and --steps must be ≥ 1; got {n_splines}, {steps}")
+    if n_splines < 1 or steps < 1 or rounds < 1:
+        raise ValueError(f"--splines, --steps and --rounds must be ≥ 1; got {n_splines}, {steps}, {rounds}")
     image = load_native(path, max_side)
     m = curve_map(model, image, families)[0].numpy()
-    res = trace(m, n_splines=n_splines, steps=steps, tau=tau)
+    res = trace(m, n_splines=n_splines, steps=steps, tau=tau, rounds=rounds)
     rows = [dict(spline=i, **{f"{a}{k}": float(c[k, j]) for k in range(4) for j, a in enumerate("xy")},
                  score=float(s), length_px=float(ln), svg=d)
             for i, (c, s, ln, d) in enumerate(zip(res.ctrl, res.score, res.length, res.svg_paths()))]

@@ -20,7 +20,8 @@ traces curves by back-propagating from attribution to the control points of spli
   ``κ`` a bending penalty on the control polygon, and ``avoid`` an optional mask in [0, 1]
   (a texture or object group's map: the article's penalty where the spline crosses it).
   Seeds are the map's strongest peaks (non-maximum suppressed), each a short segment along
-  the local ridge direction (structure tensor); duplicates are dropped after fitting.
+  the local ridge direction (structure tensor); splines are fitted in rounds, each round
+  seeded on what the splines already kept leave unexplained; duplicates are dropped.
 
 Coordinates: pixel coordinates (x right, y down), pixel centres at integers, as
 :func:`~.scenes.arc_points`.
@@ -162,31 +163,65 @@ def _objective(ctrl: Tensor, m: Tensor, tau: float, kappa: float, avoid: Tensor 
     return j
 
 
-def trace(cmap: Tensor | np.ndarray, n_splines: int = 6, tau: float = 0.15, kappa: float = 0.02,
+def _fit(init: np.ndarray, coarse: Tensor, fine: Tensor, tau: float, kappa: float, steps: int, lr: float,
+         avoid: Tensor | None, mu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Adam on control points ``init (B, 4, 2)``: half the steps on ``coarse``, half on ``fine``.
+    → ``(ctrl, mean map value along each, length)``."""
+    ctrl = torch.tensor(init, dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.Adam([ctrl], lr=lr)
+    for step in range(steps):
+        target = coarse if step < steps // 2 else fine
+        loss = -_objective(ctrl, target, tau, kappa, avoid, mu).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pts = bezier(ctrl, 48)
+        score = _sample(fine, pts).mean(1).numpy()
+        length = (pts[:, 1:] - pts[:, :-1]).norm(dim=-1).sum(1).numpy()
+    return ctrl.detach().numpy().astype(np.float64), score, length
+
+
+def _seeds(cn: np.ndarray, k: int, min_sep: float, tau: float, seed_length: float) -> np.ndarray:
+    init = []
+    for y, x in _peaks(cn, k, min_sep, floor=tau):
+        d = _ridge_direction(cn, y, x) * seed_length / 2
+        p0, p3 = np.array([x, y]) - d, np.array([x, y]) + d
+        init.append([p0, p0 + (p3 - p0) / 3, p0 + 2 * (p3 - p0) / 3, p3])
+    return np.array(init, dtype=np.float64).reshape(-1, 4, 2)
+
+
+def trace(cmap: Tensor | np.ndarray, n_splines: int = 8, tau: float = 0.15, kappa: float = 0.02,
           steps: int = 200, lr: float = 0.6, seed_length: float = 16.0, avoid: Tensor | np.ndarray | None = None,
-          mu: float = 1.0, min_sep: float = 12.0) -> TraceResult:
+          mu: float = 1.0, min_sep: float = 12.0, rounds: int = 2) -> TraceResult:
     """Fit up to ``n_splines`` cubic Béziers to the ridges of ``cmap`` (module docstring).
 
+    The splines are fitted in ``rounds``: each round seeds ``n_splines / rounds`` splines on the
+    strongest peaks of what the splines kept so far do not explain yet (the map with a band of
+    ``min_sep`` px around each kept spline removed), fits them together and keeps the
+    non-duplicates (one spline per curve instead of several on the strongest one).
+
     Args:
-        cmap: ``(H, W)`` map ≥ 0 (curve map, attribution …). n_splines: seeds (strongest peaks).
+        cmap: ``(H, W)`` map ≥ 0 (curve map, attribution …). n_splines: seeds in all.
         tau: level (fraction of the map's 99.5th percentile) below which the spline shrinks.
-        kappa: bending penalty (per px²). steps: Adam steps (half at blur σ 2 px, half at 1 px).
-        lr: Adam step (px). seed_length: initial segment length (px). avoid, mu: penalty mask
-            ``(H, W)`` in [0, 1] and its weight. min_sep: fitted splines whose mean distance to a
-            better one is below this (px) are dropped as duplicates.
+        kappa: bending penalty (per px²). steps: Adam steps per round (half at blur σ 2 px,
+            half at 1 px). lr: Adam step (px). seed_length: initial segment length (px).
+        avoid, mu: penalty mask ``(H, W)`` in [0, 1] and its weight. min_sep: seeds at least
+            this far apart (px); fitted splines whose mean distance to a better one is below a
+            third of it are dropped as duplicates. rounds: seeding rounds (≥ 1).
 
     Returns:
-        :class:`TraceResult` (possibly fewer splines than seeds).
+        :class:`TraceResult` (possibly fewer splines than seeds), best (score × length) first.
 
     Raises:
-        ValueError: ``cmap`` not 2-D, ``avoid`` of another shape, ``n_splines`` < 1.
+        ValueError: ``cmap`` not 2-D, ``avoid`` of another shape, ``n_splines`` or ``rounds`` < 1.
     """
     t0 = time.perf_counter()
     m = torch.as_tensor(np.asarray(cmap, dtype=np.float32))
     if m.dim() != 2:
         raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
-    if n_splines < 1:
-        raise ValueError(f"n_splines must be ≥ 1; got {n_splines}")
+    if n_splines < 1 or rounds < 1:
+        raise ValueError(f"n_splines and rounds must be ≥ 1; got {n_splines}, {rounds}")
     av = None
     if avoid is not None:
         av = torch.as_tensor(np.asarray(avoid, dtype=np.float32))
@@ -195,36 +230,29 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 6, tau: float = 0.15, kapp
     m = m.clamp(min=0)
     m = m / m.flatten().quantile(0.995).clamp(min=1e-12)
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
-    cn = coarse.numpy()
-    seeds = _peaks(cn, n_splines, min_sep, floor=tau)
-    if not seeds:
-        return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), time.perf_counter() - t0)
-    init = []
-    for y, x in seeds:
-        d = _ridge_direction(cn, y, x) * seed_length / 2
-        p0, p3 = np.array([x, y]) - d, np.array([x, y]) + d
-        init.append([p0, p0 + (p3 - p0) / 3, p0 + 2 * (p3 - p0) / 3, p3])
-    ctrl = torch.tensor(np.array(init), dtype=torch.float32, requires_grad=True)
-    opt = torch.optim.Adam([ctrl], lr=lr)
-    for step in range(steps):
-        target = coarse if step < steps // 2 else fine
-        loss = -_objective(ctrl, target, tau, kappa, av, mu).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        pts = bezier(ctrl, 48)
-        score = _sample(fine, pts).mean(1).numpy()
-        length = (pts[:, 1:] - pts[:, :-1]).norm(dim=-1).sum(1).numpy()
-        c = ctrl.detach().numpy().astype(np.float64)
-    order = np.argsort(-score * length)
-    keep: list[int] = []
-    for i in order:
-        if length[i] < 2 or score[i] < tau:
-            continue
-        if all(mean_distance(bezier_np(c[i]), bezier_np(c[j])) >= min_sep / 3 for j in keep):
-            keep.append(int(i))
-    return TraceResult(c[keep], score[keep], length[keep], time.perf_counter() - t0)
+    residual = coarse.numpy().copy()
+    keep_c: list[np.ndarray] = []
+    keep_s: list[float] = []
+    keep_l: list[float] = []
+    per_round = -(-n_splines // rounds)
+    for r in range(rounds):
+        init = _seeds(residual, min(per_round, n_splines - r * per_round), min_sep, tau, seed_length)
+        if not len(init):
+            break
+        c, score, length = _fit(init, coarse, fine, tau, kappa, steps, lr, av, mu)
+        for i in np.argsort(-score * length):
+            if length[i] < 2 or score[i] < tau:
+                continue
+            if all(mean_distance(bezier_np(c[i]), bezier_np(k)) >= min_sep / 3 for k in keep_c):
+                keep_c.append(c[i])
+                keep_s.append(float(score[i]))
+                keep_l.append(float(length[i]))
+        if keep_c:
+            band = render(torch.as_tensor(np.array(keep_c), dtype=torch.float32), tuple(m.shape), width=min_sep)
+            residual = coarse.numpy() * (1 - band.amax(0).numpy())
+    order = np.argsort(-np.array(keep_s) * np.array(keep_l)) if keep_c else np.zeros(0, int)
+    return TraceResult(np.array(keep_c).reshape(-1, 4, 2)[order], np.array(keep_s)[order], np.array(keep_l)[order],
+                       time.perf_counter() - t0)
 
 
 def bezier_np(ctrl: np.ndarray, n: int = 128) -> np.ndarray:
