@@ -32,11 +32,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from studies.cli import discover, edit, graph, study, tune, weights
+from studies.cli import applications, discover, edit, graph, study, tune, weights
 from studies.cli.common import PROG, USER_ERRORS, device, error, message, version
 
 #: Command groups, in the order they appear in ``--help``; each has ``add_parser(subparsers)``.
-COMMANDS = (study, tune, edit, graph, discover, weights)
+COMMANDS = (study, tune, edit, graph, discover, weights, applications)
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "device", "main"]
 

@@ -1,0 +1,266 @@
+"""Cubic Bézier strokes: a differentiable anti-aliased batched renderer and a curve tracer.
+
+The article's applications section ("spline parameterization", Curve Circuits, Distill 2021)
+traces curves by back-propagating from attribution to the control points of splines. Here:
+
+- :func:`bezier` evaluates cubic Béziers ``B(t) = (1−t)³P0 + 3(1−t)²t P1 + 3(1−t)t² P2 + t³P3``;
+- :func:`render` draws them as strokes: each pixel's ink is the coverage estimated from its
+  distance ``d`` to the curve (approximated by a polyline of ``samples`` points), with the
+  same 1-px linear ramp as the stimulus renderer (:mod:`studies.stimuli`):
+  ``ink = clamp(width/2 + 0.5 − d, 0, 1)``; differentiable in the control points almost
+  everywhere, batched over strokes;
+- :func:`trace` fits several splines to a map ``M`` (e.g. :func:`~.extraction.curve_map`, or a
+  factor's attribution) by gradient ascent on, per spline,
+
+      J = ∫ (M̂(B(s)) − τ) ds  −  κ · Σ |P_{i−1} − 2P_i + P_{i+1}|²  −  μ ∫ avoid(B(s)) ds
+
+  where ``M̂`` is the map divided by its 99.5th percentile and blurred (coarse to fine),
+  ``s`` arc length (px), ``τ`` the level below which extending the curve costs more than it
+  gains (so splines grow along ridges of the map and bridge short gaps such as occluders),
+  ``κ`` a bending penalty on the control polygon, and ``avoid`` an optional mask in [0, 1]
+  (a texture or object group's map: the article's penalty where the spline crosses it).
+  Seeds are the map's strongest peaks (non-maximum suppressed), each a short segment along
+  the local ridge direction (structure tensor); splines are fitted in rounds, each round
+  seeded on what the splines already kept leave unexplained; duplicates are dropped.
+
+Coordinates: pixel coordinates (x right, y down), pixel centres at integers, as
+:func:`~.scenes.arc_points`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .extraction import gaussian_blur
+
+
+def bezier(ctrl: Tensor, n: int = 64) -> Tensor:
+    """Points of cubic Béziers. ``ctrl (B, 4, 2)`` → ``(B, n, 2)`` at ``t = 0 … 1`` (uniform).
+
+    Raises:
+        ValueError: ``ctrl`` not ``(B, 4, 2)`` or ``n`` < 2.
+    """
+    if ctrl.dim() != 3 or ctrl.shape[1:] != (4, 2):
+        raise ValueError(f"control points must be (B, 4, 2); got {tuple(ctrl.shape)}")
+    if n < 2:
+        raise ValueError(f"n must be ≥ 2 samples; got {n}")
+    t = torch.linspace(0, 1, n, dtype=ctrl.dtype, device=ctrl.device).view(1, -1, 1)
+    u = 1 - t
+    p0, p1, p2, p3 = (ctrl[:, i:i + 1] for i in range(4))
+    return u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3
+
+
+def _seg_distance(pts: Tensor, xy: Tensor) -> Tensor:
+    """Distance from points ``xy (P, 2)`` to polylines ``pts (B, n, 2)`` → ``(B, P)``."""
+    a, b = pts[:, :-1], pts[:, 1:]  # (B, S, 2)
+    ab = b - a
+    ap = xy.view(1, 1, -1, 2) - a.unsqueeze(2)  # (B, S, P, 2)
+    L2 = (ab * ab).sum(-1).clamp(min=1e-9).unsqueeze(2)
+    t = ((ap * ab.unsqueeze(2)).sum(-1) / L2).clamp(0, 1)
+    d = ap - t.unsqueeze(-1) * ab.unsqueeze(2)
+    return (d * d).sum(-1).add(1e-12).sqrt().amin(1)
+
+
+def render(ctrl: Tensor, size: tuple[int, int] | int, width: float = 2.0, samples: int = 64) -> Tensor:
+    """Anti-aliased strokes of cubic Béziers, differentiable in ``ctrl``.
+
+    Args:
+        ctrl: ``(B, 4, 2)`` control points (px; x right, y down; pixel centres at integers).
+        size: ``(H, W)`` or a side (px). width: stroke width (px, > 0). samples: polyline
+            points per curve (the chord error of a curve of radius r with segments of length
+            ℓ is ℓ²/(8r) px).
+
+    Returns:
+        ``(B, H, W)`` ink coverage in [0, 1] (one image per stroke; combine with ``amax(0)``).
+
+    Raises:
+        ValueError: bad shapes, size or width.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be ≥ 1 px; got {(h, w)}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0 px; got {width}")
+    pts = bezier(ctrl, samples)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=ctrl.dtype), torch.arange(w, dtype=ctrl.dtype), indexing="ij")
+    xy = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    out = []
+    for s in range(0, xy.shape[0], 8192):  # bounded memory: (B, segments, 8192)
+        out.append(_seg_distance(pts, xy[s:s + 8192]))
+    d = torch.cat(out, 1).view(-1, h, w)
+    return (width / 2 + 0.5 - d).clamp(0, 1)
+
+
+def _sample(m: Tensor, pts: Tensor) -> Tensor:
+    """Bilinear values of a map ``m (H, W)`` at points ``pts (B, n, 2)`` (px) → ``(B, n)``; 0 outside."""
+    h, w = m.shape
+    g = torch.stack([pts[..., 0] / max(w - 1, 1) * 2 - 1, pts[..., 1] / max(h - 1, 1) * 2 - 1], -1)
+    return F.grid_sample(m.view(1, 1, h, w).expand(pts.shape[0], 1, h, w), g.unsqueeze(1),
+                         align_corners=True, padding_mode="zeros")[:, 0, 0]
+
+
+def _peaks(m: np.ndarray, k: int, min_dist: float, floor: float) -> list[tuple[int, int]]:
+    """Up to ``k`` strongest local maxima (y, x) ≥ ``floor``, at least ``min_dist`` px apart."""
+    order = np.argsort(m, axis=None)[::-1]
+    out: list[tuple[int, int]] = []
+    for flat in order:
+        y, x = divmod(int(flat), m.shape[1])
+        if m[y, x] < floor or len(out) >= k:
+            break
+        if all((y - a) ** 2 + (x - b) ** 2 >= min_dist ** 2 for a, b in out):
+            out.append((y, x))
+    return out
+
+
+def _ridge_direction(m: np.ndarray, y: int, x: int, r: int = 4) -> np.ndarray:
+    """Unit vector (x, y) along the ridge of ``m`` at (y, x): the structure tensor's minor axis."""
+    gy, gx = np.gradient(m)
+    sl = (slice(max(0, y - r), y + r + 1), slice(max(0, x - r), x + r + 1))
+    a, b, c = (gx[sl] ** 2).sum(), (gx[sl] * gy[sl]).sum(), (gy[sl] ** 2).sum()
+    w, v = np.linalg.eigh(np.array([[a, b], [b, c]]))
+    d = v[:, 0]  # smallest eigenvalue: along the ridge
+    return d / (np.linalg.norm(d) + 1e-12)
+
+
+@dataclass
+class TraceResult:
+    """Fitted splines of one map.
+
+    Attributes:
+        ctrl: ``(K, 4, 2)`` control points (px; x right, y down), best first.
+        score: ``(K,)`` mean normalised map value along each spline.
+        length: ``(K,)`` arc length (px). seconds: wall time of the fit.
+    """
+
+    ctrl: np.ndarray
+    score: np.ndarray
+    length: np.ndarray
+    seconds: float
+
+    def svg_paths(self) -> list[str]:
+        """One SVG path ``d`` attribute (``M x y C x y, x y, x y``) per spline."""
+        return [f"M {c[0, 0]:.2f} {c[0, 1]:.2f} C {c[1, 0]:.2f} {c[1, 1]:.2f}, {c[2, 0]:.2f} {c[2, 1]:.2f}, "
+                f"{c[3, 0]:.2f} {c[3, 1]:.2f}" for c in self.ctrl]
+
+
+def _objective(ctrl: Tensor, m: Tensor, tau: float, kappa: float, avoid: Tensor | None, mu: float) -> Tensor:
+    pts = bezier(ctrl, 48)
+    seg = (pts[:, 1:] - pts[:, :-1]).norm(dim=-1)  # (B, 47)
+    v = _sample(m, pts)
+    mid = (v[:, 1:] + v[:, :-1]) / 2
+    j = ((mid - tau) * seg).sum(1)
+    bend = (ctrl[:, :-2] - 2 * ctrl[:, 1:-1] + ctrl[:, 2:]).pow(2).sum((1, 2))
+    j = j - kappa * bend
+    if avoid is not None:
+        a = _sample(avoid, pts)
+        j = j - mu * (((a[:, 1:] + a[:, :-1]) / 2) * seg).sum(1)
+    return j
+
+
+def _fit(init: np.ndarray, coarse: Tensor, fine: Tensor, tau: float, kappa: float, steps: int, lr: float,
+         avoid: Tensor | None, mu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Adam on control points ``init (B, 4, 2)``: half the steps on ``coarse``, half on ``fine``.
+    → ``(ctrl, mean map value along each, length)``."""
+    ctrl = torch.tensor(init, dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.Adam([ctrl], lr=lr)
+    for step in range(steps):
+        target = coarse if step < steps // 2 else fine
+        loss = -_objective(ctrl, target, tau, kappa, avoid, mu).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pts = bezier(ctrl, 48)
+        score = _sample(fine, pts).mean(1).numpy()
+        length = (pts[:, 1:] - pts[:, :-1]).norm(dim=-1).sum(1).numpy()
+    return ctrl.detach().numpy().astype(np.float64), score, length
+
+
+def _seeds(cn: np.ndarray, k: int, min_sep: float, tau: float, seed_length: float) -> np.ndarray:
+    init = []
+    for y, x in _peaks(cn, k, min_sep, floor=tau):
+        d = _ridge_direction(cn, y, x) * seed_length / 2
+        p0, p3 = np.array([x, y]) - d, np.array([x, y]) + d
+        init.append([p0, p0 + (p3 - p0) / 3, p0 + 2 * (p3 - p0) / 3, p3])
+    return np.array(init, dtype=np.float64).reshape(-1, 4, 2)
+
+
+def trace(cmap: Tensor | np.ndarray, n_splines: int = 8, tau: float = 0.15, kappa: float = 0.02,
+          steps: int = 200, lr: float = 0.6, seed_length: float = 16.0, avoid: Tensor | np.ndarray | None = None,
+          mu: float = 1.0, min_sep: float = 12.0, rounds: int = 2) -> TraceResult:
+    """Fit up to ``n_splines`` cubic Béziers to the ridges of ``cmap`` (module docstring).
+
+    The splines are fitted in ``rounds``: each round seeds ``n_splines / rounds`` splines on the
+    strongest peaks of what the splines kept so far do not explain yet (the map with a band of
+    ``min_sep`` px around each kept spline removed), fits them together and keeps the
+    non-duplicates (one spline per curve instead of several on the strongest one).
+
+    Args:
+        cmap: ``(H, W)`` map ≥ 0 (curve map, attribution …). n_splines: seeds in all.
+        tau: level (fraction of the map's 99.5th percentile) below which the spline shrinks.
+        kappa: bending penalty (per px²). steps: Adam steps per round (half at blur σ 2 px,
+            half at 1 px). lr: Adam step (px). seed_length: initial segment length (px).
+        avoid, mu: penalty mask ``(H, W)`` in [0, 1] and its weight. min_sep: seeds at least
+            this far apart (px); fitted splines whose mean distance to a better one is below a
+            third of it are dropped as duplicates. rounds: seeding rounds (≥ 1).
+
+    Returns:
+        :class:`TraceResult` (possibly fewer splines than seeds), best (score × length) first.
+
+    Raises:
+        ValueError: ``cmap`` not 2-D, ``avoid`` of another shape, ``n_splines`` or ``rounds`` < 1.
+    """
+    t0 = time.perf_counter()
+    m = torch.as_tensor(np.asarray(cmap, dtype=np.float32))
+    if m.dim() != 2:
+        raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
+    if n_splines < 1 or rounds < 1:
+        raise ValueError(f"n_splines and rounds must be ≥ 1; got {n_splines}, {rounds}")
+    av = None
+    if avoid is not None:
+        av = torch.as_tensor(np.asarray(avoid, dtype=np.float32))
+        if av.shape != m.shape:
+            raise ValueError(f"avoid mask {tuple(av.shape)} must have the map's shape {tuple(m.shape)}")
+    m = m.clamp(min=0)
+    m = m / m.flatten().quantile(0.995).clamp(min=1e-12)
+    coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
+    residual = coarse.numpy().copy()
+    keep_c: list[np.ndarray] = []
+    keep_s: list[float] = []
+    keep_l: list[float] = []
+    per_round = -(-n_splines // rounds)
+    for r in range(rounds):
+        init = _seeds(residual, min(per_round, n_splines - r * per_round), min_sep, tau, seed_length)
+        if not len(init):
+            break
+        c, score, length = _fit(init, coarse, fine, tau, kappa, steps, lr, av, mu)
+        for i in np.argsort(-score * length):
+            if length[i] < 2 or score[i] < tau:
+                continue
+            if all(mean_distance(bezier_np(c[i]), bezier_np(k)) >= min_sep / 3 for k in keep_c):
+                keep_c.append(c[i])
+                keep_s.append(float(score[i]))
+                keep_l.append(float(length[i]))
+        if keep_c:
+            band = render(torch.as_tensor(np.array(keep_c), dtype=torch.float32), tuple(m.shape), width=min_sep)
+            residual = coarse.numpy() * (1 - band.amax(0).numpy())
+    order = np.argsort(-np.array(keep_s) * np.array(keep_l)) if keep_c else np.zeros(0, int)
+    return TraceResult(np.array(keep_c).reshape(-1, 4, 2)[order], np.array(keep_s)[order], np.array(keep_l)[order],
+                       time.perf_counter() - t0)
+
+
+def bezier_np(ctrl: np.ndarray, n: int = 128) -> np.ndarray:
+    """:func:`bezier` of one ``(4, 2)`` array → ``(n, 2)`` float64."""
+    return bezier(torch.as_tensor(ctrl, dtype=torch.float64)[None], n)[0].numpy()
+
+
+def mean_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over the points of polyline ``a (K, 2)`` of their distance to polyline ``b (L, 2)`` (px)."""
+    d = _seg_distance(torch.as_tensor(b, dtype=torch.float64)[None], torch.as_tensor(a, dtype=torch.float64))
+    return float(d.mean())
