@@ -43,7 +43,7 @@ Measured with this code (BVLC, ``imagenet-sample-1000``, defaults + ``--keep-var
   target 0.07° / 4.1° / 2.9° (all 19 units within 30°), selectivity 0.94 / 0.70 / 0.82, width
   45° / 100° / 90°, echo ratio 0 / 0.02 / 0.003, best curve/best line 11.8 / 8.7 / 11.2,
   radial-curve correlation with the natural unit 0.79 (learned) / 0.83 (analytic); the 1x1
-  units, which only get the centre tap, peak at ~20–30% of their natural response;
+  units, which only get the centre tap, peak at 16–35% of their natural response;
 - top-1 natural 0.745, zero-ablated 0.703 (−4.2 pp [−6.0, −2.4]), hw_learned 0.744 (recovers
   98% [67, 135] of the drop), hw_analytic 0.733 (71% [29, 107]); top-5 0.932 / 0.895 / 0.934
   (105% [89, 127]) / 0.928 (89% [67, 114]). ``rest="keep"`` variants fall to top-1 ≈ 0.20, as
