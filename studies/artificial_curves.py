@@ -33,6 +33,23 @@ family mixed3a/curves:
    change versus ``natural`` and of the **fraction of the zero-ablation drop recovered**,
    ``(acc_hw − acc_zero) / (acc_natural − acc_zero)``.
 
+Measured with this code (BVLC, ``imagenet-sample-1000``, defaults + ``--keep-variants``; 838 s on
+2 shared cores with 6 of 7 variants from the sweep cache, 1572 s without):
+
+- equivariance: family score 0.264 vs shuffled orientations mean 0.068 (95th percentile
+  0.096, max 0.150 over 1000 permutations; p = 0.001); 1x1 units 0.42, 3x3 0.26, 5x5 0.23;
+  template unit mixed3b:368 (reference score 0.373);
+- tuning (medians over the 19 units, natural / hw_learned / hw_analytic): |Δθ| from the
+  target 0.07° / 4.1° / 2.9° (all 19 units within 30°), selectivity 0.94 / 0.70 / 0.82, width
+  45° / 100° / 90°, echo ratio 0 / 0.02 / 0.003, best curve/best line 11.8 / 8.7 / 11.2,
+  radial-curve correlation with the natural unit 0.79 (learned) / 0.83 (analytic); the 1x1
+  units, which only get the centre tap, peak at 16–35% of their natural response;
+- top-1 natural 0.745, zero-ablated 0.703 (−4.2 pp [−6.0, −2.4]), hw_learned 0.744 (recovers
+  98% [67, 135] of the drop), hw_analytic 0.733 (71% [29, 107]); top-5 0.932 / 0.895 / 0.934
+  (105% [89, 127]) / 0.928 (89% [67, 114]). ``rest="keep"`` variants fall to top-1 ≈ 0.20, as
+  the ``linearized`` control does (0.178): removing the bottleneck ReLU of 16 units, not the
+  template, is what breaks them (the echo study's linearised variant shows the same).
+
 Report folder (atomic): ``config.yaml``, ``metrics.json``, ``summary.md``, ``report.html``,
 ``units.csv`` (per unit × variant), ``equivariance_units.csv``, ``equivariance_pairs.csv``,
 ``classification.csv``, ``tuning.csv``, ``plan_<variant>.json``, ``equivariance.png``,

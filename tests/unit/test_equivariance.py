@@ -184,3 +184,24 @@ def test_handwritten_apply_and_undo_on_random_weights():
     restored = rec.undo(edited)
     now = restored.state_dict()
     assert now.keys() == before.keys() and all(torch.equal(now[k], v) for k, v in before.items())
+
+
+def test_bootstrap_accuracy_recovered_fraction():
+    import numpy as np
+
+    from studies.artificial_curves import bootstrap_accuracy
+
+    rng = np.random.default_rng(0)
+    n = 400
+    nat = rng.random(n) < 0.8
+    zero = nat & (rng.random(n) < 0.75)  # loses a quarter of the natural hits
+    lost = np.flatnonzero(nat & ~zero)
+    hw = zero.copy()
+    hw[lost[: len(lost) // 2]] = True  # wins back exactly half of them
+    t = bootstrap_accuracy({"natural": nat, "zero_ablated": zero, "hw": hw}, 500, seed=1).set_index("variant")
+    assert t.loc["hw", "recovered"] == pytest.approx(((hw.mean() - zero.mean()) / (nat.mean() - zero.mean())))
+    assert abs(t.loc["hw", "recovered"] - 0.5) < 0.02
+    assert t.loc["hw", "recovered_low"] < t.loc["hw", "recovered"] < t.loc["hw", "recovered_high"]
+    assert t.loc["zero_ablated", "delta_high"] < 0 and math.isnan(t.loc["natural", "recovered"])
+    again = bootstrap_accuracy({"natural": nat, "zero_ablated": zero, "hw": hw}, 500, seed=1).set_index("variant")
+    assert again.equals(t)  # seeded
