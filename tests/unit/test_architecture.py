@@ -122,6 +122,7 @@ def test_the_graph_sees_the_known_edges():
     assert "circuits.cone" in GRAPH["studies.measure.tuning"]
     assert "studies.measure.images" in GRAPH["studies.measure.classify"]
     assert "studies.cli.sweep" in GRAPH["studies.cli.study"]
+    assert "studies.measure.images" in GRAPH["studies.measure.dataset"]
     assert len(MODULES) > 50 and sum(map(len, GRAPH.values())) > 150
 
 
