@@ -171,7 +171,7 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
     op.log(f"{model.spec.name}: {len(units)} curve units")
     before = _measure_before(op, units)  # (a)
     pw, checks = _attribute_combing(op, cat, units, before["best"])  # (b)
-    plan, pruned = _prune_plan(pw, config)  # (c)
+    plan, pruned, pw = _prune_plan(pw, config)  # (c)
     edited, record = plan.apply(model)
     op.log(f"pruned {sum(map(len, pruned.values()))} pathways into {len(plan)} units")
     tun_after = compare({"after": edited}, units, before["plain_stim"])
@@ -250,9 +250,9 @@ def _attribute_combing(op: Opening, cat, units, best: pd.DataFrame) -> tuple[pd.
 
 
 
-def _prune_plan(pw: pd.DataFrame, config: CombingConfig) -> tuple[EditPlan, dict[str, list[int]]]:
-    """(c) one PrunePathway per unit for its top sources; ranks and marks them in ``pw`` (in
-    place). Returns ``(plan, {unit: pruned source indices})``."""
+def _prune_plan(pw: pd.DataFrame, config: CombingConfig) -> tuple[EditPlan, dict[str, list[int]], pd.DataFrame]:
+    """(c) one PrunePathway per unit for its top sources. Returns ``(plan, {unit: pruned source
+    indices}, pw ranked per unit with a ``pruned`` column)``."""
     pruned: dict[str, list[int]] = {}
     edits_list = []
     for unit, g in pw.groupby("unit", sort=False):
@@ -263,11 +263,10 @@ def _prune_plan(pw: pd.DataFrame, config: CombingConfig) -> tuple[EditPlan, dict
             edits_list.append(PrunePathway(src=[f"{src_layer}:{s}" for s in sel], dst=unit))
     pw["rank"] = pw.groupby("unit")["attr_diff"].rank(ascending=False, method="first").astype(int)
     pw["pruned"] = [s in pruned.get(u, []) for u, s in zip(pw["unit"], pw["source_index"])]
-    pw.sort_values(["unit", "rank"], inplace=True)
-    pw.reset_index(drop=True, inplace=True)
+    pw = pw.sort_values(["unit", "rank"]).reset_index(drop=True)
     if not edits_list:
         raise ValueError("no source has a positive attribution to combing for any unit; nothing to prune")
-    return EditPlan(edits_list, name="prune-combing-pathways"), pruned
+    return EditPlan(edits_list, name="prune-combing-pathways"), pruned, pw
 
 
 def _classification(op: Opening, edited, plan: EditPlan, progress: bool) -> dict:

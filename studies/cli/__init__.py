@@ -17,7 +17,7 @@ Usage::
 
 One module per command group (``studies/cli/<group>.py``). Adding a group: write
 ``studies/cli/<group>.py`` with ``add_parser(subparsers)`` (creates its parser and calls
-``set_defaults(func=...)`` with a function ``(args) -> int``), and add the module to
+``set_defaults(func=...)`` with a function ``(args) -> int``), and add its name to
 :data:`COMMANDS` below — one line. Shared options (``--checkpoint``, ``--device``, the
 executor) and their readers are in :mod:`studies.cli.common`.
 
@@ -29,14 +29,15 @@ traceback (``--traceback`` shows it). ``weights verify`` exits 1 when a check fa
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from studies.cli import applications, discover, edit, graph, study, tune, weights
 from studies.cli.common import PROG, USER_ERRORS, device, error, message, version
 
-#: Command groups, in the order they appear in ``--help``; each has ``add_parser(subparsers)``.
-COMMANDS = (study, tune, edit, graph, discover, weights, applications)
+#: Command groups (modules ``studies.cli.<name>``), in the order they appear in ``--help``;
+#: each module has ``add_parser(subparsers)``.
+COMMANDS = ("study", "tune", "edit", "graph", "discover", "weights", "applications")
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "device", "main"]
 
@@ -49,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version())
     parser.add_argument("--traceback", action="store_true", help="show Python tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in COMMANDS:
-        group.add_parser(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
 
 
