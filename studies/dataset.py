@@ -47,6 +47,7 @@ from circuits.spec import MIXED_LAYERS
 from circuits.units import group_by_layer, resolve_units
 
 from .classify import IMAGE_EXTENSIONS, ImageFolderDataset, LoadedImage, load_image
+from .measure.unit_acts import unit_pre_activations
 from .tuning import cone_plan, cone_responses, fast_path_problem
 
 #: Fine histogram: at most this many bins per unit before neighbours are merged.
@@ -250,6 +251,7 @@ def unit_statistics(
     interior_only: bool = True,
     num_workers: int | None = None,
     progress: bool = False,
+    observers: Sequence = (),
 ) -> DatasetStats:
     """Pre-ReLU distribution and top-k examples of ``units`` over an image folder (module
     docstring).
@@ -266,6 +268,10 @@ def unit_statistics(
         interior_only: top examples only at positions whose receptive field lies inside the
             image (the distribution always uses every position).
         num_workers: DataLoader workers (default ``min(2, cpu count)``; 0 = in process).
+        observers: more measures of the same pass: each gets ``observer.update(layer, ids,
+            acts, file_idx)`` per batch and layer (``acts`` ``(B, len(ids), H, W)`` pre-ReLU,
+            float32 on the CPU; ``file_idx`` ``(B,)`` positions in the file list), e.g.
+            :class:`studies.measure.activation_stats.ActivationObserver`.
 
     Returns:
         :class:`DatasetStats`.
@@ -291,7 +297,6 @@ def unit_statistics(
         num_workers = min(2, os.cpu_count() or 1)
     dev = next(model.parameters()).device
     by_layer = group_by_layer(units)
-    names = {layer: f"{layer}_pre_relu" for layer in by_layer}
     unit_names = [str(u) for u in units]
 
     s1 = {u: 0.0 for u in unit_names}
@@ -314,9 +319,11 @@ def unit_statistics(
         if len(idx) == 0:
             continue
         n_read += len(idx)
-        acts = model.run(imgs.to(dev), list(names.values()))
+        acts = unit_pre_activations(model, imgs.to(dev), by_layer)  # fast path for one mixed layer
         for layer, ids in by_layer.items():
-            a = acts[names[layer]][:, ids].float().cpu()  # (B, n, H, W)
+            a = acts[layer].float().cpu()  # (B, n, H, W)
+            for ob in observers:
+                ob.update(layer, ids, a, idx)
             h, w = a.shape[-2:]
             if interior_only:
                 r0, r1 = _interior(model.spec, layer, h, size)
