@@ -10,6 +10,8 @@ Usage::
     circuits study curve-ablation --model M [--images DIR] --out DIR [--overwrite]
     circuits discover --model M --layer L --images DIR [--freeze]
     circuits tune UNIT|FAMILY ... --model M --out DIR [--images DIR] [--orientation-step DEG] [--radii PX ...]
+    circuits dataset UNIT|FAMILY --images DIR --out DIR [--limit N] [--seed S]
+    circuits attribute UNIT IMAGE --out DIR
     circuits edit validate PLAN [--model M]
     circuits edit apply PLAN --model M --out FILE [--reference DIR]
     circuits edit diff PLAN --model M [--reference DIR] [--json]
@@ -882,8 +884,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 #: Subcommand registrars, in the order they appear in ``--help``.
+def _add_dataset(subparsers) -> None:
+    from .dataset_cmd import add_parser
+
+    add_parser(subparsers)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_study, _add_tune, _add_edit, _add_graph, _add_discover, _add_weights,
+    _add_study, _add_tune, _add_dataset, _add_edit, _add_graph, _add_discover, _add_weights,
 ]
 
 
