@@ -125,7 +125,37 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
                        pass_s=round(t_pass, 1), pass_images_per_s=round(stats.n_images / t_pass, 2),
                        wall_time_s=round(time.perf_counter() - t0, 1))
         write_json(tmp / "run.json", summary)
+        cmd = (f"circuits dataset {' '.join(targets)} --images {images} --out {out} --seed {seed}"
+               + (f" --limit {limit}" if limit else ""))
+        comparison_table(rep.summary, model.spec.name, stats.n_images, cmd).to_csv(tmp / "comparison.csv", index=False)
     return dict(summary=rep.summary, **summary)
+
+
+#: Curve Detectors' dataset numbers for Lucid's 3b:379 (section "Dataset Analysis"; figs. 3, 12)
+ARTICLE_379 = dict(unit="3b:379 (Lucid inceptionv1, Curve Detectors)", checkpoint="inceptionv1", n_images="",
+                   frac_active_pct="≈ 10-11", frac_images_active_pct="", pre_mean="≈ -200", pre_std="",
+                   tail="exponential (straight on a log-probability plot)", tail_rate_per_sigma="", tail_r2="",
+                   ev_share_top1_pct="", ev_share_top01_pct="",
+                   ev_share_note="≥ 55 % from curves + imperfect curves (hand labels, not public)",
+                   command="(article)")
+
+
+def comparison_table(summary: pd.DataFrame, checkpoint: str, n_images: int, command: str) -> pd.DataFrame:
+    """The article's 3b:379 row, then one row per unit of ``summary`` (``ActivationReport.summary``):
+    sparsity (% of positions and of images active), pre-ReLU mean/std, tail rate (per σ) and
+    fit R², share of E[max(x, 0)] from the top 1 % / 0.1 % of (image, position) pairs, and
+    the command that regenerates it."""
+    rows = [ARTICLE_379]
+    for r in summary.itertuples():
+        rows.append(dict(unit=r.unit, checkpoint=checkpoint, n_images=n_images,
+                         frac_active_pct=round(100 * r.frac_active, 2),
+                         frac_images_active_pct=round(100 * r.frac_images_active, 1), pre_mean=round(r.mean, 1),
+                         pre_std=round(r.std, 1), tail="exponential fit of x > 0",
+                         tail_rate_per_sigma=round(r.tail_rate_sigma, 2), tail_r2=round(r.tail_r2, 3),
+                         ev_share_top1_pct=round(100 * r.ev_share_top1, 1),
+                         ev_share_top01_pct=round(100 * summary.loc[r.Index, "ev_share_top0.1"], 1),
+                         ev_share_note="top activation bins (no labels)", command=command))
+    return pd.DataFrame(rows)
 
 
 # ============================================================================ attribute

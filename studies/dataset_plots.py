@@ -47,11 +47,11 @@ def grayscale_alpha(image: np.ndarray, attribution: np.ndarray | None, scale: fl
     g = image @ np.array([0.299, 0.587, 0.114])
     base = np.repeat((0.35 + 0.65 * g)[..., None], 3, -1)
     if attribution is None:
-        return base
+        return np.clip(base, 0.0, 1.0)
     s = scale if scale else float(np.percentile(np.abs(attribution), 99)) or 1.0
     a = np.clip(np.abs(attribution) / s, 0, 1)[..., None]
     col = np.where(attribution[..., None] >= 0, POS, NEG)
-    return base * (1 - a) + col * a
+    return np.clip(base * (1 - a) + col * a, 0.0, 1.0)
 
 
 def plot_sparsity(summary: pd.DataFrame, path=None, title: str = ""):

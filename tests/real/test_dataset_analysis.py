@@ -92,3 +92,28 @@ def test_attribution_sums_on_real_weights(caffe_model, sample_batch):
         torch.testing.assert_close(b.values.flatten(1).sum(1) + b.bias_terms, b.target, rtol=1e-5, atol=0.5)
         ref = caffe_model.run(x, ["mixed3b_pre_relu"])["mixed3b_pre_relu"][:, 358]
         torch.testing.assert_close(b.pre, ref, rtol=1e-5, atol=5e-3)
+
+
+def test_cli_dataset_and_attribute(images_dir, tmp_path, capsys, caffe_model):
+    from studies.cli import main
+
+    out = tmp_path / "ds"
+    rc = main(["dataset", "3b:9", "--images", str(images_dir), "--out", str(out), "--limit", "6", "--k", "2",
+               "--top-k", "2", "--rotation-step", "90", "--no-flow", "--quiet", "--seed", "3"])
+    assert rc == 0
+    for f in ("summary.csv", "expected_value.csv", "ranges.csv", "range_examples.csv", "comparison.csv",
+              "sparsity.png", "units/3b_9_distribution.png", "units/3b_9_ranges.png", "rotation.csv"):
+        assert (out / f).is_file(), f
+    comp = pd.read_csv(out / "comparison.csv")
+    assert comp["unit"].tolist()[1] == "mixed3b:9" and "--seed 3" in comp["command"].iloc[1]
+    assert main(["dataset", "3b:9", "--images", str(images_dir), "--out", str(tmp_path / "x"),
+                 "--ranges", "q0.5:2"]) == 2
+    assert "circuits: error:" in capsys.readouterr().err
+    img = sorted(images_dir.glob("*.JPEG"))[0]
+    assert main(["attribute", "3b:9", str(img), "--out", str(tmp_path / "att")]) == 0
+    tot = pd.read_csv(tmp_path / "att" / "totals.csv")
+    assert tot["src"].tolist() == ["mixed3a", "conv2d2"]
+    row = tot.iloc[0]
+    assert row["attribution_sum"] + row["bias_terms"] == pytest.approx(row["target"], rel=1e-4, abs=0.5)
+    assert (tmp_path / "att" / "flow.png").is_file()
+    assert main(["attribute", "3b:9", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "a2")]) == 2
