@@ -21,8 +21,16 @@ import torch
 
 
 # ============================================================================ dataset
+def overlay_source(layer: str) -> str:
+    """The layer range-example overlays attribute to: conv2d2 (56x56 positions: a map fine
+    enough to show a curve inside the crop) for the mixed layers, else the previous layer."""
+    from .measure.attribution import ATTRIBUTABLE, previous_layer
+
+    return "conv2d2" if ATTRIBUTABLE.index(layer) > ATTRIBUTABLE.index("conv2d2") else previous_layer(layer)
+
+
 def _overlays(model, unit: str, examples: pd.DataFrame, rf_size: int) -> dict[str, torch.Tensor]:
-    """``{range: (n, rf, rf)}`` pixel attribution maps of each sampled example (previous layer)."""
+    """``{range: (n, rf, rf)}`` pixel attribution maps of each sampled example (to :func:`overlay_source`)."""
     from .classify import load_image
     from .dataset import _crop
     from .measure.attribution import pixel_maps
@@ -31,7 +39,7 @@ def _overlays(model, unit: str, examples: pd.DataFrame, rf_size: int) -> dict[st
     if ex.empty:
         return {}
     imgs = torch.stack([load_image(p) for p in ex["path"]])
-    maps = pixel_maps(model, unit, imgs, ex["row"].tolist(), ex["col"].tolist())
+    maps = pixel_maps(model, unit, imgs, ex["row"].tolist(), ex["col"].tolist(), overlay_source(unit.split(":")[0]))
     zero = torch.zeros(3, 1, 1)
     crops = [_crop(m.expand(3, -1, -1), x, y, rf_size, zero)[0] for m, x, y in zip(maps, ex["x"], ex["y"])]
     out: dict[str, list] = {}
@@ -113,7 +121,7 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
                                 tmp / "units" / f"{u.short.replace(':', '_')}_distribution.png")
             ov = _overlays(model, name, rep.examples, rf) if overlays else None
             P.plot_range_grid(rep.ranges, rep.examples, rep.crops[name], name, ov,
-                              tmp / "units" / f"{u.short.replace(':', '_')}_ranges.png")
+                              tmp / "units" / f"{u.short.replace(':', '_')}_ranges.png", overlay_source(layer))
             if flow and flow_fams:
                 top = stats.top[stats.top["unit"] == name].sort_values("rank")
                 img = load_image(top["path"].iloc[0])

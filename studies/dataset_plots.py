@@ -112,7 +112,7 @@ def _img(t: torch.Tensor) -> np.ndarray:
 
 
 def plot_range_grid(ranges: pd.DataFrame, examples: pd.DataFrame, crops: dict[str, torch.Tensor], unit: str,
-                    overlays: dict[str, torch.Tensor] | None = None, path=None):
+                    overlays: dict[str, torch.Tensor] | None = None, path=None, overlay_src: str = "the previous layer"):
     """Figs. 6-7 for one unit: one row per activation range (label and value range), the
     sampled receptive-field crops along it with their activation; with ``overlays``
     (``{range: (n, rf, rf)}`` attribution maps) each crop is drawn grayscale + alpha."""
@@ -139,7 +139,7 @@ def plot_range_grid(ranges: pd.DataFrame, examples: pd.DataFrame, crops: dict[st
         hi = "∞" if not np.isfinite(r["hi"]) else f"{r['hi']:.0f}"
         axes[i, 0].set_ylabel(f"{r['range']}\n[{lo}, {hi})\n{100 * r['frac_values']:.2g} % of positions",
                               fontsize=7, rotation=0, ha="right", va="center")
-    what = "\ngrayscale + alpha: attribution to the previous layer (orange +, blue −)" if overlays else ""
+    what = f"\ngrayscale + alpha: attribution to {overlay_src} (orange +, blue −)" if overlays else ""
     fig.suptitle(f"{unit}: random examples per activation range\n(pre-ReLU; crop titles = activation){what}",
                  fontsize=8)
     return _save(fig, path)
@@ -173,7 +173,7 @@ def plot_family_rotation(df: pd.DataFrame, neighbours: pd.DataFrame | None = Non
             ax.plot(g["rotation"], g["relative"], lw=2.0 if rk == 0 else 1.0, color="k" if rk == 0 else
                     plt.cm.coolwarm(0.5 + rk / (2 * max(1, neighbours["rank"].abs().max()))),
                     label=f"{rk:+d} (Δθ ≈ {g['delta_orientation'].mean():.0f}°)" if rk else "source")
-        ax.set_title("mean over sources, by orientation neighbour", fontsize=8)
+        ax.set_title("mean over sources,\nby orientation neighbour", fontsize=8)
         ax.legend(fontsize=6)
     for ax in axes[-1]:
         ax.set_xlabel("rotation from best (deg, ccw)")
