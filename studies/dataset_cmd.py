@@ -48,6 +48,28 @@ def _overlays(model, unit: str, examples: pd.DataFrame, rf_size: int) -> dict[st
     return {r: torch.stack(v) for r, v in out.items()}
 
 
+def _unit_figures(model, u, rep, stats, folder: Path, overlays: bool, flow_fams: list) -> None:
+    """``<unit>_distribution.png``, ``<unit>_ranges.png`` and (with ``flow_fams``) ``<unit>_flow.png``."""
+    from circuits.geometry import receptive_field
+
+    from . import dataset_plots as P
+    from .classify import load_image
+    from .measure.attribution import family_flow
+
+    name, stem = str(u), u.short.replace(":", "_")
+    row = rep.summary.set_index("unit").loc[name].copy()
+    row["unit"] = name
+    P.plot_distribution(rep.expected_value[rep.expected_value["unit"] == name], row,
+                        folder / f"{stem}_distribution.png")
+    ov = _overlays(model, name, rep.examples, receptive_field(model.spec, u.layer, 224).size) if overlays else None
+    P.plot_range_grid(rep.ranges, rep.examples, rep.crops[name], name, ov, folder / f"{stem}_ranges.png",
+                      overlay_source(u.layer))
+    if flow_fams:
+        top = stats.top[stats.top["unit"] == name].sort_values("rank")
+        img = load_image(top["path"].iloc[0])
+        P.plot_attribution_flow(img, family_flow(model, u, img, flow_fams), name, folder / f"{stem}_flow.png")
+
+
 def run_dataset(model, targets: list[str], images, out, limit: int | None = None, seed: int = 0, k: int = 8,
                 top_k: int = 8, ranges=None, batch_size: int = 32, rotation_step: float = 10.0,
                 overlays: bool = True, flow: bool = True, overwrite: bool = False, quiet: bool = False) -> dict:
@@ -63,13 +85,11 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
         KeyError / IndexError / ValueError / FileNotFoundError: bad targets, ranges, folder.
     """
     from circuits.catalog import catalog
-    from circuits.geometry import receptive_field
 
     from . import dataset_plots as P
-    from .classify import load_image
     from .dataset import image_files, rotation_tuning, unit_statistics
     from .measure.activation_stats import DEFAULT_RANGES, ActivationObserver, finish
-    from .measure.attribution import ATTRIBUTABLE, family_flow
+    from .measure.attribution import ATTRIBUTABLE
     from .measure.rotation import family_rotation_tuning, neighbour_average
     from .report import check_out_dir, log_step, report_folder, write_json
     from .tuning import parse_targets
@@ -112,21 +132,8 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
                 nb.to_csv(tmp / "family_rotation_neighbours.csv", index=False)
             P.plot_family_rotation(fam_rot, nb, tmp / "family_rotation.png")
         log_step("figures per unit", t0, quiet)
-        rf = receptive_field(model.spec, layer, 224).size
         for u in units:
-            name = str(u)
-            row = rep.summary.set_index("unit").loc[name].copy()
-            row["unit"] = name
-            P.plot_distribution(rep.expected_value[rep.expected_value["unit"] == name], row,
-                                tmp / "units" / f"{u.short.replace(':', '_')}_distribution.png")
-            ov = _overlays(model, name, rep.examples, rf) if overlays else None
-            P.plot_range_grid(rep.ranges, rep.examples, rep.crops[name], name, ov,
-                              tmp / "units" / f"{u.short.replace(':', '_')}_ranges.png", overlay_source(layer))
-            if flow and flow_fams:
-                top = stats.top[stats.top["unit"] == name].sort_values("rank")
-                img = load_image(top["path"].iloc[0])
-                fl = family_flow(model, u, img, flow_fams)
-                P.plot_attribution_flow(img, fl, name, tmp / "units" / f"{u.short.replace(':', '_')}_flow.png")
+            _unit_figures(model, u, rep, stats, tmp / "units", overlays, flow_fams if flow else [])
         summary = dict(targets=list(targets), checkpoint=model.spec.name, images=str(images), n_images=stats.n_images,
                        skipped=stats.skipped, seed=seed, k=k, top_k=top_k, rotation_step=rotation_step,
                        ranges=[dict(label=r.label, lo=r.lo, hi=r.hi, kind=r.kind) for r in obs.ranges],
