@@ -211,14 +211,14 @@ def _mask(positions, pre: Tensor) -> Tensor:
     if isinstance(positions, Tensor):
         if positions.shape != pre.shape:
             raise ValueError(f"positions mask must have shape {tuple(pre.shape)}; got {tuple(positions.shape)}")
-        return positions.to(pre.dtype)
+        return positions.to(device=pre.device, dtype=pre.dtype)
     if positions == "active":
         return (pre > 0).to(pre.dtype)
     if positions == "all":
         return torch.ones_like(pre)
     if positions == "max":
-        m = torch.zeros(n, h * w, dtype=pre.dtype)
-        m[torch.arange(n), pre.flatten(1).argmax(1)] = 1
+        m = torch.zeros(n, h * w, dtype=pre.dtype, device=pre.device)
+        m[torch.arange(n, device=pre.device), pre.flatten(1).argmax(1)] = 1
         return m.view(n, h, w)
     if isinstance(positions, (tuple, list)) and len(positions) == 2:
         r, c = int(positions[0]), int(positions[1])
@@ -295,10 +295,10 @@ def attribute(model: InceptionV1, unit, images: Tensor, src: str | None = None, 
         bias_terms = (mask * (c0 - bias)).flatten(1).sum(1)
     else:
         coef = _expanded_coef(model, src, u, mask, a.shape[-2:])
-    values = a * coef
-    out = Attribution(u, src, values.detach(), a, pre, mask, bias, torch.zeros(len(a)), method)
-    out.bias_terms = bias_terms if method == "gated" else out.target - values.flatten(1).sum(1)
-    return out
+    values = (a * coef).detach()
+    if method == "expanded":  # the residual of the approximation
+        bias_terms = (mask * (pre - bias)).flatten(1).sum(1) - values.flatten(1).sum(1)
+    return Attribution(u, src, values, a, pre, mask, bias, bias_terms, method)
 
 
 def _expanded_coef(model: InceptionV1, src: str, u: Unit, mask: Tensor, size) -> Tensor:
@@ -337,20 +337,20 @@ def family_flow(model: InceptionV1, unit, image: Tensor, families: Sequence[Fami
     x = image.unsqueeze(0) if image.dim() == 3 else image
     layers = sorted({f.layer for f in fams} | {u.layer}, key=ATTRIBUTABLE.index)
     with torch.no_grad():
-        acts = model.run(x, layers)
+        acts = model.run(x.to(next(model.parameters()).device), layers)
     out = []
     own = None
     for f in fams:
         if ATTRIBUTABLE.index(f.layer) > ATTRIBUTABLE.index(u.layer):
             raise ValueError(f"family {f.key} is after {u}'s layer")
-        act = acts[f.layer][0, list(f.units)].float().sum(0)
+        act = acts[f.layer][0, list(f.units)].float().sum(0).cpu()
         if f.layer == u.layer:
             if own is None:
                 own = attribute(model, u, x, previous_layer(u.layer), positions)
-            amap, total, target = (own.mask * (own.pre - own.bias))[0], float(own.target[0]), float(own.target[0])
+            amap, total, target = (own.mask * (own.pre - own.bias))[0].cpu(), float(own.target[0]), float(own.target[0])
         else:
             att = attribute(model, u, x, f.layer, positions)
-            amap = att.channel_map(f.units)[0]
+            amap = att.channel_map(f.units)[0].cpu()
             total, target = float(amap.sum()), float(att.target[0])
         out.append(dict(family=f.key, layer=f.layer, activation=act, attribution=amap, total=total,
                         share=total / target if target else float("nan")))
@@ -367,11 +367,12 @@ def pixel_maps(model: InceptionV1, unit, images: Tensor, rows: Sequence[int], co
 
     u, src = _check(model, unit, src, "gated")
     n, _, h, w = images.shape
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        hh, ww = model(images[:1], stop_at=u.layer).shape[-2:]
+        hh, ww = model(images[:1].to(dev), stop_at=u.layer).shape[-2:]
     mask = torch.zeros(n, hh, ww)
     mask[torch.arange(n), torch.as_tensor(list(rows)), torch.as_tensor(list(cols))] = 1
-    m = attribute(model, u, images, src, mask).channel_map()  # (N, Hs, Ws)
+    m = attribute(model, u, images, src, mask).channel_map().cpu()  # (N, Hs, Ws)
     rf = receptive_field(model.spec, src, h)
     iy = ((torch.arange(h) - rf.center(0)) / rf.stride).round().long().clamp(0, m.shape[-2] - 1)
     ix = ((torch.arange(w) - rf.center(0)) / rf.stride).round().long().clamp(0, m.shape[-1] - 1)

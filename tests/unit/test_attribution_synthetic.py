@@ -74,3 +74,15 @@ def test_bad_arguments(rand_model, images):
         attribute(rand_model, "3b:1", images, positions=(99, 0))
     with pytest.raises(IndexError):
         attribute(rand_model, "3b:999", images)
+
+
+def test_attribution_vector_for_a_direction_objective(rand_model, images):
+    from circuits.units import Family
+    from studies.measure.attribution import attribution_vector
+
+    fam = Family("some", "mixed3a", (5, 1, 40))
+    v = attribution_vector(rand_model, "3b:300", images[0], family=fam, positions="all")
+    full = attribute(rand_model, "3b:300", images[:1], "mixed3a", "all")
+    assert v.shape == (3,)
+    torch.testing.assert_close(v, full.vector()[0, [5, 1, 40]])
+    torch.testing.assert_close(full.vector().sum() + full.bias_terms[0], full.target[0], rtol=1e-5, atol=1e-3)
