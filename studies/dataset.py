@@ -17,6 +17,11 @@ centre crop 224, RGB in [0, 1]; never the whole folder in memory) and returns, p
   (``interior_only``), so a crop shows everything the unit saw and re-measuring it with the
   receptive-field cone (:func:`studies.tuning.cone_responses`) gives the same value.
 
+Other measures ride along the same pass through ``observers`` (sparsity, expected value and
+activation-range samples: :mod:`studies.measure.activation_stats`); the units of one mixed
+layer are computed by :func:`studies.measure.unit_acts.unit_pre_activations` (only the block
+rows they need, on the model's chunked forward pass).
+
 :func:`rotation_tuning` is joint tuning by rotation: each top example is rotated about the
 receptive-field centre (0–360° in steps, bilinear, counter-clockwise as in
 :mod:`studies.stimuli`; what rotates in from outside the image is the checkpoint's mean
