@@ -195,7 +195,7 @@ def run_attribute(model, unit: str, image, out, positions: str = "active", overw
     check_out_dir(out, overwrite)
     img = load_image(image)
     cat = catalog(model)
-    fams = {f.layer: f for f in (cat[k] for k in cat) if f.kind == "curve"}
+    fams = {lay: cat[f"{lay}/curves"] for lay in ATTRIBUTABLE if f"{lay}/curves" in cat}
     early = [lay for lay in ("conv2d2", "mixed3a", "mixed3b") if lay in fams
              and ATTRIBUTABLE.index(lay) <= ATTRIBUTABLE.index(u.layer)]
     srcs = list(dict.fromkeys([previous_layer(u.layer)] + [lay for lay in early if lay != u.layer]))
