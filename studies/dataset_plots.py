@@ -175,6 +175,8 @@ def plot_family_rotation(df: pd.DataFrame, neighbours: pd.DataFrame | None = Non
                     label=f"{rk:+d} (Δθ ≈ {g['delta_orientation'].mean():.0f}°)" if rk else "source")
         ax.set_title("mean over sources,\nby orientation neighbour", fontsize=8)
         ax.legend(fontsize=6)
+    sm = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 360), cmap="hsv")
+    fig.colorbar(sm, ax=axes[:, -1].tolist(), shrink=0.6, label="unit orientation − source orientation (deg, mod 360)")
     for ax in axes[-1]:
         ax.set_xlabel("rotation from best (deg, ccw)")
     for ax in axes[:, 0]:
