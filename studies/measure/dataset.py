@@ -22,6 +22,11 @@ receptive-field centre (0–360° in steps, bilinear, counter-clockwise as in
 :mod:`studies.measure.stimuli`; what rotates in from outside the image is the checkpoint's mean
 colour, i.e. zero after preprocessing), re-measured at the same position, aligned by its
 own best angle and averaged → a curve of response versus rotation away from the best.
+
+Other measures ride along the same pass through ``observers`` (sparsity, expected value and
+activation-range samples: :mod:`studies.measure.activation_stats`); the units of one mixed
+layer are computed by :func:`studies.measure.unit_acts.unit_pre_activations` (only the block
+rows they need, on the model's chunked forward pass).
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ from tqdm.auto import tqdm
 from circuits.cone import cone_responses, fast_path_problem, plan_for_units
 from circuits.geometry import receptive_field
 from circuits.model import InceptionV1
-from circuits.names import hook_name
 from circuits.units import Unit, group_by_layer, resolve_units
 from studies.measure.images import ImageFiles, ImageFolderDataset, list_images, load_image
+from studies.measure.unit_acts import unit_pre_activations
 
 #: Fine histogram: at most this many bins per unit before neighbours are merged.
 MAX_FINE_BINS = 1 << 16
@@ -211,6 +216,7 @@ def unit_statistics(
     interior_only: bool = True,
     num_workers: int | None = None,
     progress: bool = False,
+    observers: Sequence = (),
 ) -> DatasetStats:
     """Pre-ReLU distribution and top-k examples of ``units`` over an image folder (module
     docstring).
@@ -227,6 +233,10 @@ def unit_statistics(
         interior_only: top examples only at positions whose receptive field lies inside the
             image (the distribution always uses every position).
         num_workers: DataLoader workers (default ``min(2, cpu count)``; 0 = in process).
+        observers: more measures of the same pass: each gets ``observer.update(layer, ids,
+            acts, file_idx)`` per batch and layer (``acts`` ``(B, len(ids), H, W)`` pre-ReLU,
+            float32 on the CPU; ``file_idx`` ``(B,)`` positions in the file list), e.g.
+            :class:`studies.measure.activation_stats.ActivationObserver`.
 
     Returns:
         :class:`DatasetStats`.
@@ -255,7 +265,7 @@ def unit_statistics(
                         collate_fn=ImageFolderDataset.collate)
     batches = tqdm(loader, total=math.ceil(len(files) / batch_size), disable=not progress,
                    desc="dataset statistics", unit="batch", file=sys.stderr)
-    acc, n_read, skipped = _accumulate(model, units, files, batches, k, interior_only, size)
+    acc, n_read, skipped = _accumulate(model, units, files, batches, k, interior_only, size, observers)
     fill = _mean_colour(model)
     summary, hist_rows, top_rows = [], [], []
     crops: dict[str, Tensor] = {}
@@ -324,12 +334,11 @@ class _UnitAccumulator:
                 for lo, hi, cnt in zip(e[:-1], e[1:], c)]
 
 
-def _accumulate(model: InceptionV1, units, files: list[Path], batches, k: int, interior_only: bool, size: int
-                ) -> tuple[dict[str, _UnitAccumulator], int, list[tuple[str, str]]]:
+def _accumulate(model: InceptionV1, units, files: list[Path], batches, k: int, interior_only: bool, size: int,
+                observers: Sequence = ()) -> tuple[dict[str, _UnitAccumulator], int, list[tuple[str, str]]]:
     """One pass over the image batches: ``({unit: accumulator}, images read, [(path, reason)] skipped)``."""
     dev = next(model.parameters()).device
     by_layer = group_by_layer(units)
-    names = {layer: hook_name(layer, pre_relu=True) for layer in by_layer}
     acc = {str(u): _UnitAccumulator(k) for u in units}
     skipped: list[tuple[str, str]] = []
     n_read = 0
@@ -338,9 +347,11 @@ def _accumulate(model: InceptionV1, units, files: list[Path], batches, k: int, i
         if len(idx) == 0:
             continue
         n_read += len(idx)
-        acts = model.run(imgs.to(dev), list(names.values()))
+        acts = unit_pre_activations(model, imgs.to(dev), by_layer)  # fast path for one mixed layer
         for layer, ids in by_layer.items():
-            a = acts[names[layer]][:, ids].float().cpu()  # (B, n, H, W)
+            a = acts[layer].float().cpu()  # (B, n, H, W)
+            for ob in observers:
+                ob.update(layer, ids, a, idx)
             h, w = a.shape[-2:]
             if interior_only:
                 r0, r1 = _interior(model.spec, layer, h, size)

@@ -1,0 +1,120 @@
+"""Dataset pass, range examples and attribution on the real BVLC weights and sample images."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from circuits.catalog import catalog
+from circuits.units import group_by_layer
+from studies.measure.activation_stats import ActivationObserver, RangeBin, finish
+from studies.measure.attribution import attribute
+from studies.measure.dataset import unit_statistics
+from studies.measure.images import list_images as image_files
+from studies.measure.images import load_image
+from studies.measure.unit_acts import unit_pre_activations
+
+N_IMAGES = 12
+
+
+@pytest.fixture(scope="module")
+def files(images_dir):
+    return image_files(images_dir)[:N_IMAGES]
+
+
+@pytest.fixture(scope="module")
+def analysis(caffe_model, files):
+    ranges = [RangeBin("top", 0.99, 1.0), RangeBin("mid", 0.4, 0.6), RangeBin("pos", 0.0, 50.0, "value"),
+              RangeBin("neg", -math.inf, -200.0, "value")]
+    obs = ActivationObserver(caffe_model, ranges, k=3, seed=4)
+    stats = unit_statistics(caffe_model, "3b:358,3b:9", files, k=2, batch_size=6, observers=[obs], num_workers=0)
+    return stats, finish(obs, stats, files, caffe_model)
+
+
+def test_fast_pre_activations_equal_model_run(caffe_model, sample_batch):
+    x = sample_batch(0, 2)
+    fam = catalog(caffe_model)["mixed3b/curves"]
+    got = unit_pre_activations(caffe_model, x, group_by_layer(list(fam)))["mixed3b"]
+    want = caffe_model.run(x, ["mixed3b_pre_relu"])["mixed3b_pre_relu"][:, list(fam.units)]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_sparsity_fractions(analysis):
+    stats, rep = analysis
+    s = rep.summary.set_index("unit")
+    for u in ("mixed3b:358", "mixed3b:9"):
+        for col in ("frac_active", "frac_images_active", "ev_share_top1", "ev_share_top0.1"):
+            assert 0 <= s.loc[u, col] <= 1
+        assert s.loc[u, "n_values"] == N_IMAGES * 28 * 28 and s.loc[u, "n_images"] == N_IMAGES
+        assert s.loc[u, "frac_images_active"] >= s.loc[u, "frac_active"]
+        assert s.loc[u, "ev_share_top0.1"] <= s.loc[u, "ev_share_top1"] <= s.loc[u, "ev_share_top10"]
+        assert s.loc[u, "mean"] < 0 < s.loc[u, "expected_relu"]  # sparse curve units: negative on average
+    ev = rep.expected_value.groupby("unit")["ev_share"].sum()
+    assert ev.to_numpy() == pytest.approx([1.0, 1.0])
+
+
+def test_range_examples_inside_ranges_and_remeasured(analysis, caffe_model, files):
+    _, rep = analysis
+    ex = rep.examples.merge(rep.ranges[["unit", "range", "lo", "hi"]], on=["unit", "range"])
+    assert len(ex) == rep.ranges["n_examples"].sum() >= 20 and (rep.ranges["n_examples"] <= 3).all()
+    assert ((ex["activation"] >= ex["lo"]) & (ex["activation"] < ex["hi"])).all()
+    top = rep.ranges[rep.ranges["range"] == "top"]
+    assert (top["hi"] == math.inf).all() and (top["frac_values"].between(0.005, 0.02)).all()
+    # the bookkeeping (file, row, col) points at the sampled value: re-measure a few
+    for r in ex.iloc[::8].itertuples():  # one per range
+        idx = int(r.unit.split(":")[1])
+        pre = caffe_model.run(load_image(r.path)[None], ["mixed3b_pre_relu"])["mixed3b_pre_relu"][0, idx]
+        assert float(pre[r.row, r.col]) == pytest.approx(r.activation, rel=1e-4, abs=1e-2)
+        assert rep.crops[r.unit][r.range].shape[0] == 3
+
+
+def test_sampling_is_deterministic_and_seeded(caffe_model, files, analysis):
+    _, rep = analysis
+    again = ActivationObserver(caffe_model, [RangeBin("pos", 0.0, 50.0, "value")], k=3, seed=4)
+    stats = unit_statistics(caffe_model, "3b:358", files, k=1, batch_size=5, observers=[again], num_workers=0)
+    e2 = finish(again, stats, files, caffe_model).examples
+    e1 = rep.examples[(rep.examples["unit"] == "mixed3b:358") & (rep.examples["range"] == "pos")]
+    pd.testing.assert_frame_equal(e1[["path", "row", "col", "key"]].reset_index(drop=True),
+                                  e2[["path", "row", "col", "key"]].reset_index(drop=True))
+
+
+def test_attribution_sums_on_real_weights(caffe_model, sample_batch):
+    x = sample_batch(3, 2)
+    # 3b:9 is a 1x1-branch curve unit: exact, no upstream bias
+    a = attribute(caffe_model, "3b:9", x, "mixed3a", "active")
+    assert a.bias_terms.abs().max() == 0
+    torch.testing.assert_close(a.values.flatten(1).sum(1), a.target, rtol=1e-5, atol=1e-2)
+    # 3b:358 (5x5 branch), to 3a and two layers back to conv2d2: exact with the bottleneck bias term
+    for src in ("mixed3a", "conv2d2"):
+        b = attribute(caffe_model, "3b:358", x, src, "all")
+        torch.testing.assert_close(b.values.flatten(1).sum(1) + b.bias_terms, b.target, rtol=1e-5, atol=0.5)
+        ref = caffe_model.run(x, ["mixed3b_pre_relu"])["mixed3b_pre_relu"][:, 358]
+        torch.testing.assert_close(b.pre, ref, rtol=1e-5, atol=5e-3)
+
+
+def test_cli_dataset_and_attribute(images_dir, tmp_path, capsys, caffe_model):
+    from studies.cli import main
+
+    out = tmp_path / "ds"
+    rc = main(["dataset", "3b:9", "--images", str(images_dir), "--out", str(out), "--limit", "4", "--k", "1",
+               "--top-k", "1", "--rotation-step", "180", "--no-flow", "--quiet", "--seed", "3"])
+    assert rc == 0
+    for f in ("summary.csv", "expected_value.csv", "ranges.csv", "range_examples.csv", "comparison.csv",
+              "sparsity.png", "units/3b_9_distribution.png", "units/3b_9_ranges.png", "rotation.csv"):
+        assert (out / f).is_file(), f
+    comp = pd.read_csv(out / "comparison.csv")
+    assert comp["unit"].tolist()[1] == "mixed3b:9" and "--seed 3" in comp["command"].iloc[1]
+    assert main(["dataset", "3b:9", "--images", str(images_dir), "--out", str(tmp_path / "x"),
+                 "--ranges", "q0.5:2"]) == 2
+    assert "circuits: error:" in capsys.readouterr().err
+    img = sorted(images_dir.glob("*.JPEG"))[0]
+    assert main(["attribute", "3b:9", str(img), "--out", str(tmp_path / "att")]) == 0
+    tot = pd.read_csv(tmp_path / "att" / "totals.csv")
+    assert tot["src"].tolist() == ["mixed3a", "conv2d2"]
+    row = tot.iloc[0]
+    assert row["attribution_sum"] + row["bias_terms"] == pytest.approx(row["target"], rel=1e-4, abs=0.5)
+    assert (tmp_path / "att" / "flow.png").is_file()
+    assert main(["attribute", "3b:9", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "a2")]) == 2
