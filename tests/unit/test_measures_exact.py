@@ -228,6 +228,16 @@ def test_add_sigma_and_joint_tuning_in_sigma():
         T.add_sigma(df, stats.drop(index=9))
     with pytest.raises(KeyError, match="mixed3b"):
         T.add_sigma(df, {"mixed3a": stats})
+    # two layers, rows interleaved: each row keeps its place and gets its own layer's statistics
+    other = table(lambda u, o, r: 5.0, [0, 90], radii=(10, 20), units=("mixed3a:1",))
+    both = pd.concat([df.reset_index(drop=True), other]).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    stats3a = pd.DataFrame({"mean": [4.0, 1.0], "std": [0.5, 1.0]}, index=pd.Index([1, 2], name="index"))
+    out2 = T.add_sigma(both, {"mixed3b": stats, "mixed3a": stats3a})
+    assert list(out2["unit"]) == list(both["unit"]) and list(out2["response"]) == list(both["response"])
+    is3a = out2["layer"] == "mixed3a"
+    assert (out2.loc[is3a, "response_sigma"] == 2.0).all()  # (5 − 4) / 0.5
+    np.testing.assert_allclose(out2.loc[~is3a, "response_sigma"],
+                               [expect[u](x) for u, x in zip(out2.loc[~is3a, "unit"], out2.loc[~is3a, "response"])])
     joint = T.joint_tuning(df, stats)
     assert len(joint) == 3 * 2 * 2
     j = joint.set_index(["unit", "orientation", "radius"])
