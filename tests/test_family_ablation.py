@@ -43,15 +43,33 @@ def test_report_files(runs):
     assert "disjoint" in m["reference"]
 
 
-def test_cis_contain_point_and_p_in_range(runs):
+def test_cis_and_p_recomputed_from_per_image(runs):
+    """Every delta, interval, count and p-value recomputed from per_image.csv: the resamples of
+    seed 0 (``default_rng(0).integers(0, n, (bootstrap, n))``), each resample's change computed
+    per resample, numpy's percentile points; McNemar by scipy's exact binomial test."""
+    from scipy.stats import binomtest
+
     res = pd.read_csv(runs[0] / "results.csv")
+    pi = pd.read_csv(runs[0] / "per_image.csv")
+    base = pi[pi["variant"] == "unedited"].set_index("path")
+    idx = np.random.default_rng(0).integers(0, 12, size=(300, 12))
     r = res[res["kind"] != "baseline"]
+    assert len(r) == 4
     for tag in ("top1", "top5"):
-        assert (r[f"{tag}_ci_low"] <= r[f"{tag}_delta"] + 1e-12).all()
-        assert (r[f"{tag}_delta"] <= r[f"{tag}_ci_high"] + 1e-12).all()
-        assert r[f"{tag}_mcnemar_p"].between(0, 1).all()
-        base = res[res["kind"] == "baseline"][tag].item()
-        assert np.allclose(r[tag] - base, r[f"{tag}_delta"])
+        for _, row in r.iterrows():
+            v = pi[pi["variant"] == row["variant"]].set_index("path").loc[base.index]
+            b, a = base[f"correct_{tag}"].to_numpy(bool), v[f"correct_{tag}"].to_numpy(bool)
+            boot = [a[i].mean() - b[i].mean() for i in idx]
+            assert row[f"{tag}_delta"] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+            assert row[f"{tag}_ci_low"] == pytest.approx(np.percentile(boot, 2.5), abs=1e-12)
+            assert row[f"{tag}_ci_high"] == pytest.approx(np.percentile(boot, 97.5), abs=1e-12)
+            lost, gained = int((b & ~a).sum()), int((~b & a).sum())
+            assert (row[f"{tag}_lost"], row[f"{tag}_gained"]) == (lost, gained)
+            p = binomtest(lost, lost + gained).pvalue if lost + gained else 1.0
+            assert row[f"{tag}_mcnemar_p"] == pytest.approx(p, rel=1e-9)
+        base_acc = res[res["kind"] == "baseline"][tag].item()
+        assert base_acc == pytest.approx(base[f"correct_{tag}"].mean())
+        assert np.allclose(r[tag] - base_acc, r[f"{tag}_delta"])
     # control units: same count as the family, none shared, same branches
     m = json.loads((runs[0] / "metrics.json").read_text())
     fam, ctl = m["unit_sets"]["mixed3b/curves"], m["unit_sets"]["mixed3b/curves~control1"]
@@ -81,6 +99,9 @@ def test_statistics_helpers():
     rng = np.random.default_rng(1)
     b = rng.random(50) < 0.7
     v = b & (rng.random(50) < 0.8)
-    s = paired_stats(b, v, rng.integers(0, 50, (500, 50)))
-    assert s["ci_low"] <= s["delta"] <= s["ci_high"] <= 0 + 1e-12
+    idx = rng.integers(0, 50, (500, 50))
+    s = paired_stats(b, v, idx)
+    boot = [v[i].mean() - b[i].mean() for i in idx]  # each resample's change, computed per resample
+    assert (s["ci_low"], s["ci_high"]) == (pytest.approx(np.percentile(boot, 2.5)), pytest.approx(np.percentile(boot, 97.5)))
+    assert s["delta"] == pytest.approx(v.mean() - b.mean()) and s["ci_high"] <= 0
     assert s["lost"] == int((b & ~v).sum()) and s["gained"] == 0 and 0 <= s["mcnemar_p"] <= 1
