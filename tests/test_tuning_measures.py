@@ -72,11 +72,22 @@ def best(caffe_model, sweep):
     return T.best_stimulus(caffe_model, UNITS, tuning=sweep, radii=[10, 25, 60, 150])
 
 
-def test_best_stimulus(best, sweep):
-    met = T.tuning_metrics(T.radial_tuning(sweep)).set_index("unit")
+def test_best_stimulus(best, sweep, caffe_model):
+    """Brute force, independently of best_stimulus: the vector-sum angle of the mean positive
+    response over radii (numpy), then every radius's curve at exactly that angle through
+    model.run (the naive path; best_stimulus uses the cone), and the argmax."""
+    curves = sweep[sweep["kind"] == "curve"]
+    assert list(best["unit"]) == ["mixed3b:358", "mixed3b:9"]
     for _, b in best.iterrows():
-        assert b["preferred_orientation"] == met.loc[b["unit"], "preferred_orientation"]
-        assert b["best_radius"] in (10, 25, 60, 150) and b["best_response"] > 0
+        g = curves[curves["unit"] == b["unit"]]
+        rad = g.assign(p=g["response"].clip(lower=0)).groupby("orientation")["p"].mean()
+        pref = float(np.degrees(np.angle((rad.to_numpy() * np.exp(1j * np.radians(rad.index.to_numpy()))).sum())) % 360)
+        assert T.angular_difference(b["preferred_orientation"], pref) < 1e-9
+        brute = T.measure(caffe_model, [b["unit"]], S.curves([pref], [10, 25, 60, 150]), fast=False)
+        top = brute.loc[brute["response"].idxmax()]
+        assert b["best_radius"] == top["radius"]
+        assert b["best_response"] == pytest.approx(top["response"], rel=1e-4, abs=1e-3)
+        assert b["best_response"] > 0
 
 
 def test_combing_index(caffe_model, best):
