@@ -41,6 +41,31 @@ def test_report_files(runs):
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_images"] == 12 and m["sweep"]["computed"] == 5
     assert "disjoint" in m["reference"]
+    import yaml
+    from PIL import Image
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert (cfg["limit"], cfg["bootstrap"], cfg["families"], cfg["modes"]) == (12, 300, ["mixed3b/curves"], ["zero", "mean"])
+    summary, html = (out / "summary.md").read_text(), (out / "report.html").read_text()
+    for _, r in res[res["kind"] != "baseline"].iterrows():  # each results.csv row, as the summary prints it
+        name = r["variant"].replace("|", " / ")
+        row = (f"| {name} | {int(r['n_units'])} | {r['top1']:.3f} | {100 * r['top1_delta']:+.1f} "
+               f"[{100 * r['top1_ci_low']:+.1f}, {100 * r['top1_ci_high']:+.1f}] | "
+               f"{int(r['top1_lost'])}/{int(r['top1_gained'])} |")
+        assert row in summary and name in html, row
+    assert html.count("data:image/png;base64") == 2  # both figures embedded
+    for png in ("accuracy_deltas.png", "most_affected.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and min(im.size) >= 100
+    # class_changes.csv: exactly the (variant, class) pairs whose top-1 flips against the unedited model
+    base = per_image[per_image["variant"] == "unedited"].set_index("path")
+    assert base["wnid"].is_unique  # one image per class in the sample
+    flips = set()
+    for v, g in per_image[per_image["variant"] != "unedited"].groupby("variant"):
+        g = g.set_index("path")
+        flips |= {(v, base.loc[p, "wnid"]) for p in g.index[g["correct_top1"] != base.loc[g.index, "correct_top1"]]}
+    cc = pd.read_csv(out / "class_changes.csv")
+    assert set(zip(cc["variant"], cc["wnid"])) == flips and len(cc) == len(flips)
 
 
 def test_cis_and_p_recomputed_from_per_image(runs):
