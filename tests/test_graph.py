@@ -163,13 +163,16 @@ def _chromium():
     pytest.fail("headless Chromium is needed for the HTML test (Debian package `chromium`; .ci/run installs it)")
 
 
-def test_cli_graph_writes_files_and_html_renders(tmp_path):
+def test_cli_graph_writes_files_and_html_renders(tmp_path, graph):
     from studies.cli import main
 
     out = tmp_path / "graph"
     assert main(["graph", "--model", "inceptionv1_caffe", "--out", str(out)]) == 0
     for f in ("graph.graphml", "graph.json", "family_graph.png", "family_graph.html", "summary.json"):
         assert (out / f).is_file(), f
+    # the files hold the graph build_graph makes (every node, edge and attribute)
+    assert graph_equal(CircuitGraph.from_json(out / "graph.json"), graph)
+    assert graph_equal(CircuitGraph.from_graphml(out / "graph.graphml"), graph)
     html = (out / "family_graph.html").read_text()
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     dom = subprocess.run(
@@ -181,5 +184,6 @@ def test_cli_graph_writes_files_and_html_renders(tmp_path):
     import json
 
     n = json.loads((out / "summary.json").read_text())["families"]
+    assert n == graph.family_graph().number_of_nodes()
     assert f'data-rendered="{n}"' in dom
     assert dom.count('class="node"') == n

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -163,6 +164,19 @@ def test_cli_tune_without_images(tmp_path, capsys):
     assert not {"histogram.csv", "top_examples.csv"} & names
     s = json.loads((out / "summary.json").read_text())
     assert s["units"] == ["mixed3b:358"] and s["n_orientations"] == 12 and "skipped" in s
+    # contents: radial.csv from joint.csv, and units.csv's measures from radial.csv, in plain numpy
+    joint, radial = pd.read_csv(out / "joint.csv"), pd.read_csv(out / "radial.csv")
+    assert len(joint) == 12 * 3 and sorted(set(joint["radius"])) == [12, 40, 120]
+    own = joint.assign(p=joint["response"].clip(lower=0)).groupby("orientation")["p"].mean()
+    np.testing.assert_allclose(radial["response"], own.to_numpy(), rtol=1e-6)
+    o, r = radial["orientation"].to_numpy(), radial["response"].to_numpy()
+    u = pd.read_csv(out / "units.csv").iloc[0]
+    assert u["peak"] == pytest.approx(r.max(), rel=1e-6) and u["tuning_width"] == 30 * (r >= r.max() / 2).sum()
+    assert u["echo_ratio"] == pytest.approx(r[np.abs((o - o[r.argmax()] + 180) % 360 - 180) >= 150].max() / r.max())
+    pref = np.degrees(np.angle((r * np.exp(1j * np.radians(o))).sum())) % 360
+    assert T.angular_difference(u["preferred_orientation"], pref) < 1e-4
+    lines = pd.read_csv(out / "lines.csv")
+    assert len(lines) == 6 and u["best_line"] == pytest.approx(lines["response"].max(), rel=1e-6)
     # a non-empty --out without --overwrite is refused before any compute
     assert main(["tune", "3b:358", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
