@@ -34,6 +34,13 @@ def test_report_files(report):
     assert cfg["seed"] == 0 and cfg["limit"] == 8 and cfg["orientation_step"] == 30
     for v in VARIANTS[1:]:  # the plans load back and validate
         EditPlan.load(report / f"plan_{v}.json").validate("inceptionv1_caffe")
+    # the summary's table prints the metrics.json medians of each variant
+    m = json.loads((report / "metrics.json").read_text())
+    summary = (report / "summary.md").read_text()
+    for v in VARIANTS:
+        r = m["variants"][v]
+        assert f"| {v} | {r['description']} | {r['median_echo_ratio']:.3f} | {r['median_peak']:.1f} |" in summary, v
+    assert (report / "radial_tuning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_metrics_have_four_variants(report):
