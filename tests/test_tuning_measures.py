@@ -51,6 +51,12 @@ def test_radial_tuning_at_half_degree_resolution(caffe_model):
     # frozen in the catalog at 177.5° from a 10° sweep over 9 radii
     assert T.angular_difference(m["preferred_orientation"], 177.5) < 15
     assert m["echo_ratio"] < 0.1 and 0 < m["tuning_width"] < 90
+    # the exact values, from the 720 raw responses in plain numpy (one radius: radial = max(r, 0))
+    r = df["response"].clip(lower=0).to_numpy()
+    o = df["orientation"].to_numpy()
+    assert m["peak"] == r.max() and m["peak_orientation"] == o[r.argmax()]
+    assert m["tuning_width"] == 0.5 * (r >= r.max() / 2).sum()
+    assert m["echo_ratio"] == pytest.approx(r[np.abs((o - o[r.argmax()] + 180) % 360 - 180) >= 150].max() / r.max())
 
 
 def test_curve_line_preference(sweep, stats):
