@@ -5,14 +5,21 @@ export CIRCUITS_DATA
 PYTHON ?= python3.11
 VENV := .venv
 
-.PHONY: setup test bench demo lint
+.PHONY: setup test test-unit test-real bench demo lint
 
 setup:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -e '.[test,ray]'
 
+# the full suite (what CI runs); test-unit: the fast tests that need no real data; test-real: the rest
 test:
 	$(VENV)/bin/pytest -q
+
+test-unit:
+	$(VENV)/bin/pytest -q -m unit
+
+test-real:
+	$(VENV)/bin/pytest -q -m real_data
 
 bench:
 	$(VENV)/bin/python -m bench

@@ -1,9 +1,9 @@
 """Data loading: images/s of the evaluation pipeline's loading (torchvision decoding in 2
-DataLoader workers, :class:`studies.classify.ImageFolderDataset`) vs a single-threaded PIL
+DataLoader workers, :class:`studies.measure.images.ImageFolderDataset`) vs a single-threaded PIL
 loop (open, RGB, resize 256, centre crop 224, to tensor), on the first ``BENCH_IMAGES``
 sample images (default 1000; the sample JPEGs are small, 256 px, so decoding is cheap and the
 workers' start-up counts). The two are timed twice, alternately; the better run of each
-counts. End to end: :func:`studies.classify.evaluate` images/s with decoding overlapped in 2
+counts. End to end: :func:`studies.measure.classify.evaluate` images/s with decoding overlapped in 2
 workers vs decoding in the main process (``num_workers=0``), on the first 256 images.
 Peak memory of a streamed evaluation: ``bench_memory``."""
 
@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from circuits.spec import get_spec
 from circuits.weights import data_dir
-from studies.classify import ImageFolderDataset, wnid_index
+from studies.measure.classify import wnid_index
+from studies.measure.images import ImageFolderDataset
 
 
 def _pil_loop(files) -> None:
@@ -46,7 +47,7 @@ def run() -> dict:
     pil, loader = len(files) / best["pil"], len(files) / best["loader"]
 
     from circuits import load_model
-    from studies.classify import evaluate
+    from studies.measure.classify import evaluate
 
     model = load_model("inceptionv1_caffe")
     small = ds.head(min(256, len(ds)))

@@ -1,5 +1,5 @@
 """Memory of a streamed evaluation: peak RSS of a fresh process that runs
-:func:`studies.classify.evaluate` (BVLC GoogLeNet, batch 64, DataLoader with 2 workers) over
+:func:`studies.measure.classify.evaluate` (BVLC GoogLeNet, batch 64, DataLoader with 2 workers) over
 all of ``imagenet-sample-1000`` (1000 images) and over a folder of ``BENCH_MEMORY_N`` images
 (default 10,000) built from the sample in a temporary directory: hard links to the sample
 files (a copy where the file system refuses links), named ``<wnid>_cNN_<name>.JPEG`` so the
@@ -28,7 +28,7 @@ from circuits.weights import data_dir
 
 _CHILD = (
     "import json,re,sys,threading,time,torch;torch.set_num_threads(2);"
-    "from circuits import load_model;from studies.classify import evaluate;"
+    "from circuits import load_model;from studies.measure.classify import evaluate;"
     "rss=lambda k:int(re.search(k+r':\\s*(\\d+) kB',open('/proc/self/status').read()).group(1))/1024;"
     "samples=[];done=threading.Event();"
     "sampler=threading.Thread(target=lambda:[samples.append((time.perf_counter(),rss('VmRSS'))) or done.wait(0.25)"

@@ -28,8 +28,8 @@ import torch
 from circuits import load_model
 from circuits.catalog import catalog
 from edits import Ablate, EditPlan
-from studies.executors import LocalExecutor, RayExecutor
-from studies.sweep import run_sweep
+from studies.run.executors import LocalExecutor, RayExecutor
+from studies.run.sweep import run_sweep
 
 N_PLANS = 10
 

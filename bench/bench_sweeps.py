@@ -1,8 +1,8 @@
 """Shared-prefix sweeps: 10 single-unit zero ablations in mixed3b of BVLC GoogLeNet (the first
 10 units of the catalog family ``mixed3b/curves``, ``Ablate(mode="zero")``: weight edits, no
-hooks) evaluated on the sample images with :func:`studies.classify.evaluate_variants` (every
+hooks) evaluated on the sample images with :func:`studies.measure.classify.evaluate_variants` (every
 batch decoded once, conv2d0 … mixed3a computed once per batch, each variant continues from
-mixed3a) vs 10 independent :func:`studies.classify.evaluate` runs, one per edited model
+mixed3a) vs 10 independent :func:`studies.measure.classify.evaluate` runs, one per edited model
 (target ≤ 0.65× the time). The predictions must be identical.
 
 To spread load from other programs fairly, the independent runs are split around the shared
@@ -21,7 +21,8 @@ from circuits import load_model
 from circuits.catalog import load_catalog
 from circuits.weights import data_dir
 from edits import Ablate, EditPlan
-from studies.classify import ImageFolderDataset, evaluate, evaluate_variants, shared_prefix, wnid_index
+from studies.measure.classify import evaluate, evaluate_variants, shared_prefix, wnid_index
+from studies.measure.images import ImageFolderDataset
 
 N_VARIANTS = 10
 

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from circuits import load_model
+from circuits.cone import CPU_CONE_CHUNK, Cone, cone_plan
 from circuits.geometry import receptive_field
-from studies import stimuli as S
-from studies.tuning import CPU_CONE_CHUNK, _Cone, cone_plan, measure
+from studies.measure import stimuli as S
+from studies.measure.tuning import measure
 
 from .bench_forward import matmul_peak
 
@@ -86,7 +87,7 @@ def run(orientation_step: float = 0.5, n_radii: int = 32, window_subset: int = 2
 
     chunk = crop.subset(range(CPU_CONE_CHUNK)).render()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
-        _Cone(model, plan, UNITS)(chunk)
+        Cone(model, plan, UNITS)(chunk)
     flops = fc.get_total_flops() / len(chunk) * n
     peak = max(peak, matmul_peak())
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from .spec import ModelSpec, get_spec
-from .units import Family, Unit, canonical_layer
+from .units import Family, FamilyKey, Unit, canonical_layer, resolve_units, set_family_source
 
 _CORE_FIELDS = ("name", "layer", "units", "kind", "source", "orientations")
 
@@ -78,16 +78,15 @@ class FamilyCatalog(Mapping):
         return ", ".join(self._f) or "(none)"
 
     def _key(self, key: str) -> str:
-        if not isinstance(key, str) or "/" not in key:
-            raise KeyError(f"family keys look like 'mixed3b/curves'; got {key!r}. Valid families of "
-                           f"{self.spec.name}: {self._valid()}")
-        layer, name = key.split("/", 1)
         try:
-            layer = canonical_layer(layer)
+            k = str(FamilyKey.parse(key))
         except KeyError:
+            layer = key.split("/", 1)[0]
             raise KeyError(f"unknown layer {layer!r} in family key {key!r}; valid families of {self.spec.name}: "
                            f"{self._valid()}") from None
-        k = f"{layer}/{name.strip()}"
+        except (ValueError, TypeError):
+            raise KeyError(f"family keys look like 'mixed3b/curves'; got {key!r}. Valid families of "
+                           f"{self.spec.name}: {self._valid()}") from None
         return self._alias.get(k, k)
 
     def __getitem__(self, key: str) -> Family:
@@ -155,36 +154,9 @@ class FamilyCatalog(Mapping):
             IndexError: a unit out of range (names the valid range).
             ValueError: a string that is neither ``layer:index`` nor ``layer/family``.
         """
-        out: list[Unit] = []
-
-        def add(r) -> None:
-            if isinstance(r, Family):
-                out.extend(r)
-            elif isinstance(r, Unit) or (isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], str)
-                                         and isinstance(r[1], int)):
-                out.append(Unit.parse(r))
-            elif isinstance(r, str):
-                parts = [p.strip() for p in r.split(",") if p.strip()]
-                if not parts:
-                    raise ValueError(f"empty unit/family reference {r!r}")
-                for p in parts:
-                    if "/" in p:
-                        out.extend(self[p])
-                    elif ":" in p:
-                        out.append(Unit.parse(p))
-                    else:
-                        raise ValueError(f"cannot resolve {p!r}: expected a unit such as '3b:379' or a family such "
-                                         f"as 'mixed3b/curves' (valid families: {self._valid()})")
-            elif isinstance(r, Iterable):
-                for x in r:
-                    add(x)
-            else:
-                raise TypeError(f"cannot interpret {r!r} as units or a family")
-
-        add(refs)
-        for u in out:
-            u.validate(self.spec)
-        return list(dict.fromkeys(out))
+        if isinstance(refs, str) and not refs.replace(",", "").strip():
+            raise ValueError(f"empty unit/family reference {refs!r}")
+        return resolve_units(refs, self.spec, families=self, unique=True, hint=f" (valid families: {self._valid()})")
 
 
 def _family(f: dict, path: Path, i: int) -> Family:
@@ -237,3 +209,7 @@ def catalog(model_or_checkpoint) -> FamilyCatalog:
     """The packaged catalog of a model (or checkpoint name / spec)."""
     spec = getattr(model_or_checkpoint, "spec", model_or_checkpoint)
     return load_catalog(spec)
+
+
+# family keys in the unit grammar (circuits.units) resolve through the packaged catalogs
+set_family_source(load_catalog)

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .model import InceptionV1
-from .spec import CONV_KERNEL, MIXED_LAYERS
+from .names import bottleneck, split_conv_activation
+from .spec import MIXED_LAYERS
 from .units import canonical_layer
 
 #: Layers expanded weights can start or end at, in forward order.
@@ -71,7 +72,7 @@ def _branch_kernel(model: InceptionV1, layer: str, conv: str, rows: Tensor | Non
     if conv in ("3x3", "5x5"):
         w2 = blk.unit(conv).conv.weight.to(dtype)
         w2 = w2 if rows is None else w2[rows]
-        wb = blk.unit(conv + "_bottleneck").conv.weight.to(dtype)[:, :, 0, 0]  # (b, cin)
+        wb = blk.unit(bottleneck(conv)).conv.weight.to(dtype)[:, :, 0, 0]  # (b, cin)
         k = torch.einsum("obhw,bi->oihw", w2, wb)
         if conv in blk.linear_paths:  # linearised units (edits.Linearize): their kernel is explicit
             lp = blk.linear_paths[conv]
@@ -118,7 +119,7 @@ def _ops(model: InceptionV1, src: str, dst: str, rows: list[int] | None, dtype) 
         ("block", "mixed4b"), ("block", "mixed4c"), ("block", "mixed4d"), ("block", "mixed4e"),
         ("pool", "maxpool10"), ("block", "mixed5a"), ("block", "mixed5b"),
     ]
-    dst_layer = dst.split("_")[0] if dst not in EXPANDABLE else dst
+    dst_layer = dst if dst in EXPANDABLE else split_conv_activation(dst)[0]
     names = [n for _, n in chain]
     i0 = names.index({"conv2d0": "maxpool0", "conv2d1": "conv2d2", "conv2d2": "maxpool1"}.get(src, None)
                      or names[names.index(src) + 1])
@@ -133,7 +134,7 @@ def _ops(model: InceptionV1, src: str, dst: str, rows: list[int] | None, dtype) 
             w = model.conv_unit(name).conv.weight.to(dtype)
             ops.append(_Op("conv", 1, w.shape[-1] // 2, w if r is None else w[r]))
         elif last and dst != dst_layer:  # a branch activation of the destination block
-            conv = dst[len(dst_layer) + 1:]
+            conv = split_conv_activation(dst)[1]
             k = _branch_kernel(model, dst_layer, conv, None if r is None else torch.as_tensor(r), dtype)
             ops.append(_Op("conv", 1, k.shape[-1] // 2, k))
         else:
@@ -182,13 +183,12 @@ def expand(
     """
     src = canonical_layer(src)
     dst = canonical_layer(dst)
-    dst_layer = dst if dst in EXPANDABLE else next(m for m in MIXED_LAYERS if dst.startswith(m + "_"))
+    bc = split_conv_activation(dst)
+    dst_layer = dst if dst in EXPANDABLE else bc[0]
     if src not in EXPANDABLE[:-1]:
         raise KeyError(f"src must be one of {', '.join(EXPANDABLE[:-1])}; got {src!r}")
     if EXPANDABLE.index(dst_layer) <= EXPANDABLE.index(src):
         raise ValueError(f"dst {dst!r} must come after src {src!r}")
-    if dst != dst_layer and dst[len(dst_layer) + 1:] not in CONV_KERNEL:
-        raise KeyError(f"unknown branch activation {dst!r}")
     ops = _ops(model, src, dst, dst_units, dtype)
     k = ops[-1].weight
     stride, pad = ops[-1].stride, ops[-1].pad

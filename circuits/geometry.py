@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .names import INPUT_EXTENT, split_hook_name
 from .spec import MIXED_LAYERS, ModelSpec, get_spec
 from .units import canonical_layer
 
@@ -61,6 +62,8 @@ def receptive_field(spec: ModelSpec | str, layer: str, input_size: int = 224) ->
     """
     spec = get_spec(spec)
     layer = canonical_layer(layer)
+    parts = split_hook_name(layer)
+    block, conv = (parts[0], parts[1]) if parts else (layer, None)
     r, j, start, size = 1, 1, 0.0, input_size
 
     def op(k, s, p):
@@ -87,10 +90,8 @@ def receptive_field(spec: ModelSpec | str, layer: str, input_size: int = 224) ->
         if name in ("mixed4a", "mixed5a"):
             op(3, 2, 0 if spec.padding == "caffe" else _same_left(size, 3, 2))
             size = _pool_out(size, spec)
-        if layer.startswith(name):
-            suffix = layer[len(name):].lstrip("_")
-            grow = {"": 5, "1x1": 1, "3x3_bottleneck": 1, "5x5_bottleneck": 1, "3x3": 3, "5x5": 5, "pool_reduce": 3}
-            k = grow[suffix]
+        if block == name:  # the block's widest branch (5x5), or one convolution seen from the block input
+            k = 5 if conv is None else INPUT_EXTENT[conv]
             return ReceptiveField(r + (k - 1) * j, j, start)
         op(5, 1, 2)
     raise KeyError(layer)

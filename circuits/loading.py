@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from .edited_format import EDITED_FORMAT, EditedMeta, read_metadata
 from .model import InceptionV1
+from .provenance import Provenance
 from .spec import get_spec
 from .weights import (
     WeightsError,
@@ -54,48 +56,37 @@ def resolve_weights(checkpoint: str, weights: str | Path | None = None) -> Path:
     raise WeightsError(f"no weights for {spec.name}: looked in {', '.join(tried)}. Use {hint}, or pass an explicit weights file (weights= in Python, --weights on the command line)")
 
 
-#: ``format`` metadata of files written by ``edits.save_model`` (edited, possibly widened models).
-EDITED_FORMAT = "circuits-edited-1"
-
-
 def _load_edited(path: Path, spec) -> InceptionV1 | None:
-    """An edited model file (``edits.save_model``): rebuild its structure and load it.
-    ``None`` for any other file."""
-    import json
-
+    """An edited model file (:data:`~circuits.edited_format.EDITED_FORMAT`, written by
+    ``edits.save_edited``): rebuild its structure and load it. ``None`` for any other file."""
     from safetensors import safe_open
 
     from .weights import state_digest
 
+    raw = read_metadata(path)
+    if raw is None or raw.get("format") != EDITED_FORMAT:
+        return None  # not safetensors, or another kind: let load_safetensors report it
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            if meta.get("format") != EDITED_FORMAT:
-                return None
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception:  # not safetensors: let load_safetensors report it
-        return None
-    if meta.get("checkpoint") != spec.name:
-        raise WeightsError(f"{path} is an edited {meta.get('checkpoint')!r} model, not {spec.name!r}")
-    if "digest" in meta and state_digest(state) != meta["digest"]:
+        meta = EditedMeta.from_metadata(raw, str(path))
+    except ValueError as e:
+        raise WeightsError(str(e)) from None
+    if meta.checkpoint != spec.name:
+        raise WeightsError(f"{path} is an edited {meta.checkpoint!r} model, not {spec.name!r}")
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if meta.digest is not None and state_digest(state) != meta.digest:
         raise WeightsError(f"{path}: tensor contents do not match the digest stored when it was saved")
     model = InceptionV1(spec)
-    model.restructure(json.loads(meta.get("structure") or "{}"))
+    model.restructure(meta.structure)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise WeightsError(f"{path}: weights do not fit the recorded structure: {e}") from None
-    history = json.loads(meta.get("edit_history") or "[]")
-    plan = json.loads(meta.get("edit_plan") or "null")
-    if plan is not None:
-        model.edit_plan = plan
-    if history:
-        model.edit_history = history
-    if any(e.get("type") == "Ablate" and e.get("mode") == "resample" for p in history or [plan or {}]
-           for e in (p or {}).get("edits", [])):
+    if meta.has_resample():
         log.warning("%s: its plan has resample ablations (activation interventions); they are not weights — "
                     "re-install them with edits.EditPlan.from_dict(plan).install_interventions(model)", path)
-    model.weights_source = str(path)
+    model.provenance = Provenance(weights_source=str(path), weights_digest=meta.digest, edit_plan=meta.edit_plan,
+                                  edit_history=meta.edit_history)
     model.requires_grad_(False)
     return model
 
@@ -111,7 +102,7 @@ def load_model(
         checkpoint: ``"inceptionv1_caffe"`` (BVLC GoogLeNet) or ``"inceptionv1"`` (Lucid's
             inception5h); aliases such as ``"bvlc_googlenet"`` work.
         weights: a canonical ``.safetensors`` file, an edited model written by
-            ``edits.save_model`` / ``circuits edit apply`` (its widened structure is rebuilt),
+            ``edits.save_edited`` / ``circuits edit apply`` (its widened structure is rebuilt),
             a caffejs ``bvlc_googlenet`` folder, or (Lucid) a lucent/captum
             ``inception5h.pth``. Default: the user cache.
         device: where to put the model.
@@ -125,6 +116,7 @@ def load_model(
     """
     spec = get_spec(checkpoint)
     path = resolve_weights(spec.name, weights)
+    digest = None
     if path.is_dir():
         if spec.name != "inceptionv1_caffe":
             raise WeightsError(f"{path} is a folder; {spec.name} needs a .pth or .safetensors file")
@@ -141,8 +133,9 @@ def load_model(
             return edited.to(device).eval()
         state = load_safetensors(path, spec)
         source = str(path)
+        digest = (read_metadata(path) or {}).get("digest")
     model = InceptionV1(spec)
     model.load_state_dict(state, strict=True)
-    model.weights_source = source
+    model.provenance = Provenance(weights_source=source, weights_digest=digest)
     model.requires_grad_(False)
     return model.to(device).eval()

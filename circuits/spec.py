@@ -15,24 +15,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Canonical (Lucid) layer names, in forward order.
-CONV_LAYERS = ("conv2d0", "conv2d1", "conv2d2")
-MIXED_LAYERS = (
-    "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c",
-    "mixed4d", "mixed4e", "mixed5a", "mixed5b",
+# The layer and convolution names live in the naming table (re-exported here).
+from .names import (  # noqa: E402
+    BRANCH_CONVS,
+    BRANCHES,
+    CONV_KERNEL,
+    CONV_LAYERS,
+    CONVS,
+    LAYERS,
+    MIXED_LAYERS,
+    split_conv_activation,
 )
-LAYERS = CONV_LAYERS + MIXED_LAYERS
 
-#: Branch suffixes of an inception block, in concatenation order, and the convolutions
-#: each one contains (the last one writes the branch's slice of the block's output).
-BRANCHES = ("1x1", "3x3", "5x5", "pool_reduce")
-BRANCH_CONVS = {
-    "1x1": ("1x1",),
-    "3x3": ("3x3_bottleneck", "3x3"),
-    "5x5": ("5x5_bottleneck", "5x5"),
-    "pool_reduce": ("pool_reduce",),
-}
-CONV_KERNEL = {"1x1": 1, "3x3_bottleneck": 1, "3x3": 3, "5x5_bottleneck": 1, "5x5": 5, "pool_reduce": 1}
+__all__ = [
+    "BRANCHES", "BRANCH_CONVS", "BlockSpec", "CONV_KERNEL", "CONV_LAYERS", "INCEPTIONV1", "INCEPTIONV1_CAFFE", "LAYERS",
+    "MIXED_LAYERS", "ModelSpec", "SPECS", "get_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,8 @@ class BlockSpec:
         return out
 
     def conv_width(self, conv: str) -> int:
-        return getattr(self, "c" + conv if conv[0].isdigit() else conv)
+        """Output channels of block convolution ``conv`` (``"5x5"`` → :attr:`c5x5`; see :data:`circuits.names.CONVS`)."""
+        return getattr(self, CONVS[conv].field)
 
 
 @dataclass(frozen=True)
@@ -113,10 +112,9 @@ class ModelSpec:
             return self.conv_widths[CONV_LAYERS.index(layer)]
         if layer in MIXED_LAYERS:
             return self.block(layer).out_channels
-        for b in self.blocks:
-            for conv in CONV_KERNEL:
-                if layer == f"{b.name}_{conv}":
-                    return b.conv_width(conv)
+        bc = split_conv_activation(layer) if isinstance(layer, str) else None
+        if bc is not None:
+            return self.block(bc[0]).conv_width(bc[1])
         raise KeyError(f"unknown layer {layer!r} for {self.name}; valid layers: {', '.join(LAYERS)}")
 
     def branch_of(self, layer: str, index: int) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .names import CONV_LAYERS, hook_name, module_path, param_key
 from .spec import MIXED_LAYERS, ModelSpec, get_spec
 
 #: Public source of the BVLC weights (GitHub repository chaosmail/caffejs, branch gh-pages).
@@ -96,10 +97,10 @@ def sha256_file(path: Path) -> str:
 def caffe_layer_names(spec: ModelSpec) -> dict[str, str]:
     """``{our module prefix: caffe layer path}``, e.g. ``mixed3a.b3x3_bottleneck.conv`` →
     ``inception_3a/3x3_reduce``."""
-    m = {"conv2d0.conv": "conv1/7x7_s2", "conv2d1.conv": "conv2/3x3_reduce", "conv2d2.conv": "conv2/3x3"}
+    m = {module_path(c): caffe for c, caffe in zip(CONV_LAYERS, ("conv1/7x7_s2", "conv2/3x3_reduce", "conv2/3x3"))}
     for layer in MIXED_LAYERS:
         for ours, caffe in _BRANCH_CAFFE.items():
-            m[f"{layer}.b{ours}.conv"] = f"inception_{layer[5:]}/{caffe}"
+            m[module_path(layer, ours)] = f"inception_{layer[5:]}/{caffe}"
     m["classifier"] = "loss3/classifier"
     return m
 
@@ -116,13 +117,13 @@ def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
 def lucent_key_map(spec: ModelSpec) -> dict[str, str]:
     """``{lucent key: our key}`` for lucent's inception5h ``.pth``."""
     m = {}
-    for i in range(3):
+    for layer in CONV_LAYERS:  # lucent names each convolution after its pre-ReLU activation
         for p in ("weight", "bias"):
-            m[f"conv2d{i}_pre_relu_conv.{p}"] = f"conv2d{i}.conv.{p}"
+            m[f"{hook_name(layer, pre_relu=True)}_conv.{p}"] = param_key(layer, None, p)
     for layer in MIXED_LAYERS:
         for conv in _BRANCH_CAFFE:
             for p in ("weight", "bias"):
-                m[f"{layer}_{conv}_pre_relu_conv.{p}"] = f"{layer}.b{conv}.conv.{p}"
+                m[f"{hook_name(layer, conv, pre_relu=True)}_conv.{p}"] = param_key(layer, conv, p)
     for p in ("weight", "bias"):
         m[f"softmax2_pre_activation_matmul.{p}"] = f"classifier.{p}"
     return m
@@ -133,13 +134,13 @@ def captum_key_map(spec: ModelSpec) -> dict[str, str]:
     cap = {"1x1": "conv_1x1", "3x3_bottleneck": "conv_3x3_reduce", "3x3": "conv_3x3",
            "5x5_bottleneck": "conv_5x5_reduce", "5x5": "conv_5x5", "pool_reduce": "pool_proj"}
     m = {}
-    for i, name in enumerate(("conv1", "conv2", "conv3")):
+    for layer, name in zip(CONV_LAYERS, ("conv1", "conv2", "conv3")):
         for p in ("weight", "bias"):
-            m[f"{name}.{p}"] = f"conv2d{i}.conv.{p}"
+            m[f"{name}.{p}"] = param_key(layer, None, p)
     for layer in MIXED_LAYERS:
         for ours, theirs in cap.items():
             for p in ("weight", "bias"):
-                m[f"{layer}.{theirs}.{p}"] = f"{layer}.b{ours}.conv.{p}"
+                m[f"{layer}.{theirs}.{p}"] = param_key(layer, ours, p)
     for p in ("weight", "bias"):
         m[f"fc.{p}"] = f"classifier.{p}"
     return m

@@ -4,8 +4,8 @@ Curve Detectors reports that curve detectors are excited by short lines perpendi
 curve ("combing") and proposes removing that by editing the circuit; nobody has published the
 edit. This study does it, on the curve units of mixed3a and mixed3b (packaged catalog):
 
-(a) **Combing index** (:func:`studies.tuning.combing_index`): at each unit's preferred
-    orientation and best radius (:func:`studies.tuning.best_stimulus`, from a plain-curve
+(a) **Combing index** (:func:`studies.measure.tuning.combing_index`): at each unit's preferred
+    orientation and best radius (:func:`studies.measure.tuning.best_stimulus`, from a plain-curve
     sweep), response(combed curve) / response(same plain curve), pre-ReLU, at the
     receptive-field centre (:func:`circuits.geometry.measurement_window`). Combs: teeth of
     ``length_px`` on each side (``side="both"``; inward/outward also reported), one every
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,16 +42,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from circuits import load_model
 from circuits.catalog import load_catalog
 from circuits.expanded import block_kernel
 from circuits.geometry import measurement_window
+from circuits.names import hook_name
 from edits import EditPlan, PrunePathway
-
-from . import stimuli as S
-from .report import check_out_dir, report_folder, write_html_report, write_json, write_yaml
-from .report import log_step as _log
-from .tuning import best_stimulus, combing_index, compare, radial_tuning, tuning_metrics
+from studies.base import Opening, StudyConfig, open_study
+from studies.measure import stimuli as S
+from studies.measure.tuning import best_stimulus, combing_index, compare, radial_tuning, tuning_metrics
+from studies.report.folder import report_folder, write_html_report, write_json, write_yaml
+from studies.run.sweep import evaluate_study_variants
 
 #: Layers this study handles and the activation that feeds each block (its input).
 BLOCK_INPUT = {"mixed3a": ("maxpool1", "conv2d2"), "mixed3b": ("mixed3a", "mixed3a")}
@@ -60,11 +59,11 @@ SIDES = ("both", "inward", "outward")
 
 
 @dataclass
-class CombingConfig:
-    """Settings (saved as ``config.yaml``).
+class CombingConfig(StudyConfig):
+    """Settings (saved as ``config.yaml``); the common fields are :class:`~studies.base.StudyConfig`'s
+    (``images``: labelled image folder for classification and the real-image maps).
 
     Attributes:
-        model: checkpoint. images: labelled image folder (classification, real-image maps).
         units: curve units to study (default: catalog ``mixed3a/curves`` + ``mixed3b/curves``).
         top_pathways: sources pruned per unit (ignored when ``share`` is set).
         share: prune the fewest top sources whose positive attribution reaches this share.
@@ -73,9 +72,6 @@ class CombingConfig:
         map_images: images scanned for the real-image attribution maps; n_maps: maps shown.
     """
 
-    model: str = "inceptionv1_caffe"
-    images: str | None = None
-    weights: str | None = None
     units: list[str] | None = None
     top_pathways: int = 8
     share: float | None = None
@@ -86,12 +82,16 @@ class CombingConfig:
     radii: list[float] = field(default_factory=lambda: list(S.DEFAULT_RADII))
     map_images: int = 64
     n_maps: int = 3
-    batch_size: int = 64
-    limit: int | None = None
-    device: str = "cpu"
-    executor: dict = field(default_factory=lambda: {"name": "local"})
-    num_workers: int | None = None
-    seed: int = 0
+
+    def check(self) -> None:
+        super().check()
+        if self.share is not None and not 0 < self.share <= 1:
+            raise ValueError(f"--share must be in (0, 1], got {self.share}")
+        if self.top_pathways < 1:
+            raise ValueError(f"--top-pathways must be ≥ 1, got {self.top_pathways}")
+        for side in SIDES:
+            S.combed_curves([0], [10], side, self.spacing_px, self.length_px, self.stroke_width)
+
 
 
 # ----------------------------------------------------------------------------- attribution
@@ -115,11 +115,12 @@ def attribute(model, layer: str, index: int, images: torch.Tensor) -> tuple[np.n
     """
     src, _ = BLOCK_INPUT[layer]
     _, pos, _ = measurement_window(model.spec, layer)
-    acts = model.run(images, [src, f"{layer}_pre_relu"])
+    name = hook_name(layer, pre_relu=True)
+    acts = model.run(images, [src, name])
     x = acts[src][:, :, pos - 2:pos + 3, pos - 2:pos + 3].double()
     k = block_kernel(model, layer, [index], dtype=torch.float64)[0]
     attr = (x * k).sum((-1, -2))
-    return attr.numpy(), acts[f"{layer}_pre_relu"][:, index, pos, pos].double().numpy()
+    return attr.numpy(), acts[name][:, index, pos, pos].double().numpy()
 
 
 def _families(cat, layer: str) -> dict[int, str]:
@@ -144,7 +145,7 @@ def grad_x_input(model, img: torch.Tensor, layer: str, index: int, yx: tuple[int
                  baseline: torch.Tensor) -> tuple[np.ndarray, float]:
     """``Σ_c ∂pre/∂x · (x − baseline)`` for the pre-ReLU of ``layer:index`` at ``yx``; and that pre-ReLU."""
     x = img.clone().unsqueeze(0).requires_grad_(True)
-    name = f"{layer}_pre_relu"
+    name = hook_name(layer, pre_relu=True)
     with torch.enable_grad(), model.capture([name]) as cap:  # model.run is no_grad
         model.forward(x, stop_at=model.stage_of(name))
         a = cap[name][0, index, yx[0], yx[1]]
@@ -160,31 +161,49 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
         ReportExistsError: ``out`` non-empty and not ``overwrite`` (checked before any compute).
         ValueError / FileNotFoundError: bad settings or image folder.
     """
-    t0 = time.perf_counter()
-    quiet = not progress
-    check_out_dir(out, overwrite)
-    if config.limit is not None and config.limit < 1:
-        raise ValueError(f"--limit must be ≥ 1, got {config.limit}")
-    if config.share is not None and not 0 < config.share <= 1:
-        raise ValueError(f"--share must be in (0, 1], got {config.share}")
-    if config.top_pathways < 1:
-        raise ValueError(f"--top-pathways must be ≥ 1, got {config.top_pathways}")
-    for s in SIDES:
-        S.combed_curves([0], [10], s, config.spacing_px, config.length_px, config.stroke_width)
-    if config.images is not None:
-        if not Path(config.images).is_dir():
-            raise FileNotFoundError(f"--images {config.images} is not a folder")
-        config = dataclasses.replace(config, images=str(Path(config.images).resolve()))
-    torch.manual_seed(config.seed)
-    model = load_model(config.model, weights=config.weights, device=config.device)
+    op = open_study(config, out, overwrite, progress)
+    config, model = op.config, op.model
     cat = load_catalog(model.spec)
     units = cat.resolve(list(config.units) if config.units else ["mixed3a/curves", "mixed3b/curves"])
     bad = [str(u) for u in units if u.layer not in BLOCK_INPUT]
     if bad:
         raise ValueError(f"combing study handles mixed3a/mixed3b units only; got {bad}")
-    _log(f"{model.spec.name}: {len(units)} curve units", t0, quiet)
+    op.log(f"{model.spec.name}: {len(units)} curve units")
+    before = _measure_before(op, units)  # (a)
+    pw, checks = _attribute_combing(op, cat, units, before["best"])  # (b)
+    plan, pruned, pw = _prune_plan(pw, config)  # (c)
+    edited, record = plan.apply(model)
+    op.log(f"pruned {sum(map(len, pruned.values()))} pathways into {len(plan)} units")
+    tun_after = compare({"after": edited}, units, before["plain_stim"])
+    comb_after = combing_index(edited, units, **before["ci_kw"])
+    met = tuning_metrics(radial_tuning(pd.concat([before["tuning"], tun_after], ignore_index=True)))
+    op.log("re-measured after the edit")
+    cls = _classification(op, edited, plan, progress) if config.images else None
+    maps = _maps(model, edited, config, units, before["best"], pruned)  # (d)
+    op.log("attribution maps done")
+    results = _tidy_results(before["combing"], comb_after, met)
+    per_unit = _per_unit_table(results, units, model, pruned)
+    metrics = _metrics(model, config, per_unit, checks, cls, record, pruned, pw, maps)
+    metrics["wall_time_s"] = op.elapsed()
+    with report_folder(out, overwrite) as tmp:
+        _write_report(tmp, config, model, plan, results, pw, checks, per_unit, maps)
+        metrics["wall_time_s"] = op.elapsed()
+        write_json(tmp / "metrics.json", metrics)
+        summary = _summary(config, metrics, per_unit, pw)
+        (tmp / "summary.md").write_text(summary)
+        fam_tab = (pw[pw["pruned"]].groupby(["layer", "source_family"]).size().rename("n_pruned").reset_index())
+        write_html_report(tmp, f"Combing edit: {model.spec.name}", [("Summary", summary)],
+                          figures=["combing_before_after.png", "attribution_maps.png"],
+                          tables={"Per unit": per_unit, "Pruned pathways by source family": fam_tab,
+                                  "Pruned pathways": pw[pw["pruned"]]})
+    op.log(f"report written to {out}")
+    return metrics
 
-    # (a) plain tuning + best stimulus + combing index, before
+
+def _measure_before(op: Opening, units) -> dict:
+    """(a) plain tuning, best stimulus and combing index of the unedited model:
+    ``{"plain_stim", "tuning", "best", "ci_kw", "combing"}``."""
+    config, model = op.config, op.model
     ors = S.orientation_grid(config.orientation_step)
     plain_stim = S.curves(ors, config.radii, stroke_width=config.stroke_width)
     tun_before = compare({"before": model}, units, plain_stim)
@@ -193,9 +212,14 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
     ci_kw = dict(best=best, sides=SIDES, spacing_px=config.spacing_px, length_px=config.length_px,
                  stroke_width=config.stroke_width)
     comb_before = combing_index(model, units, **ci_kw)
-    _log("combing index before measured", t0, quiet)
+    op.log("combing index before measured")
+    return dict(plain_stim=plain_stim, tuning=tun_before, best=best, ci_kw=ci_kw, combing=comb_before)
 
-    # (b) attribution of combed − plain to the block input
+
+def _attribute_combing(op: Opening, cat, units, best: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(b) attribution of (combed − plain) to the block input, per unit and source:
+    ``(pathways table, per-unit check of the attribution against the true pre-activation)``."""
+    config, model = op.config, op.model
     fam_of = {layer: _families(cat, BLOCK_INPUT[layer][1]) for layer in BLOCK_INPUT}
     rows, checks = [], []
     for u in units:
@@ -221,9 +245,14 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
                              attr_plain=attr[0, s], attr_combed=attr[1, s], attr_diff=diff[s]))
     pw = pd.DataFrame(rows)
     checks = pd.DataFrame(checks)
-    _log("attribution done", t0, quiet)
+    op.log("attribution done")
+    return pw, checks
 
-    # (c) prune
+
+
+def _prune_plan(pw: pd.DataFrame, config: CombingConfig) -> tuple[EditPlan, dict[str, list[int]], pd.DataFrame]:
+    """(c) one PrunePathway per unit for its top sources. Returns ``(plan, {unit: pruned source
+    indices}, pw ranked per unit with a ``pruned`` column)``."""
     pruned: dict[str, list[int]] = {}
     edits_list = []
     for unit, g in pw.groupby("unit", sort=False):
@@ -237,35 +266,24 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
     pw = pw.sort_values(["unit", "rank"]).reset_index(drop=True)
     if not edits_list:
         raise ValueError("no source has a positive attribution to combing for any unit; nothing to prune")
-    plan = EditPlan(edits_list, name="prune-combing-pathways")
-    edited, record = plan.apply(model)
-    _log(f"pruned {sum(map(len, pruned.values()))} pathways into {len(edits_list)} units", t0, quiet)
+    return EditPlan(edits_list, name="prune-combing-pathways"), pruned, pw
 
-    tun_after = compare({"after": edited}, units, plain_stim)
-    comb_after = combing_index(edited, units, **ci_kw)
-    tuning = pd.concat([tun_before, tun_after], ignore_index=True)
-    met = tuning_metrics(radial_tuning(tuning))
-    _log("re-measured after the edit", t0, quiet)
 
-    # classification
-    cls = None
-    if config.images:
-        from .sweep import evaluate_study_variants
+def _classification(op: Opening, edited, plan: EditPlan, progress: bool) -> dict:
+    """Top-1/top-5 before/after on the images (one pass, shared prefix)."""
+    config = op.config
+    res = evaluate_study_variants({"before": op.model, "after": edited}, {"before": None, "after": plan},
+                                  config.images, config.executor, batch_size=config.batch_size,
+                                  device=config.device, limit=config.limit, num_workers=config.num_workers,
+                                  progress=progress)
+    cb, ca = res["before"], res["after"]
+    op.log("classification done")
+    return dict(n_images=cb.n_images, top1_before=cb.top1, top1_after=ca.top1, top1_change=ca.top1 - cb.top1,
+                top5_before=cb.top5, top5_after=ca.top5, top5_change=ca.top5 - cb.top5)
 
-        res = evaluate_study_variants({"before": model, "after": edited}, {"before": None, "after": plan},
-                                      config.images, config.executor, batch_size=config.batch_size,
-                                      device=config.device, limit=config.limit, num_workers=config.num_workers,
-                                      progress=progress)
-        cb, ca = res["before"], res["after"]
-        cls = dict(n_images=cb.n_images, top1_before=cb.top1, top1_after=ca.top1, top1_change=ca.top1 - cb.top1,
-                   top5_before=cb.top5, top5_after=ca.top5, top5_change=ca.top5 - cb.top5)
-        _log("classification done", t0, quiet)
 
-    # (d) maps
-    maps = _maps(model, edited, config, units, best, pruned)
-    _log("attribution maps done", t0, quiet)
-
-    # tidy results
+def _tidy_results(comb_before: pd.DataFrame, comb_after: pd.DataFrame, met: pd.DataFrame) -> pd.DataFrame:
+    """``results.csv``: one row per (unit, variant, measure)."""
     res_rows = []
     for variant, cdf in (("before", comb_before), ("after", comb_after)):
         for _, r in cdf.iterrows():
@@ -277,33 +295,22 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
         for m in ("peak", "preferred_orientation", "tuning_width", "selectivity"):
             res_rows.append(dict(unit=r["unit"], layer=r["layer"], index=r["index"], variant=r["variant"],
                                  measure=m, value=r[m]))
-    results = pd.DataFrame(res_rows).drop_duplicates(["unit", "variant", "measure"]).reset_index(drop=True)
-    per_unit = _per_unit_table(results, units, model, pruned)
+    return pd.DataFrame(res_rows).drop_duplicates(["unit", "variant", "measure"]).reset_index(drop=True)
 
-    metrics = _metrics(model, config, per_unit, checks, cls, record, pruned, pw, maps)
-    metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    with report_folder(out, overwrite) as tmp:
-        write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
-        plan.save(tmp / "plan.json")
-        results.to_csv(tmp / "results.csv", index=False)
-        pw.to_csv(tmp / "pathways.csv", index=False)
-        checks.to_csv(tmp / "attribution_check.csv", index=False)
-        per_unit.to_csv(tmp / "units.csv", index=False)
-        if maps["table"] is not None:
-            maps["table"].to_csv(tmp / "attribution_maps.csv", index=False)
-        _plot_combing(per_unit, tmp / "combing_before_after.png", model.spec.name)
-        _plot_maps(maps["panels"], tmp / "attribution_maps.png")
-        metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        write_json(tmp / "metrics.json", metrics)
-        summary = _summary(config, metrics, per_unit, pw)
-        (tmp / "summary.md").write_text(summary)
-        fam_tab = (pw[pw["pruned"]].groupby(["layer", "source_family"]).size().rename("n_pruned").reset_index())
-        write_html_report(tmp, f"Combing edit: {model.spec.name}", [("Summary", summary)],
-                          figures=["combing_before_after.png", "attribution_maps.png"],
-                          tables={"Per unit": per_unit, "Pruned pathways by source family": fam_tab,
-                                  "Pruned pathways": pw[pw["pruned"]]})
-    _log(f"report written to {out}", t0, quiet)
-    return metrics
+
+def _write_report(tmp: Path, config: CombingConfig, model, plan: EditPlan, results, pw, checks, per_unit,
+                  maps) -> None:
+    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``."""
+    write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
+    plan.save(tmp / "plan.json")
+    results.to_csv(tmp / "results.csv", index=False)
+    pw.to_csv(tmp / "pathways.csv", index=False)
+    checks.to_csv(tmp / "attribution_check.csv", index=False)
+    per_unit.to_csv(tmp / "units.csv", index=False)
+    if maps["table"] is not None:
+        maps["table"].to_csv(tmp / "attribution_maps.csv", index=False)
+    _plot_combing(per_unit, tmp / "combing_before_after.png", model.spec.name)
+    _plot_maps(maps["panels"], tmp / "attribution_maps.png")
 
 
 def _per_unit_table(results: pd.DataFrame, units, model, pruned) -> pd.DataFrame:
@@ -408,7 +415,8 @@ def _maps(model, edited, config, units, best, pruned) -> dict:
                   teeth_share=v["teeth_share"], abs_mass=float(np.abs(v["map"]).sum())) for n, v in syn.items()]
 
     if config.images:
-        from .classify import ImageFolderDataset, wnid_index
+        from studies.measure.classify import wnid_index
+        from studies.measure.images import ImageFolderDataset
 
         ds = ImageFolderDataset(config.images, wnid_index(model)).head(config.map_images)
         b3 = [u for u in edited_units if u.layer == "mixed3b"] or edited_units
@@ -420,7 +428,7 @@ def _maps(model, edited, config, units, best, pruned) -> dict:
             x = ds[i].image
             if x is None:
                 continue
-            a = model.run(x.unsqueeze(0), [f"{layer}_pre_relu"])[f"{layer}_pre_relu"][0, idx]
+            a = model.run(x.unsqueeze(0), [hook_name(layer, pre_relu=True)])[hook_name(layer, pre_relu=True)][0, idx]
             v, flat = a.flatten(1).max(1)
             j = int(v.argmax())
             w = a.shape[-1]

@@ -27,23 +27,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from circuits import load_model
 from circuits.catalog import load_catalog
 from edits import EditError, EditPlan, Linearize, PrunePathway, in_branch
-
-from . import stimuli as S
-from .plots import plot_radial
-from .report import check_out_dir, report_folder, write_html_report, write_json, write_yaml
-from .report import log_step as _log
-from .tuning import compare, measure, radial_tuning, tuning_metrics
+from studies.base import Opening, StudyConfig, open_study
+from studies.measure import stimuli as S
+from studies.measure.tuning import compare, measure, radial_tuning, tuning_metrics
+from studies.report.folder import report_folder, write_html_report, write_json, write_yaml
+from studies.report.plots import plot_radial
+from studies.run.sweep import evaluate_study_variants
 
 LAYER = "mixed3b"
 SRC_LAYER = "mixed3a"
@@ -59,32 +56,24 @@ LUCID_MEDIAN = (0.00, 0.20)
 
 
 @dataclass
-class EchoConfig:
-    """Settings of the echo study (saved as ``config.yaml``).
+class EchoConfig(StudyConfig):
+    """Settings of the echo study (saved as ``config.yaml``); the common fields are
+    :class:`~studies.base.StudyConfig`'s (``seed``: recorded; nothing here is random).
 
     Attributes:
-        model: checkpoint name.
-        images: labelled image folder for classification (optional).
-        weights: explicit weights file (default: the cache).
-        orientation_step: degrees between tuning orientations (default 5°).
-        radii: px (default :data:`studies.stimuli.DEFAULT_RADII`).
+        orientation_step: degrees between tuning orientations (default 5°; (0, 90]).
+        radii: px (default :data:`studies.measure.stimuli.DEFAULT_RADII`).
         stroke_width: px.
-        batch_size, limit, device, num_workers: classification settings.
-        seed: recorded for determinism (nothing here is random).
     """
 
-    model: str = "inceptionv1_caffe"
-    images: str | None = None
-    weights: str | None = None
     orientation_step: float = 5.0
     radii: list[float] = field(default_factory=lambda: list(S.DEFAULT_RADII))
     stroke_width: float = 2.0
-    batch_size: int = 64
-    limit: int | None = None
-    device: str = "cpu"
-    executor: dict = field(default_factory=lambda: {"name": "local"})
-    num_workers: int | None = None
-    seed: int = 0
+
+    def check(self) -> None:
+        super().check()
+        if not (0 < self.orientation_step <= 90):
+            raise ValueError(f"--orientation-step must be in (0, 90] degrees, got {self.orientation_step}")
 
 
 def build_plans(model, family, src_curves) -> tuple[dict[str, EditPlan], dict]:
@@ -155,31 +144,59 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
         ReportExistsError: ``out`` is non-empty and ``overwrite`` is False (checked first).
         WeightsError, FileNotFoundError, ValueError: bad weights, images or settings.
     """
-    t0 = time.perf_counter()
-    quiet = not progress
-    check_out_dir(out, overwrite)
-    if config.limit is not None and config.limit < 1:
-        raise ValueError(f"--limit must be ≥ 1, got {config.limit}")
-    if not (0 < config.orientation_step <= 90):
-        raise ValueError(f"--orientation-step must be in (0, 90] degrees, got {config.orientation_step}")
-    if config.images is not None:
-        if not Path(config.images).is_dir():
-            raise FileNotFoundError(f"--images {config.images} is not a folder")
-        config = dataclasses.replace(config, images=str(Path(config.images).resolve()))
-    torch.manual_seed(config.seed)
-    model = load_model(config.model, weights=config.weights, device=config.device)
-    _log(f"loaded {model.spec.name}", t0, quiet)
+    op = open_study(config, out, overwrite, progress)
+    config, model = op.config, op.model
+    op.log(f"loaded {model.spec.name}")
     cat = load_catalog(model.spec)
     family, src_curves = cat[f"{LAYER}/curves"], cat[f"{SRC_LAYER}/curves"]
-
     plans, notes = build_plans(model, family, src_curves)
     models = _apply(model, plans, notes)
-    _log(f"edits applied; validator: {notes['validation']}", t0, quiet)
+    op.log(f"edits applied; validator: {notes['validation']}")
+    t = _measure_tuning(op, models, cat, family, progress)
+    cls = None
+    if config.images:
+        op.log("classification per variant (one pass, shared prefix)")
+        as_plans = None if notes["fallback"] else {"a_unedited": None, **plans}
+        cls = evaluate_study_variants(models, as_plans, config.images, config.executor, batch_size=config.batch_size,
+                                      device=config.device, limit=config.limit, num_workers=config.num_workers,
+                                      progress=progress)
+    metrics = _metrics(config, model, family, src_curves, plans, notes, t, cls)
+    with report_folder(out, overwrite) as tmp:
+        _write_report(tmp, config, model, family, plans, t, cls)
+        metrics["wall_time_s"] = op.elapsed()
+        write_json(tmp / "metrics.json", metrics)
+        summary = _summary(config, metrics, t.results)
+        (tmp / "summary.md").write_text(summary)
+        write_html_report(tmp, f"Echoes: {model.spec.name} {family.key}", [("Summary", summary)],
+                          figures=["radial_tuning.png", "echo_by_layer.png"],
+                          tables={"Per unit and variant": t.all_results})
+    op.log(f"report written to {out}")
+    return metrics
 
+
+@dataclass
+class _Tuning:
+    """The tuning measured by :func:`run_echo`."""
+
+    responses: pd.DataFrame  #: per stimulus, the family in every variant
+    radial: pd.DataFrame
+    results: pd.DataFrame  #: per unit and variant (tuning metrics, branch, peak change)
+    early_responses: pd.DataFrame | None  #: conv2d2/mixed3a curves, unedited
+    early_results: pd.DataFrame | None
+
+    @property
+    def all_results(self) -> pd.DataFrame:
+        return (pd.concat([self.results, self.early_results], ignore_index=True) if self.early_results is not None
+                else self.results)
+
+
+def _measure_tuning(op: Opening, models: dict, cat, family, progress: bool) -> _Tuning:
+    """Radial tuning of the family in every variant, and of the early curve families unedited."""
+    config, model = op.config, op.model
     orientations = [i * config.orientation_step for i in range(int(math.ceil(360 / config.orientation_step)))]
     stim = S.curves(orientations, config.radii, stroke_width=config.stroke_width)
     tuning = compare(models, family, stim, progress=progress)
-    _log("mixed3b family tuning measured (4 variants)", t0, quiet)
+    op.log("mixed3b family tuning measured (4 variants)")
     early = []
     for key in ("conv2d2/curves", f"{SRC_LAYER}/curves"):
         if key in cat and len(cat[key]):
@@ -191,21 +208,13 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
     results = tuning_metrics(radial)
     results["branch"] = [model.spec.branch_of(LAYER, int(i)) for i in results["index"]]
     early_results = tuning_metrics(radial_tuning(early_tuning)) if early_tuning is not None else None
-
-    cls = None
-    if config.images:
-        from .sweep import evaluate_study_variants
-
-        _log("classification per variant (one pass, shared prefix)", t0, quiet)
-        as_plans = None if notes["fallback"] else {"a_unedited": None, **plans}
-        cls = evaluate_study_variants(models, as_plans, config.images, config.executor, batch_size=config.batch_size,
-                                      device=config.device, limit=config.limit, num_workers=config.num_workers,
-                                      progress=progress)
-
-    # ------------------------------------------------------------------ metrics
     base = results[results["variant"] == "a_unedited"].set_index("unit")
     results["peak_change"] = [r.peak / base.loc[r.unit, "peak"] - 1 if base.loc[r.unit, "peak"] > 0 else float("nan")
                               for r in results.itertuples()]
+    return _Tuning(tuning, radial, results, early_tuning, early_results)
+
+
+def _variant_metrics(results: pd.DataFrame, cls) -> dict:
     variants: dict = {}
     for v in VARIANTS:
         r = results[results["variant"] == v]
@@ -220,23 +229,28 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
         if cls is not None:
             c = cls[v]
             variants[v].update(top1=c.top1, top5=c.top5, n_images=c.n_images)
+    return variants
+
+
+def _metrics(config: EchoConfig, model, family, src_curves, plans: dict, notes: dict, t: _Tuning, cls) -> dict:
+    """``metrics.json`` (without the wall time)."""
+    results = t.results
+    variants = _variant_metrics(results, cls)
     early_medians = {}
-    if early_results is not None:
-        for layer, g in early_results.groupby("layer"):
+    if t.early_results is not None:
+        for layer, g in t.early_results.groupby("layer"):
             early_medians[layer] = {"median_echo_ratio": _f(g["echo_ratio"].median()),
                                     "min_echo_ratio": _f(g["echo_ratio"].min()),
                                     "max_echo_ratio": _f(g["echo_ratio"].max())}
-    # (b) vs (a) control on the 5x5 units
-    ctrl = {}
+    ctrl = {}  # (b) vs (a) control per branch
     for br in ("1x1", "3x3", "5x5"):
         rb = results[(results["variant"] == "b_linearized") & (results["branch"] == br)]
         ctrl[br] = _f(rb["peak_change"].abs().max()) if len(rb) else None
-    # (d) ≥ (c) at every stimulus
-    piv = tuning.pivot_table(index=["unit", "orientation", "radius"], columns="variant", values="response")
-    d_minus_c = float((piv["d_curves_positive"] - piv["c_curves_only"]).min())
+    piv = t.responses.pivot_table(index=["unit", "orientation", "radius"], columns="variant", values="response")
+    d_minus_c = float((piv["d_curves_positive"] - piv["c_curves_only"]).min())  # (d) ≥ (c) at every stimulus
     a_med, d_med = variants["a_unedited"]["median_echo_ratio"], variants["d_curves_positive"]["median_echo_ratio"]
     reproduces = bool(a_med is not None and d_med is not None and a_med <= 0.05 and d_med >= 0.1)
-    metrics = {
+    return {
         "checkpoint": model.spec.name,
         "family": {"key": family.key, "units": list(family.units), "branches": notes["branches"]},
         "source_curves": {"key": src_curves.key, "units": list(src_curves.units)},
@@ -253,30 +267,23 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
         "orientation_step": config.orientation_step,
     }
 
-    with report_folder(out, overwrite) as tmp:
-        write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
-        for k, plan in plans.items():
-            plan.save(tmp / f"plan_{k}.json")
-        all_results = pd.concat([results, early_results], ignore_index=True) if early_results is not None else results
-        all_results.to_csv(tmp / "results.csv", index=False)
-        tun = pd.concat([tuning, early_tuning], ignore_index=True) if early_tuning is not None else tuning
-        tun.to_csv(tmp / "tuning.csv", index=False)
-        pref = base["preferred_orientation"].to_dict()
-        plot_radial(radial, tmp / "radial_tuning.png", preferred=pref, variants=list(VARIANTS),
-                    title=f"{model.spec.name} {family.key}: radial tuning per variant")
-        _plot_echo(all_results, tmp / "echo_by_layer.png")
-        if cls is not None:
-            pd.DataFrame([{"variant": v, "top1": cls[v].top1, "top5": cls[v].top5, "n_images": cls[v].n_images}
-                          for v in VARIANTS]).to_csv(tmp / "classification.csv", index=False)
-        metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        write_json(tmp / "metrics.json", metrics)
-        summary = _summary(config, metrics, results)
-        (tmp / "summary.md").write_text(summary)
-        write_html_report(tmp, f"Echoes: {model.spec.name} {family.key}", [("Summary", summary)],
-                          figures=["radial_tuning.png", "echo_by_layer.png"],
-                          tables={"Per unit and variant": all_results})
-    _log(f"report written to {out}", t0, quiet)
-    return metrics
+
+def _write_report(tmp: Path, config: EchoConfig, model, family, plans: dict, t: _Tuning, cls) -> None:
+    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``."""
+    write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
+    for k, plan in plans.items():
+        plan.save(tmp / f"plan_{k}.json")
+    t.all_results.to_csv(tmp / "results.csv", index=False)
+    tun = pd.concat([t.responses, t.early_responses], ignore_index=True) if t.early_responses is not None \
+        else t.responses
+    tun.to_csv(tmp / "tuning.csv", index=False)
+    base = t.results[t.results["variant"] == "a_unedited"].set_index("unit")
+    plot_radial(t.radial, tmp / "radial_tuning.png", preferred=base["preferred_orientation"].to_dict(),
+                variants=list(VARIANTS), title=f"{model.spec.name} {family.key}: radial tuning per variant")
+    _plot_echo(t.all_results, tmp / "echo_by_layer.png")
+    if cls is not None:
+        pd.DataFrame([{"variant": v, "top1": cls[v].top1, "top5": cls[v].top5, "n_images": cls[v].n_images}
+                      for v in VARIANTS]).to_csv(tmp / "classification.csv", index=False)
 
 
 def _f(x) -> float | None:
@@ -349,9 +356,13 @@ def _summary(config: EchoConfig, m: dict, results: pd.DataFrame) -> str:
     else:
         n = m["classification"]["a_unedited"]["n_images"]
         lines += ["", f"Classification on {n} images of `{config.images}` (one pass, shared prefix)."]
+    return "\n".join(lines + _summary_edits(m) + _summary_units(config, m, results))
+
+
+def _summary_edits(m: dict) -> list[str]:
     br = m["family"]["branches"]
     ctrl = m["control_max_abs_peak_change_by_branch"]
-    lines += [
+    lines = [
         "",
         "## Edits",
         "",
@@ -379,7 +390,11 @@ def _summary(config: EchoConfig, m: dict, results: pd.DataFrame) -> str:
         lines.append(f"- {layer} curves: echo ratio median {_fmt(e['median_echo_ratio'])}, range "
                      f"{_fmt(e['min_echo_ratio'])}–{_fmt(e['max_echo_ratio'])} (Lucid: conv2d2 0.19–0.88, "
                      "mixed3a 0.04–0.53, mixed3b ≤ 0.03).")
-    lines += ["", "## Per unit", "",
+    return lines
+
+
+def _summary_units(config: EchoConfig, m: dict, results: pd.DataFrame) -> list[str]:
+    lines = ["", "## Per unit", "",
               "| unit | branch | " + " | ".join(f"echo {k[0]}" for k in VARIANTS) + " | "
               + " | ".join(f"peak {k[0]}" for k in VARIANTS) + " | width a | width d | pref ° a |",
               "|---|---|" + "---|" * (2 * len(VARIANTS) + 3)]
@@ -396,4 +411,4 @@ def _summary(config: EchoConfig, m: dict, results: pd.DataFrame) -> str:
               f"{config.stroke_width} px. Radial tuning = positive pre-ReLU responses averaged over radius; echo "
               "ratio = max within ±30° of peak orientation + 180°, over the peak; width = degrees at ≥ half peak.",
               f"Wall time: {m.get('wall_time_s', '?')} s.", ""]
-    return "\n".join(lines)
+    return lines

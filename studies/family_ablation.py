@@ -12,7 +12,7 @@ top-1/top-5 with paired bootstrap CIs and McNemar tests against the unedited mod
    images of the folder spread evenly over the files that are *not* evaluated (disjoint when
    ``limit`` leaves enough; otherwise evenly spaced over all files, and the report says so);
    resample draws donor images within each batch (seed ``seed``);
-4. all variants run through :func:`studies.sweep.run_sweep` (cached per plan, resumable);
+4. all variants run through :func:`studies.run.sweep.run_sweep` (cached per plan, resumable);
 5. statistics per variant vs the unedited model, paired over images: change of top-1/top-5,
    percentile bootstrap 95 % CI (``bootstrap`` resamples of the images, seeded; the same
    resamples for every variant), exact two-sided McNemar test (binomial on the discordant
@@ -35,32 +35,60 @@ import numpy as np
 import pandas as pd
 import torch
 
+from circuits.catalog import load_catalog
+from circuits.labels import class_names
+from edits import ABLATE_MODES, Ablate, EditPlan
+from studies.base import Opening, StudyConfig, open_study
+from studies.measure.classify import wnid_index
+from studies.measure.images import ImageFolderDataset, list_images, load_image
+from studies.report.folder import report_folder, write_html_report, write_json, write_yaml
+from studies.run.executors import make_executor
+from studies.run.sweep import run_sweep
+
 DEFAULT_FAMILIES = ("conv2d2/curves", "mixed3a/curves", "mixed3b/curves", "mixed4a/curves")
 DEFAULT_MODES = ("zero", "mean", "resample")
 BASELINE = "unedited"
 
 
 @dataclass
-class FamilyAblationConfig:
-    """Everything needed to re-run the study (saved as ``config.yaml``)."""
+class FamilyAblationConfig(StudyConfig):
+    """Everything needed to re-run the study (saved as ``config.yaml``); the common fields are
+    :class:`~studies.base.StudyConfig`'s (``images`` is required; ``seed`` draws the controls,
+    the bootstrap resamples and the resample donors). ``families``/``modes`` may be given as
+    comma-separated strings.
+    """
 
-    model: str = "inceptionv1_caffe"
     images: str = ""
-    weights: str | None = None
-    limit: int | None = None
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     modes: list[str] = field(default_factory=lambda: list(DEFAULT_MODES))
     controls: int = 1
-    seed: int = 0
     bootstrap: int = 1000
     reference_images: int = 50
     jobs: int = 1
     plans_per_pass: int = 8
-    batch_size: int = 64
-    device: str = "cpu"
-    executor: dict = field(default_factory=lambda: {"name": "local"})
     cache_dir: str | None = None
     hurt_examples: int = 8
+
+    images_required = True
+
+    def __post_init__(self) -> None:
+        self.families, self.modes = _split(self.families), _split(self.modes)
+
+    def check(self) -> None:
+        bad = [m for m in self.modes if m not in ABLATE_MODES]
+        if bad or not self.modes:
+            raise ValueError(f"--modes: {bad or 'none given'}; choose from {', '.join(ABLATE_MODES)}")
+        if not self.families:
+            raise ValueError("--families: none given")
+        if self.controls < 0 or self.bootstrap < 1 or self.jobs < 1:
+            raise ValueError("--controls must be ≥ 0, --bootstrap and --jobs ≥ 1")
+        super().check()
+
+    def check_images(self) -> None:
+        try:
+            ImageFolderDataset(self.images, {})
+        except OSError as e:
+            raise FileNotFoundError(f"--images {self.images}: cannot read the folder ({e})") from None
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -118,9 +146,6 @@ def control_units(spec, family, k: int, seed: int) -> list[int]:
 def reference_for(images: str, evaluated: set[str], n: int) -> tuple[torch.Tensor, str]:
     """``n`` images evenly spaced over the folder's images not in ``evaluated`` (all images if
     fewer than ``n`` remain), preprocessed like classification; and a description."""
-    from .classify import load_image
-    from .discovery import list_images
-
     files = list_images(images)
     rest = [p for p in files if str(p) not in evaluated and str(p.resolve()) not in evaluated]
     disjoint = len(rest) >= n
@@ -158,39 +183,48 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
         ReportExistsError: ``out`` non-empty without ``overwrite`` (checked first).
         FileNotFoundError, ValueError: bad images folder, families, modes or settings (before compute).
     """
-    from circuits import load_model
-    from circuits.catalog import load_catalog
-    from circuits.labels import class_names
-    from edits import ABLATE_MODES, Ablate, EditPlan
+    op = open_study(config, out, overwrite, progress)
+    config, model = op.config, op.model
+    ds_eval = _evaluation_set(config, model)
+    fams = _catalog_families(config, model)
+    op.log(f"loaded {model.spec.name}; {len(ds_eval)} images; families " + ", ".join(f"{f.key} ({len(f)})" for f in fams))
+    plans, rows, unit_sets = _build_plans(config, model, fams)
+    reference, ref_desc = None, None
+    if "mean" in config.modes:
+        reference, ref_desc = reference_for(config.images, {s[0] for s in ds_eval.samples}, config.reference_images)
+        op.log(f"reference for mean ablation: {ref_desc}")
+    op.log(f"sweep: {len(plans)} variants")
+    t_sweep = time.perf_counter()
+    sw = run_sweep(plans, config.images, model=model, weights=config.weights, limit=config.limit,
+                   reference=reference, cache_dir=config.cache_dir, jobs=config.jobs,
+                   executor=make_executor(**config.executor, jobs=config.jobs),
+                   plans_per_pass=config.plans_per_pass, batch_size=config.batch_size, device=config.device,
+                   num_workers=0, progress=progress, log=op.log)
+    sweep_s = time.perf_counter() - t_sweep
+    names = class_names(model.spec)
+    st = _statistics(sw.per_image, rows, config, names)
+    b1, b5 = st["baseline"]
+    metrics = {
+        "checkpoint": model.spec.name,
+        "n_images": st["n"], "n_skipped": int(len(sw.skipped)),
+        "baseline": {"top1": float(b1.mean()), "top5": float(b5.mean())},
+        "unit_sets": unit_sets,
+        "reference": ref_desc,
+        "variants": {r["variant"]: {k: r[k] for k in r if k != "variant"} for r in st["results"][1:]},
+        "sweep": {"plans": len(plans), "computed": len(sw.computed), "loaded": len(sw.loaded),
+                  "seconds": round(sweep_s, 1), "jobs": config.jobs},
+    }
+    with report_folder(out, overwrite) as tmp:
+        write_yaml(tmp / "config.yaml", {**dataclasses.asdict(config), "reference_description": ref_desc,
+                                         "unit_sets": unit_sets, "bootstrap_seed": config.seed,
+                                         "resample_seed": config.seed, "control_seed": config.seed})
+        _write_report(tmp, config, model, st, metrics, names, ref_desc, op)
+    op.log(f"report written to {out}")
+    return metrics
 
-    from .classify import ImageFolderDataset, wnid_index
-    from .executors import make_executor
-    from .report import check_out_dir, report_folder, write_json, write_yaml
-    from .report import log_step as _log
-    from .sweep import run_sweep
 
-    t0 = time.perf_counter()
-    quiet = not progress
-    check_out_dir(out, overwrite)
-    families, modes = _split(config.families), _split(config.modes)
-    bad = [m for m in modes if m not in ABLATE_MODES]
-    if bad or not modes:
-        raise ValueError(f"--modes: {bad or 'none given'}; choose from {', '.join(ABLATE_MODES)}")
-    if not families:
-        raise ValueError("--families: none given")
-    if config.controls < 0 or config.bootstrap < 1 or config.jobs < 1:
-        raise ValueError("--controls must be ≥ 0, --bootstrap and --jobs ≥ 1")
-    if config.limit is not None and config.limit < 1:
-        raise ValueError(f"--limit must be ≥ 1, got {config.limit}")
-    if not config.images or not Path(config.images).is_dir():
-        raise FileNotFoundError(f"--images {config.images!r} is not a folder")
-    try:
-        ImageFolderDataset(config.images, {})
-    except OSError as e:
-        raise FileNotFoundError(f"--images {config.images}: cannot read the folder ({e})") from None
-    config = dataclasses.replace(config, images=str(Path(config.images).resolve()), families=families, modes=modes)
-    torch.manual_seed(config.seed)
-    model = load_model(config.model, weights=config.weights, device=config.device)
+def _evaluation_set(config: FamilyAblationConfig, model) -> ImageFolderDataset:
+    """The labelled images evaluated (first ``limit``); an error if none is usable."""
     ds = ImageFolderDataset(config.images, wnid_index(model))
     try:
         ds_eval = ds.head(config.limit)
@@ -200,17 +234,23 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
         reason = f" (e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]})" if ds.skipped else ""
         raise ValueError(f"--images {config.images} has no usable labelled image{reason}; expected files "
                          f"<wnid>_*.JPEG or <wnid>/*.JPEG")
+    return ds_eval
+
+
+def _catalog_families(config: FamilyAblationConfig, model) -> list:
     cat = load_catalog(model.spec)
     fams = []
-    for key in families:
+    for key in config.families:
         if key not in cat:
             raise ValueError(f"--families: {key!r} is not in the {model.spec.name} catalog; "
                              f"valid: {', '.join(k for k in cat if k.endswith('/curves'))}")
         fams.append(cat[key])
-    _log(f"loaded {model.spec.name}; {len(ds_eval)} images; families "
-         + ", ".join(f"{f.key} ({len(f)})" for f in fams), t0, quiet)
+    return fams
 
-    # plans
+
+def _build_plans(config: FamilyAblationConfig, model, fams) -> tuple[dict, list[dict], dict[str, dict]]:
+    """One Ablate plan per (family or control set) × mode: ``(plans with the baseline first,
+    variant metadata rows, unit sets)``."""
     plans: dict = {BASELINE: None}
     rows = []  # variant metadata
     unit_sets: dict[str, dict] = {}
@@ -220,105 +260,78 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
             sets.append((f"{f.key}~control{k}", "control", k, control_units(model.spec, f, k, config.seed)))
         for set_name, kind, k, units in sets:
             unit_sets[set_name] = {"layer": f.layer, "units": units, "kind": kind}
-            for mode in modes:
+            for mode in config.modes:
                 name = f"{set_name}|{mode}"
                 refs = f if kind == "family" else [f"{f.layer}:{u}" for u in units]
                 plans[name] = EditPlan([Ablate(refs, mode=mode, seed=config.seed if mode == "resample" else None)],
                                        name=name)
                 rows.append({"variant": name, "family": f.key, "layer": f.layer, "kind": kind, "control": k,
                              "mode": mode, "n_units": len(units)})
-    reference, ref_desc = None, None
-    if "mean" in modes:
-        reference, ref_desc = reference_for(config.images, {s[0] for s in ds_eval.samples}, config.reference_images)
-        _log(f"reference for mean ablation: {ref_desc}", t0, quiet)
+    return plans, rows, unit_sets
 
-    _log(f"sweep: {len(plans)} variants", t0, quiet)
-    t_sweep = time.perf_counter()
-    sw = run_sweep(plans, config.images, model=model, weights=config.weights, limit=config.limit,
-                   reference=reference, cache_dir=config.cache_dir, jobs=config.jobs,
-                   executor=make_executor(**config.executor, jobs=config.jobs),
-                   plans_per_pass=config.plans_per_pass, batch_size=config.batch_size, device=config.device,
-                   num_workers=0, progress=progress, log=lambda m: _log(m, t0, quiet))
-    sweep_s = time.perf_counter() - t_sweep
 
-    # statistics
-    pi = sw.per_image
+def _statistics(pi: pd.DataFrame, rows: list[dict], config: FamilyAblationConfig, names) -> dict:
+    """Per variant vs the baseline: accuracy, paired bootstrap CIs, McNemar; per-class changes."""
     base = pi[pi["variant"] == BASELINE].reset_index(drop=True)
     n = len(base)
-    rng = np.random.default_rng(config.seed)
-    idx = rng.integers(0, n, size=(config.bootstrap, n))
+    idx = np.random.default_rng(config.seed).integers(0, n, size=(config.bootstrap, n))
     b1, b5 = base["correct_top1"].to_numpy(bool), base["correct_top5"].to_numpy(bool)
     results = [{"variant": BASELINE, "family": "", "layer": "", "kind": "baseline", "control": 0, "mode": "",
                 "n_units": 0, "n_images": n, "top1": float(b1.mean()), "top5": float(b5.mean())}]
     class_rows = []
-    names = class_names(model.spec)
     for meta in rows:
         v = pi[pi["variant"] == meta["variant"]].reset_index(drop=True)
         assert (v["path"].to_numpy() == base["path"].to_numpy()).all()
         v1, v5 = v["correct_top1"].to_numpy(bool), v["correct_top5"].to_numpy(bool)
         r = dict(meta, n_images=n, top1=float(v1.mean()), top5=float(v5.mean()))
         for tag, bb, vv in (("top1", b1, v1), ("top5", b5, v5)):
-            s = paired_stats(bb, vv, idx)
-            r.update({f"{tag}_{k}": val for k, val in s.items()})
+            r.update({f"{tag}_{k}": val for k, val in paired_stats(bb, vv, idx).items()})
         results.append(r)
-        # per class: accuracy change (flips when one image per class)
-        df = pd.DataFrame({"wnid": base["wnid"], "label": base["label"], "b": b1, "v": v1, "lost": b1 & ~v1})
-        g = df.groupby(["wnid", "label"]).agg(n=("b", "size"), before=("b", "mean"), after=("v", "mean"),
-                                              lost=("lost", "sum"))
-        g = g.reset_index()
-        g["change"] = g["after"] - g["before"]
-        g = g[g["change"] != 0]
-        for _, c in g.iterrows():
-            class_rows.append({"variant": meta["variant"], "wnid": c["wnid"], "class": names[int(c["label"])],
-                               "n_images": int(c["n"]), "top1_before": float(c["before"]),
-                               "top1_after": float(c["after"]), "top1_change": float(c["change"]),
-                               "lost": int(c["lost"])})
-    res = pd.DataFrame(results)
+        class_rows += _class_changes(meta["variant"], base, b1, v1, names)
     class_changes = pd.DataFrame(class_rows, columns=["variant", "wnid", "class", "n_images", "top1_before",
                                                        "top1_after", "top1_change", "lost"])
     class_changes = class_changes.sort_values(["variant", "top1_change", "wnid"], kind="stable")
     per_image = pi.drop(columns=["top5"]).assign(top5=pi["top5"].map(lambda t: " ".join(map(str, t))))
+    return dict(results=results, res=pd.DataFrame(results), class_changes=class_changes, per_image=per_image,
+                pi=pi, base=base, n=n, baseline=(b1, b5))
 
-    metrics = {
-        "checkpoint": model.spec.name,
-        "n_images": n, "n_skipped": int(len(sw.skipped)),
-        "baseline": {"top1": float(b1.mean()), "top5": float(b5.mean())},
-        "unit_sets": unit_sets,
-        "reference": ref_desc,
-        "variants": {r["variant"]: {k: r[k] for k in r if k != "variant"} for r in results[1:]},
-        "sweep": {"plans": len(plans), "computed": len(sw.computed), "loaded": len(sw.loaded),
-                  "seconds": round(sweep_s, 1), "jobs": config.jobs},
-    }
 
-    with report_folder(out, overwrite) as tmp:
-        write_yaml(tmp / "config.yaml", {**dataclasses.asdict(config), "reference_description": ref_desc,
-                                         "unit_sets": unit_sets, "bootstrap_seed": config.seed,
-                                         "resample_seed": config.seed, "control_seed": config.seed})
-        res.to_csv(tmp / "results.csv", index=False)
-        try:
-            import pyarrow  # noqa: F401
+def _class_changes(variant: str, base: pd.DataFrame, b1, v1, names) -> list[dict]:
+    """Per class: top-1 change (flips when one image per class), classes that changed only."""
+    df = pd.DataFrame({"wnid": base["wnid"], "label": base["label"], "b": b1, "v": v1, "lost": b1 & ~v1})
+    g = df.groupby(["wnid", "label"]).agg(n=("b", "size"), before=("b", "mean"), after=("v", "mean"),
+                                          lost=("lost", "sum")).reset_index()
+    g["change"] = g["after"] - g["before"]
+    g = g[g["change"] != 0]
+    return [{"variant": variant, "wnid": c["wnid"], "class": names[int(c["label"])], "n_images": int(c["n"]),
+             "top1_before": float(c["before"]), "top1_after": float(c["after"]), "top1_change": float(c["change"]),
+             "lost": int(c["lost"])} for _, c in g.iterrows()]
 
-            res.to_parquet(tmp / "results.parquet", index=False)
-        except ImportError:
-            pass
-        per_image.to_csv(tmp / "per_image.csv", index=False)
-        class_changes.to_csv(tmp / "class_changes.csv", index=False)
-        _plot_deltas(res, tmp / "accuracy_deltas.png", n)
-        worst = _worst_family_variant(res)
-        hurt = _hurt_examples(pi, base, worst, config.hurt_examples, names) if worst else []
-        _plot_examples(hurt, worst, tmp / "most_affected.png")
-        metrics["most_affected_variant"] = worst
-        metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        write_json(tmp / "metrics.json", metrics)
-        summary = _summary(config, metrics, res, class_changes, worst, ref_desc)
-        (tmp / "summary.md").write_text(summary)
-        from .report import write_html_report
 
-        write_html_report(tmp, f"Curve-family ablation: {model.spec.name}", [("Summary", summary)],
-                          figures=["accuracy_deltas.png", "most_affected.png"],
-                          tables={"Results per variant": res})
-    _log(f"report written to {out}", t0, quiet)
-    return metrics
+def _write_report(tmp: Path, config: FamilyAblationConfig, model, st: dict, metrics: dict, names, ref_desc,
+                  op: Opening) -> None:
+    """Tables, figures, ``metrics.json``, ``summary.md`` and ``report.html`` (``config.yaml`` is the caller's)."""
+    res = st["res"]
+    res.to_csv(tmp / "results.csv", index=False)
+    try:
+        import pyarrow  # noqa: F401
+
+        res.to_parquet(tmp / "results.parquet", index=False)
+    except ImportError:
+        pass
+    st["per_image"].to_csv(tmp / "per_image.csv", index=False)
+    st["class_changes"].to_csv(tmp / "class_changes.csv", index=False)
+    _plot_deltas(res, tmp / "accuracy_deltas.png", st["n"])
+    worst = _worst_family_variant(res)
+    hurt = _hurt_examples(st["pi"], st["base"], worst, config.hurt_examples, names) if worst else []
+    _plot_examples(hurt, worst, tmp / "most_affected.png")
+    metrics["most_affected_variant"] = worst
+    metrics["wall_time_s"] = op.elapsed()
+    write_json(tmp / "metrics.json", metrics)
+    summary = _summary(config, metrics, res, st["class_changes"], worst, ref_desc)
+    (tmp / "summary.md").write_text(summary)
+    write_html_report(tmp, f"Curve-family ablation: {model.spec.name}", [("Summary", summary)],
+                      figures=["accuracy_deltas.png", "most_affected.png"], tables={"Results per variant": res})
 
 
 def _worst_family_variant(res: pd.DataFrame) -> str | None:
@@ -373,7 +386,6 @@ def _plot_examples(hurt: list[dict], variant: str | None, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .classify import load_image
 
     if not hurt:
         fig, ax = plt.subplots(figsize=(6, 1.5))

@@ -1,6 +1,13 @@
-"""Shared fixtures. The real data is found through one setting: ``CIRCUITS_DATA``
-(default: ``../shared/data`` beside the project root). Tests that need it fail — never
-skip — when it is missing."""
+"""Shared fixtures and the test layout. The real data is found through one setting:
+``CIRCUITS_DATA`` (default: ``../shared/data`` beside the project root). Tests that need it
+fail — never skip — when it is missing.
+
+Layout: ``tests/unit/`` holds the tests that need no real data (marker ``unit``, run alone with
+``pytest -m unit`` or ``make test-unit``); ``tests/real/`` the tests on the real BVLC weights
+and sample images (marker ``real_data``, ``make test-real``). The markers are applied here by
+folder; a test outside these two folders, or a unit test asking for a real-data fixture, is a
+collection error. Test file names must be unique across both folders (pytest's default import
+mode), hence the ``_real`` suffix where a topic has tests in both."""
 
 from __future__ import annotations
 
@@ -15,6 +22,29 @@ DATA = Path(os.environ.get("CIRCUITS_DATA", ROOT.parent / "shared" / "data")).re
 os.environ["CIRCUITS_DATA"] = str(DATA)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+#: test folder → marker applied to every test in it (markers declared in pyproject.toml)
+FOLDER_MARKERS = {"unit": "unit", "real": "real_data"}
+#: fixtures that read the real data: a unit test must not ask for them
+REAL_FIXTURES = frozenset({"data_dir", "images_dir", "caffe_model", "sample_batch"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test by its folder (``tests/unit`` → ``unit``, ``tests/real`` → ``real_data``)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            folder = Path(item.path).resolve().relative_to(here).parts[0]
+        except ValueError:
+            continue  # a test outside tests/ (pytest run on another path)
+        marker = FOLDER_MARKERS.get(folder)
+        if marker is None:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit/ (no real data) or tests/real/ "
+                                    f"(real weights/images), not in tests/{folder}")
+        if marker == "unit" and REAL_FIXTURES & set(item.fixturenames):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test uses real-data fixtures "
+                                    f"{sorted(REAL_FIXTURES & set(item.fixturenames))}; move it to tests/real/")
+        item.add_marker(getattr(pytest.mark, marker))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,8 +86,8 @@ def caffe_model(data_dir):
 @pytest.fixture(scope="session")
 def sample_batch(images_dir):
     """``sample_batch(start, n)`` → ``(n, 3, 224, 224)`` sample images ``start … start+n`` in
-    sorted order, through the standard evaluation preprocessing (``studies.classify.load_image``)."""
-    from studies.classify import load_image
+    sorted order, through the standard evaluation preprocessing (``studies.measure.images.load_image``)."""
+    from studies.measure.images import load_image
 
     def load(start: int = 0, n: int = 4) -> torch.Tensor:
         paths = sorted(images_dir.glob("*.JPEG"))[start:start + n]

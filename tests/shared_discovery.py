@@ -4,7 +4,8 @@ over the reference images for all layers, and each layer is swept once)."""
 
 from __future__ import annotations
 
-from studies.discovery import REFERENCE_IMAGES, discover_families, load_reference_images
+from studies.measure.discovery import REFERENCE_IMAGES, discover_families
+from studies.measure.images import load_reference_set
 
 _CACHE: dict = {}
 
@@ -13,6 +14,6 @@ def fresh_discoveries(model, images_dir) -> dict:
     """``{"<layer>/<name>": Discovery}`` for every family frozen for ``model``'s checkpoint."""
     key = (id(model), str(images_dir))
     if key not in _CACHE:
-        ref = load_reference_images(images_dir, REFERENCE_IMAGES)
+        ref = load_reference_set(images_dir, REFERENCE_IMAGES)
         _CACHE[key] = discover_families(model, ref)
     return _CACHE[key]

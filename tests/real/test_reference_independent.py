@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studies import stimuli as S
-from studies import tuning as T
-from studies.discovery import default_radii
-from studies.reference import ORIENTATION_STEP, STROKE_WIDTH, read_reference
+from studies.measure import stimuli as S
+from studies.measure import tuning as T
+from studies.measure.discovery import default_radii
+from studies.measure.reference import ORIENTATION_STEP, STROKE_WIDTH, read_reference
 
 CSV = Path(__file__).resolve().parents[1] / "reference_bvlc.csv"
 UNITS = ["mixed3b:330", "mixed3b:324", "mixed3b:9"]

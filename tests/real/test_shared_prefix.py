@@ -5,7 +5,7 @@ it installs an activation hook — so the weights alone would call the whole net
 from __future__ import annotations
 
 from edits import Ablate, EditPlan
-from studies.classify import shared_prefix
+from studies.measure.classify import shared_prefix
 
 
 def test_a_hook_ends_the_shared_prefix_before_its_stage(caffe_model):

@@ -24,8 +24,8 @@ from scipy.special import i0, i1
 
 from circuits.spec import get_spec
 from circuits.units import resolve_units
-from studies import tuning as T
-from studies.discovery import reference_statistics_by_layer
+from studies.measure import tuning as T
+from studies.measure.statistics import reference_statistics_by_layer
 
 SPEC = get_spec("inceptionv1_caffe")
 

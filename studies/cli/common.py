@@ -1,0 +1,110 @@
+"""Shared pieces of the command-line groups: the program name, user errors, the
+``--checkpoint``/``--device``/executor options and how they are read."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+PROG = "circuits"
+
+#: Exceptions from the library that mean "the user has to fix something": printed as one
+#: line, exit status 2. (``WeightsError`` is added lazily to keep ``--help`` fast.)
+USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, FileNotFoundError, ValueError)
+
+
+def version() -> str:
+    from circuits import __version__
+
+    return f"{PROG} {__version__}"
+
+
+def message(e: BaseException) -> str:
+    """The human message of an exception (``KeyError`` would otherwise print its repr)."""
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return e.args[0]
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
+        return f"{e.strerror or e}: {e.filename}"
+    return str(e) or type(e).__name__
+
+
+def error(msg: str) -> None:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+
+
+def checkpoint_arg(value: str) -> str:
+    """argparse ``type=``: a checkpoint name or alias → its canonical name."""
+    from circuits.spec import get_spec
+
+    try:
+        return get_spec(value).name
+    except KeyError as e:
+        raise argparse.ArgumentTypeError(message(e)) from None
+
+
+def add_checkpoint_arg(p: argparse.ArgumentParser, default: str | None = "inceptionv1_caffe") -> None:
+    p.add_argument(
+        "--checkpoint", "--model", dest="checkpoint", type=checkpoint_arg, default=default, metavar="NAME",
+        help="inceptionv1_caffe (BVLC GoogLeNet) or inceptionv1 (Lucid's inception5h)"
+        + (f"; default {default}" if default else ""),
+    )
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (read it with :func:`_device`)."""
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N, mps or auto")
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Add ``--executor/--address/--gpus-per-task/--cpus-per-task/--max-retries`` (read them
+    with :func:`_executor_settings`)."""
+    g = p.add_argument_group("where the sweep's tasks run (studies.run.executors)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (this machine; default) or ray (a Ray cluster; needs pip install -e '.[ray]')")
+    g.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="Ray cluster to join (default: start a local Ray instance)")
+    g.add_argument("--gpus-per-task", type=float, default=0, metavar="N", help="GPUs per Ray task (default 0)")
+    g.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
+                   help="CPUs (torch threads) per Ray task (default 1)")
+    g.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="retries of a task that fails or whose worker dies (default 2)")
+
+
+def executor_settings(args: argparse.Namespace) -> dict:
+    """The executor options as a dict for a study config (checked by building the executor
+    once, so a missing Ray or a bad setting fails before any compute)."""
+    from studies.run.executors import make_executor
+
+    settings = {"name": args.executor, "max_retries": args.max_retries}
+    ray_only = {"address": args.address, "gpus_per_task": args.gpus_per_task}
+    if args.executor == "ray":
+        settings.update(ray_only, cpus_per_task=args.cpus_per_task)
+    make_executor(**{**ray_only, **settings}, jobs=getattr(args, "jobs", 1) or 1)  # refuses ray-only options for local
+    return settings
+
+
+def device(args: argparse.Namespace):
+    """The ``torch.device`` asked for by ``--device`` (``cpu`` when absent).
+
+    ``auto`` picks ``cuda`` when available, else ``cpu``.
+
+    Raises:
+        ValueError: an unknown device string, or a CUDA/MPS device that is not available.
+    """
+    import torch
+
+    name = getattr(args, "device", None) or "cpu"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"--device {name!r} is not a device ({e}); use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    return dev

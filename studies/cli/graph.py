@@ -1,0 +1,35 @@
+"""``circuits graph``: the circuit graph as PNGs, an offline HTML page and GraphML."""
+
+from __future__ import annotations
+
+import argparse
+
+from studies.cli.common import add_checkpoint_arg, add_device_arg, device
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "graph", help="build the circuit graph; write PNGs, an offline HTML page and GraphML",
+        description="Unit-level circuit graph between consecutive --layers from expanded weights, its family-level "
+        "view, a layered family-graph PNG, weight diagrams between curve families, an interactive offline HTML "
+        "page, GraphML and node-link JSON.",
+    )
+    add_checkpoint_arg(p)
+    p.add_argument("--layers", default="conv2d2,mixed3a,mixed3b,mixed4a", help="comma-separated, forward order")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="keep an edge when its L2 norm ≥ threshold × the strongest input of its destination unit")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--overwrite", action="store_true")
+    add_device_arg(p)
+    p.set_defaults(func=_cmd_graph)
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from studies.graph import run_graph
+
+    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    s = run_graph(args.checkpoint, layers, args.out, args.threshold, args.weights, args.overwrite, str(device(args)))
+    print(f"{s['nodes']} units, {s['edges']} edges, {s['families']} families ({s['build_seconds']} s to build); "
+          f"wrote {args.out}")
+    return 0
