@@ -111,7 +111,7 @@ def paired_stats(base: np.ndarray, var: np.ndarray, idx: np.ndarray) -> dict:
     delta = float(d.mean())
     b = int((base & ~var).sum())  # right → wrong
     c = int((~base & var).sum())  # wrong → right
-    return {"delta": delta, "ci_low": float(min(lo, delta)), "ci_high": float(max(hi, delta)),
+    return {"delta": delta, "ci_low": float(lo), "ci_high": float(hi),
             "lost": b, "gained": c, "mcnemar_p": mcnemar_exact(b, c)}
 
 

@@ -145,7 +145,12 @@ def test_pil_fallback_and_16bit(tmp_path, images_dir):
     arr16 = (np.asarray(img.convert("L"), dtype=np.uint16) * 257)
     Image.fromarray(arr16).save(tmp_path / "x16.png")
     x = load_image(tmp_path / "x16.png")
-    assert x.shape == (3, 224, 224) and 0.0 <= x.min() and x.max() <= 1.0
+    img.convert("L").save(tmp_path / "x8.png")
+    assert torch.equal(x, load_image(tmp_path / "x8.png"))  # 16-bit v·257 is 8-bit v, every pixel
+    assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
+    for v in (0, 1, 77, 254, 255):  # a flat 16-bit image is exactly v / 255 everywhere
+        Image.fromarray(np.full((300, 260), v * 257, np.uint16)).save(tmp_path / "flat16.png")
+        assert torch.equal(load_image(tmp_path / "flat16.png"), torch.full((3, 224, 224), v / 255))
 
 
 def test_deterministic_and_batch_independent(caffe_model, messy, messy_result):

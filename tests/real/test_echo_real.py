@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -33,6 +34,13 @@ def test_report_files(report):
     assert cfg["seed"] == 0 and cfg["limit"] == 8 and cfg["orientation_step"] == 30
     for v in VARIANTS[1:]:  # the plans load back and validate
         EditPlan.load(report / f"plan_{v}.json").validate("inceptionv1_caffe")
+    # the summary's table prints the metrics.json medians of each variant
+    m = json.loads((report / "metrics.json").read_text())
+    summary = (report / "summary.md").read_text()
+    for v in VARIANTS:
+        r = m["variants"][v]
+        assert f"| {v} | {r['description']} | {r['median_echo_ratio']:.3f} | {r['median_peak']:.1f} |" in summary, v
+    assert (report / "radial_tuning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_metrics_have_four_variants(report):
@@ -57,6 +65,42 @@ def test_results_tidy(report):
     n = fam["unit"].nunique()
     assert n >= 10 and len(fam) == 4 * n
     assert set(r[r["layer"] != "mixed3b"]["variant"]) == {"a_unedited"}
+
+
+def _own_metrics(g: pd.DataFrame, step: float) -> dict:
+    """Radial-curve measures of one unit's curve responses, written out independently in numpy:
+    mean positive response over radii per orientation; vector-sum angle; bins ≥ half peak × step;
+    max within 30° of argmax + 180° over the peak."""
+    rad = g.assign(p=g["response"].clip(lower=0)).groupby("orientation")["p"].mean()
+    o, r = rad.index.to_numpy(float), rad.to_numpy(float)
+    peak = r.max()
+    opposite = np.abs((o - o[r.argmax()] + 180) % 360 - 180) >= 150
+    return {"peak": peak, "tuning_width": (r >= peak / 2).sum() * step, "echo_ratio": r[opposite].max() / peak,
+            "preferred_orientation": np.degrees(np.angle((r * np.exp(1j * np.radians(o))).sum())) % 360}
+
+
+def test_echo_metrics_recomputed_from_tuning_csv(report):
+    """Every unit × variant row of results.csv and every median in metrics.json, recomputed
+    from the raw responses in tuning.csv (30° steps)."""
+    t = pd.read_csv(report / "tuning.csv")
+    res = pd.read_csv(report / "results.csv").set_index(["variant", "unit"])
+    t = t[t["kind"] == "curve"]
+    n = 0
+    for (variant, unit), g in t.groupby(["variant", "unit"]):
+        own, row = _own_metrics(g, 30.0), res.loc[(variant, unit)]
+        if own["peak"] <= 0:
+            assert row["peak"] == 0 and np.isnan(row["echo_ratio"])
+            continue
+        n += 1
+        for k in ("peak", "tuning_width", "echo_ratio"):
+            assert row[k] == pytest.approx(own[k], rel=1e-6, abs=1e-9), (variant, unit, k)  # CSV float32 round trip
+        assert abs((row["preferred_orientation"] - own["preferred_orientation"] + 180) % 360 - 180) < 1e-4
+    assert n >= len(res) - 2
+    m = json.loads((report / "metrics.json").read_text())
+    for v in VARIANTS:
+        med = res.loc[v]
+        med = med[med["layer"] == "mixed3b"]["echo_ratio"].median()
+        assert m["variants"][v]["median_echo_ratio"] == pytest.approx(med, rel=1e-6), v
 
 
 def test_control_b_vs_a(report):

@@ -405,7 +405,11 @@ def test_conflicting_edits_on_the_same_weights(caffe_model, edits, match):
 
 
 def test_disjoint_columns_of_one_row_do_not_conflict(caffe_model):
-    EditPlan([_Columns("3b:379", (1, 2)), _Columns("3b:379", (3,)), Ablate("3b:380")]).validate(caffe_model)
+    plan = EditPlan([_Columns("3b:379", (1, 2)), _Columns("3b:379", (3,)), Ablate("3b:380")])
+    assert plan.validate(caffe_model) is plan
+    # the check is per column: one shared column of the same row conflicts
+    with pytest.raises(EditError, match=r"edits\[1\] \(_Columns\) field 'dst'.*also writes"):
+        EditPlan([_Columns("3b:379", (1, 2)), _Columns("3b:379", (3, 2))]).validate(caffe_model)
 
 
 def test_an_edit_that_changes_nothing_warns(caffe_model):

@@ -40,17 +40,60 @@ def test_report_files(runs):
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_images"] == 12 and m["sweep"]["computed"] == 5
     assert "disjoint" in m["reference"]
+    import yaml
+    from PIL import Image
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert (cfg["limit"], cfg["bootstrap"], cfg["families"], cfg["modes"]) == (12, 300, ["mixed3b/curves"], ["zero", "mean"])
+    summary, html = (out / "summary.md").read_text(), (out / "report.html").read_text()
+    for _, r in res[res["kind"] != "baseline"].iterrows():  # each results.csv row, as the summary prints it
+        name = r["variant"].replace("|", " / ")
+        row = (f"| {name} | {int(r['n_units'])} | {r['top1']:.3f} | {100 * r['top1_delta']:+.1f} "
+               f"[{100 * r['top1_ci_low']:+.1f}, {100 * r['top1_ci_high']:+.1f}] | "
+               f"{int(r['top1_lost'])}/{int(r['top1_gained'])} |")
+        assert row in summary and name in html, row
+    assert html.count("data:image/png;base64") == 2  # both figures embedded
+    for png in ("accuracy_deltas.png", "most_affected.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and min(im.size) >= 100
+    # class_changes.csv: exactly the (variant, class) pairs whose top-1 flips against the unedited model
+    base = per_image[per_image["variant"] == "unedited"].set_index("path")
+    assert base["wnid"].is_unique  # one image per class in the sample
+    flips = set()
+    for v, g in per_image[per_image["variant"] != "unedited"].groupby("variant"):
+        g = g.set_index("path")
+        flips |= {(v, base.loc[p, "wnid"]) for p in g.index[g["correct_top1"] != base.loc[g.index, "correct_top1"]]}
+    cc = pd.read_csv(out / "class_changes.csv")
+    assert set(zip(cc["variant"], cc["wnid"])) == flips and len(cc) == len(flips)
 
 
-def test_cis_contain_point_and_p_in_range(runs):
+def test_cis_and_p_recomputed_from_per_image(runs):
+    """Every delta, interval, count and p-value recomputed from per_image.csv: the resamples of
+    seed 0 (``default_rng(0).integers(0, n, (bootstrap, n))``), each resample's change computed
+    per resample, numpy's percentile points; McNemar by scipy's exact binomial test."""
+    from scipy.stats import binomtest
+
     res = pd.read_csv(runs[0] / "results.csv")
+    pi = pd.read_csv(runs[0] / "per_image.csv")
+    base = pi[pi["variant"] == "unedited"].set_index("path")
+    idx = np.random.default_rng(0).integers(0, 12, size=(300, 12))
     r = res[res["kind"] != "baseline"]
+    assert len(r) == 4
     for tag in ("top1", "top5"):
-        assert (r[f"{tag}_ci_low"] <= r[f"{tag}_delta"] + 1e-12).all()
-        assert (r[f"{tag}_delta"] <= r[f"{tag}_ci_high"] + 1e-12).all()
-        assert r[f"{tag}_mcnemar_p"].between(0, 1).all()
-        base = res[res["kind"] == "baseline"][tag].item()
-        assert np.allclose(r[tag] - base, r[f"{tag}_delta"])
+        for _, row in r.iterrows():
+            v = pi[pi["variant"] == row["variant"]].set_index("path").loc[base.index]
+            b, a = base[f"correct_{tag}"].to_numpy(bool), v[f"correct_{tag}"].to_numpy(bool)
+            boot = [a[i].mean() - b[i].mean() for i in idx]
+            assert row[f"{tag}_delta"] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+            assert row[f"{tag}_ci_low"] == pytest.approx(np.percentile(boot, 2.5), abs=1e-12)
+            assert row[f"{tag}_ci_high"] == pytest.approx(np.percentile(boot, 97.5), abs=1e-12)
+            lost, gained = int((b & ~a).sum()), int((~b & a).sum())
+            assert (row[f"{tag}_lost"], row[f"{tag}_gained"]) == (lost, gained)
+            p = binomtest(lost, lost + gained).pvalue if lost + gained else 1.0
+            assert row[f"{tag}_mcnemar_p"] == pytest.approx(p, rel=1e-9)
+        base_acc = res[res["kind"] == "baseline"][tag].item()
+        assert base_acc == pytest.approx(base[f"correct_{tag}"].mean())
+        assert np.allclose(r[tag] - base_acc, r[f"{tag}_delta"])
     # control units: same count as the family, none shared, same branches
     m = json.loads((runs[0] / "metrics.json").read_text())
     fam, ctl = m["unit_sets"]["mixed3b/curves"], m["unit_sets"]["mixed3b/curves~control1"]

@@ -27,7 +27,9 @@ def test_sweep_runs_resumes_and_reads_plan_files(tmp_path, images_dir, monkeypat
     m1 = json.loads((tmp_path / "a" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert len(m1["computed"]) == 9 and m2["computed"] == [] and len(m2["loaded_from_cache"]) == 9
-    assert (tmp_path / "a" / "report.html").is_file()
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "<table" in html and "Sweep of 8 plans" in html and "loaded 0 from the cache" in html
+    assert all(f"<td>{v}</td>" in html for v in a["variant"])  # every variant's row is in the page
 
 
 def test_single_unit_ablations_of_a_whole_layer(caffe_model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from circuits.units import resolve_targets
@@ -50,6 +51,12 @@ def test_radial_tuning_at_half_degree_resolution(caffe_model):
     # frozen in the catalog at 177.5° from a 10° sweep over 9 radii
     assert T.angular_difference(m["preferred_orientation"], 177.5) < 15
     assert m["echo_ratio"] < 0.1 and 0 < m["tuning_width"] < 90
+    # the exact values, from the 720 raw responses in plain numpy (one radius: radial = max(r, 0))
+    r = df["response"].clip(lower=0).to_numpy()
+    o = df["orientation"].to_numpy()
+    assert m["peak"] == r.max() and m["peak_orientation"] == o[r.argmax()]
+    assert m["tuning_width"] == 0.5 * (r >= r.max() / 2).sum()
+    assert m["echo_ratio"] == pytest.approx(r[np.abs((o - o[r.argmax()] + 180) % 360 - 180) >= 150].max() / r.max())
 
 
 def test_curve_line_preference(sweep, stats):
@@ -72,11 +79,22 @@ def best(caffe_model, sweep):
     return T.best_stimulus(caffe_model, UNITS, tuning=sweep, radii=[10, 25, 60, 150])
 
 
-def test_best_stimulus(best, sweep):
-    met = T.tuning_metrics(T.radial_tuning(sweep)).set_index("unit")
+def test_best_stimulus(best, sweep, caffe_model):
+    """Brute force, independently of best_stimulus: the vector-sum angle of the mean positive
+    response over radii (numpy), then every radius's curve at exactly that angle through
+    model.run (the naive path; best_stimulus uses the cone), and the argmax."""
+    curves = sweep[sweep["kind"] == "curve"]
+    assert list(best["unit"]) == ["mixed3b:358", "mixed3b:9"]
     for _, b in best.iterrows():
-        assert b["preferred_orientation"] == met.loc[b["unit"], "preferred_orientation"]
-        assert b["best_radius"] in (10, 25, 60, 150) and b["best_response"] > 0
+        g = curves[curves["unit"] == b["unit"]]
+        rad = g.assign(p=g["response"].clip(lower=0)).groupby("orientation")["p"].mean()
+        pref = float(np.degrees(np.angle((rad.to_numpy() * np.exp(1j * np.radians(rad.index.to_numpy()))).sum())) % 360)
+        assert T.angular_difference(b["preferred_orientation"], pref) < 1e-9
+        brute = T.measure(caffe_model, [b["unit"]], S.curves([pref], [10, 25, 60, 150]), fast=False)
+        top = brute.loc[brute["response"].idxmax()]
+        assert b["best_radius"] == top["radius"]
+        assert b["best_response"] == pytest.approx(top["response"], rel=1e-4, abs=1e-3)
+        assert b["best_response"] > 0
 
 
 def test_combing_index(caffe_model, best):
@@ -140,6 +158,19 @@ def test_cli_tune_without_images(tmp_path, capsys):
     assert not {"histogram.csv", "top_examples.csv"} & names
     s = json.loads((out / "summary.json").read_text())
     assert s["units"] == ["mixed3b:358"] and s["n_orientations"] == 12 and "skipped" in s
+    # contents: radial.csv from joint.csv, and units.csv's measures from radial.csv, in plain numpy
+    joint, radial = pd.read_csv(out / "joint.csv"), pd.read_csv(out / "radial.csv")
+    assert len(joint) == 12 * 3 and sorted(set(joint["radius"])) == [12, 40, 120]
+    own = joint.assign(p=joint["response"].clip(lower=0)).groupby("orientation")["p"].mean()
+    np.testing.assert_allclose(radial["response"], own.to_numpy(), rtol=1e-6)
+    o, r = radial["orientation"].to_numpy(), radial["response"].to_numpy()
+    u = pd.read_csv(out / "units.csv").iloc[0]
+    assert u["peak"] == pytest.approx(r.max(), rel=1e-6) and u["tuning_width"] == 30 * (r >= r.max() / 2).sum()
+    assert u["echo_ratio"] == pytest.approx(r[np.abs((o - o[r.argmax()] + 180) % 360 - 180) >= 150].max() / r.max())
+    pref = np.degrees(np.angle((r * np.exp(1j * np.radians(o))).sum())) % 360
+    assert T.angular_difference(u["preferred_orientation"], pref) < 1e-4
+    lines = pd.read_csv(out / "lines.csv")
+    assert len(lines) == 6 and u["best_line"] == pytest.approx(lines["response"].max(), rel=1e-6)
     # a non-empty --out without --overwrite is refused before any compute
     assert main(["tune", "3b:358", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err

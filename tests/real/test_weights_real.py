@@ -230,6 +230,7 @@ def test_resolve_weights_imports_from_circuits_data(cache, caffe_state):
     assert not path.exists()
     model = load_model("inceptionv1_caffe")
     assert path.is_file() and path.parent == cache
+    assert torch.equal(_read_canonical(path)[0]["conv2d0.conv.weight"], caffe_state["conv2d0.conv.weight"])
     assert torch.equal(model.conv2d0.conv.weight, caffe_state["conv2d0.conv.weight"])
 
 
@@ -271,10 +272,12 @@ def test_cli_import_where_verify(cache, bvlc_dir, capsys, caffe_state):
     assert "verified: 119 OK" in out  # 117 source files + canonical digest + canonical == source
 
 
-def test_cli_import_defaults_to_circuits_data(cache, capsys, monkeypatch, data_dir):
+def test_cli_import_defaults_to_circuits_data(cache, capsys, monkeypatch, data_dir, caffe_state):
     assert main(["weights", "import", "--weights", str(cache / "x.safetensors")]) == 0
     assert f"imported inceptionv1_caffe from {data_dir / 'bvlc_googlenet'}" in capsys.readouterr().out
-    assert (cache / "x.safetensors").is_file()
+    written, _ = _read_canonical(cache / "x.safetensors")  # the file holds the real weights, bitwise
+    assert set(written) == set(caffe_state)
+    assert all(written[k].numpy().tobytes() == t.numpy().tobytes() for k, t in caffe_state.items())
     monkeypatch.delenv("CIRCUITS_DATA")
     assert main(["weights", "import"]) == 2
     err = capsys.readouterr().err

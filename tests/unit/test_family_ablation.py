@@ -15,6 +15,9 @@ def test_statistics_helpers():
     rng = np.random.default_rng(1)
     b = rng.random(50) < 0.7
     v = b & (rng.random(50) < 0.8)
-    s = paired_stats(b, v, rng.integers(0, 50, (500, 50)))
-    assert s["ci_low"] <= s["delta"] <= s["ci_high"] <= 0 + 1e-12
+    idx = rng.integers(0, 50, (500, 50))
+    s = paired_stats(b, v, idx)
+    boot = [v[i].mean() - b[i].mean() for i in idx]  # each resample's change, computed per resample
+    assert (s["ci_low"], s["ci_high"]) == (pytest.approx(np.percentile(boot, 2.5)), pytest.approx(np.percentile(boot, 97.5)))
+    assert s["delta"] == pytest.approx(v.mean() - b.mean()) and s["ci_high"] <= 0
     assert s["lost"] == int((b & ~v).sum()) and s["gained"] == 0 and 0 <= s["mcnemar_p"] <= 1

@@ -261,9 +261,10 @@ def test_tuning_metrics_preferred_width_and_echo():
     resp = {o: max(0.0, math.cos(math.radians(o - 100))) ** 4 + (0.2 if abs(((o - 280) + 180) % 360 - 180) <= 10 else 0)
             for o in ors}
     m = tuning_metrics(radial_tuning(_fake(resp))).iloc[0]
-    assert abs(m["preferred_orientation"] - 100) < 3
+    assert abs(m["preferred_orientation"] - 100) < 1e-9  # lobe and echo symmetric about the 100°/280° axis
     assert m["peak_orientation"] == 100
     assert m["echo_ratio"] == pytest.approx(0.2, abs=1e-9)
-    # half-max of cos^4 is at ±32.8°: the width counts 5° bins within it
-    assert 55 <= m["tuning_width"] <= 70
+    # half-max of cos^4 is at ±arccos(0.5^¼) = ±32.8°: the 13 5° bins 70 … 130 lie within it
+    assert math.degrees(math.acos(0.5 ** 0.25)) == pytest.approx(32.765, abs=1e-3)
+    assert m["tuning_width"] == 13 * 5.0
     assert 0.5 < m["selectivity"] <= 1
