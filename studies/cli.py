@@ -882,8 +882,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 #: Subcommand registrars, in the order they appear in ``--help``.
+def _add_vis(subparsers) -> None:
+    from .vis_cmd import add_parser
+
+    add_parser(subparsers)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_study, _add_tune, _add_edit, _add_graph, _add_discover, _add_weights,
+    _add_study, _add_tune, _add_edit, _add_graph, _add_discover, _add_weights, _add_vis,
 ]
 
 

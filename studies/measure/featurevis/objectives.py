@@ -47,6 +47,9 @@ class Acts:
 
     maps: dict[str, Tensor]
     center: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: the rows ``[start, stop)`` of the whole batch these maps hold (``None``: all); per-image
+    #: objectives pick their units for these rows (the batch may be split over threads)
+    rows: tuple[int, int] | None = None
 
     def __getitem__(self, name: str) -> Tensor:
         return self.maps[name]
@@ -94,6 +97,11 @@ class Objective:
         """The batch size a per-image objective requires (``None``: any)."""
         return None
 
+    def coupled(self) -> bool:
+        """Whether an image's value depends on the other images (diversity): then the batch
+        cannot be split into independent chunks."""
+        return False
+
     # -- algebra
     def __add__(self, other: Objective) -> Objective:
         if not isinstance(other, Objective):
@@ -138,6 +146,9 @@ class Sum(Objective):
 
     def needs(self) -> list[Need]:
         return [n for _, t in self.terms for n in t.needs()]
+
+    def coupled(self) -> bool:
+        return any(t.coupled() for _, t in self.terms)
 
     def batch_size(self) -> int | None:
         sizes = {t.batch_size() for _, t in self.terms} - {None}
@@ -200,8 +211,10 @@ class _UnitObjective(Objective):
         u = self._bound() if self.units is not None else None
         return len(u) if u is not None and len(u) > 1 else None
 
-    def _index(self, n: int, device) -> Tensor:
+    def _index(self, acts: Acts, n: int, device) -> Tensor:
         idx = [u.index for u in self._bound()]
+        if len(idx) > 1 and acts.rows is not None:
+            idx = idx[acts.rows[0]:acts.rows[1]]
         if len(idx) not in (1, n):
             raise ValueError(f"{self.desc}: {len(idx)} units for a batch of {n} images (need 1 or {n})")
         return torch.tensor(idx * (n if len(idx) == 1 else 1), device=device)
@@ -217,7 +230,7 @@ class _Neuron(_UnitObjective):
         a = acts[self.name]
         r, c = acts.center[self.name] if self.pos is None else self.pos
         n = a.shape[0]
-        return a[torch.arange(n, device=a.device), self._index(n, a.device), r, c]
+        return a[torch.arange(n, device=a.device), self._index(acts, n, a.device), r, c]
 
 
 class _Channel(_UnitObjective):
@@ -229,7 +242,7 @@ class _Channel(_UnitObjective):
     def __call__(self, acts: Acts) -> Tensor:
         a = acts[self.name]
         n = a.shape[0]
-        return a[torch.arange(n, device=a.device), self._index(n, a.device)].mean((-2, -1))
+        return a[torch.arange(n, device=a.device), self._index(acts, n, a.device)].mean((-2, -1))
 
 
 def neuron(units, pre_relu: bool = True, pos: tuple[int, int] | None = None) -> Objective:
@@ -294,6 +307,9 @@ class _Diversity(Objective):
 
     def needs(self) -> list[Need]:
         return [Need(_act_name(self.layer, self.pre_relu), None, False)]
+
+    def coupled(self) -> bool:
+        return True
 
     def __call__(self, acts: Acts) -> Tensor:
         a = acts[_act_name(self.layer, self.pre_relu)]

@@ -109,15 +109,18 @@ class ImageParam(nn.Module):
     def batch(self) -> int:
         return self.param.shape[0]
 
-    def raw(self) -> Tensor:
-        """The pre-colour, pre-sigmoid image ``(batch, 3, h, w)``."""
+    def raw(self, rows: slice | None = None) -> Tensor:
+        """The pre-colour, pre-sigmoid images ``(batch, 3, h, w)`` (only ``rows`` if given)."""
+        p = self.param if rows is None else self.param[rows]
         if self.kind == "pixel":
-            return self.param
-        spec = torch.view_as_complex(self.param) * self.scale
+            return p
+        spec = torch.view_as_complex(p) * self.scale
         return torch.fft.irfft2(spec, s=(self.h, self.w), norm="ortho") * FFT_OUTPUT_SCALE
 
-    def forward(self) -> Tensor:
-        x = self.raw()
+    def forward(self, rows: slice | None = None) -> Tensor:
+        """Images ``(batch, 3, h, w)`` in (0, 1); only the images ``rows`` if given (each image
+        depends only on its own parameters)."""
+        x = self.raw(rows)
         if self.decorrelate:
             x = torch.einsum("ij,njhw->nihw", self.color, x)
         return torch.sigmoid(x)
