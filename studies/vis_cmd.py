@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     """The ``circuits vis`` command (arguments as :func:`add_parser`); returns the exit status."""
     from circuits import load_model
     from studies.measure.featurevis import VisSettings
-    from studies.measure.featurevis.units import resolve
 
     from .cli import _device
     from .report import check_out_dir
@@ -70,8 +69,14 @@ def run(args: argparse.Namespace) -> int:
         plan_path = Path(args.plan)
         plan = EditPlan.load(plan_path)
         plan_label = f"{plan_path.name}:{hashlib.sha256(plan_path.read_bytes()).hexdigest()[:16]}"
+    from circuits.catalog import catalog
+    from circuits.spec import get_spec
+
+    try:  # units checked before loading anything
+        units = catalog(get_spec(args.checkpoint)).resolve(args.units)
+    except IndexError as e:
+        raise ValueError(str(e)) from None
     model = load_model(args.checkpoint, weights=args.weights, device=_device(args))
-    units = resolve(model, args.units)  # KeyError/IndexError/ValueError before any compute
     if args.plan:
         plan.validate(model.spec)
         model, _ = plan.apply(model)
