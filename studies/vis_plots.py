@@ -139,3 +139,22 @@ def plot_objective(history: np.ndarray, units: Sequence[Unit], path: str | Path 
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
+
+
+def variant_grid(models: Mapping, units, path: str | Path, settings=None, orientations: Mapping[Unit, float] | None = None,
+                 labels: Mapping[str, str] | None = None, title: str = "", log=None) -> dict:
+    """Visualise ``units`` in every model variant (``{"a_unedited": m, "d_...": edited}``, e.g.
+    the echo study's (a)–(d) or the output of ``circuits edit apply`` beside the original) with
+    the same settings and seed, and save the before/after grid (:func:`plot_variant_grid`).
+
+    Returns ``{variant: {unit: final objective}}`` (pre-ReLU activation at the RF centre of the
+    variant's own picture, in that variant)."""
+    from studies.measure.featurevis import VisSettings
+    from studies.measure.featurevis.units import visualize_variants
+
+    vis = visualize_variants(models, units, settings=settings or VisSettings(), log=log)
+    first = next(iter(vis.values()))
+    us = [v.unit for v in first]
+    plot_variant_grid({k: [v.image for v in vs] for k, vs in vis.items()}, us, path, orientations,
+                      values={k: [v.final for v in vs] for k, vs in vis.items()}, labels=labels, title=title)
+    return {k: {str(v.unit): v.final for v in vs} for k, vs in vis.items()}

@@ -10,8 +10,17 @@ import torch
 
 from circuits.model import InceptionV1
 from studies.measure.featurevis import (
-    COLOR_CORRELATION_SQRT, ImageParam, VisSettings, channel, color_matrix, direction, diversity, fft_scale, negative,
-    neuron, render,
+    COLOR_CORRELATION_SQRT,
+    ImageParam,
+    VisSettings,
+    channel,
+    color_matrix,
+    direction,
+    diversity,
+    fft_scale,
+    negative,
+    neuron,
+    render,
 )
 from studies.measure.featurevis.objectives import Acts
 from studies.measure.featurevis.param import FFT_OUTPUT_SCALE
