@@ -158,3 +158,19 @@ def variant_grid(models: Mapping, units, path: str | Path, settings=None, orient
     plot_variant_grid({k: [v.image for v in vs] for k, vs in vis.items()}, us, path, orientations,
                       values={k: [v.final for v in vs] for k, vs in vis.items()}, labels=labels, title=title)
     return {k: {str(v.unit): v.final for v in vs} for k, vs in vis.items()}
+
+
+def montage_data_uri(images: Sequence[Tensor], ncols: int = 3, cell: int = 32) -> str:
+    """A ``data:image/png;base64,…`` URI of the first ``ncols²`` pictures tiled ``ncols`` wide,
+    each resized to ``cell`` px (a family's thumbnail on the graph page)."""
+    import base64
+    import io
+
+    ims = [Image.fromarray(to_uint8(x)).resize((cell, cell), Image.BILINEAR) for x in list(images)[:ncols * ncols]]
+    rows = math.ceil(len(ims) / ncols)
+    sheet = Image.new("RGB", (cell * min(ncols, len(ims)), cell * rows), (255, 255, 255))
+    for k, im in enumerate(ims):
+        sheet.paste(im, ((k % ncols) * cell, (k // ncols) * cell))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
