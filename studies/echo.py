@@ -85,6 +85,8 @@ class EchoConfig:
     executor: dict = field(default_factory=lambda: {"name": "local"})
     num_workers: int | None = None
     seed: int = 0
+    #: feature-visualization steps for the before/after grid of the variants (0: no grid)
+    vis_steps: int = 128
 
 
 def build_plans(model, family, src_curves) -> tuple[dict[str, EditPlan], dict]:
@@ -166,6 +168,12 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
         if not Path(config.images).is_dir():
             raise FileNotFoundError(f"--images {config.images} is not a folder")
         config = dataclasses.replace(config, images=str(Path(config.images).resolve()))
+    vis_settings = None
+    if config.vis_steps:
+        from studies.measure.featurevis import VisSettings
+
+        vis_settings = VisSettings(steps=config.vis_steps, seed=config.seed)
+        vis_settings.check()
     torch.manual_seed(config.seed)
     model = load_model(config.model, weights=config.weights, device=config.device)
     _log(f"loaded {model.spec.name}", t0, quiet)
@@ -253,8 +261,22 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
         "orientation_step": config.orientation_step,
     }
 
+    if vis_settings is not None:
+        metrics["featurevis"] = {"steps": config.vis_steps, "seed": config.seed, "objective":
+                                 "neuron at the RF centre, pre-ReLU, in each variant (studies.measure.featurevis)"}
+
     with report_folder(out, overwrite) as tmp:
         write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
+        if vis_settings is not None:
+            from .vis_plots import variant_grid
+
+            _log(f"feature visualizations of the family in {len(models)} variants ({config.vis_steps} steps)", t0, quiet)
+            ors = dict(zip(family, family.orientations)) if family.orientations else None
+            fv = variant_grid(models, family, tmp / "featurevis_variants.png", vis_settings, ors,
+                              labels={k: k.replace("_", " ", 1) for k in models},
+                              title=f"{family.key}: feature visualizations per variant ({config.vis_steps} steps, "
+                              "same seed; number under each picture = its unit's pre-ReLU activation)")
+            metrics["featurevis"]["median_objective"] = {k: _f(np.median(list(v.values()))) for k, v in fv.items()}
         for k, plan in plans.items():
             plan.save(tmp / f"plan_{k}.json")
         all_results = pd.concat([results, early_results], ignore_index=True) if early_results is not None else results
@@ -273,7 +295,8 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
         summary = _summary(config, metrics, results)
         (tmp / "summary.md").write_text(summary)
         write_html_report(tmp, f"Echoes: {model.spec.name} {family.key}", [("Summary", summary)],
-                          figures=["radial_tuning.png", "echo_by_layer.png"],
+                          figures=["radial_tuning.png", "echo_by_layer.png"]
+                          + (["featurevis_variants.png"] if config.vis_steps else []),
                           tables={"Per unit and variant": all_results})
     _log(f"report written to {out}", t0, quiet)
     return metrics
@@ -396,4 +419,11 @@ def _summary(config: EchoConfig, m: dict, results: pd.DataFrame) -> str:
               f"{config.stroke_width} px. Radial tuning = positive pre-ReLU responses averaged over radius; echo "
               "ratio = max within ±30° of peak orientation + 180°, over the peak; width = degrees at ≥ half peak.",
               f"Wall time: {m.get('wall_time_s', '?')} s.", ""]
+    fv = m.get("featurevis")
+    if fv and fv.get("median_objective"):
+        med = fv["median_objective"]
+        lines += ["## Feature visualizations (featurevis_variants.png)", "",
+                  f"One picture per unit and variant, {fv['steps']} steps, seed {fv['seed']}, the same start in every "
+                  "variant; " + fv["objective"] + ". Median objective: "
+                  + ", ".join(f"{k} {_fmt(x, '.0f')}" for k, x in med.items()) + ".", ""]
     return "\n".join(lines)
