@@ -963,6 +963,7 @@ def tune_report(
     overwrite: bool = False,
     log=print,
     labels: Sequence[str] | None = None,
+    vis_steps: int = 0,
 ) -> dict:
     """Measure ``units`` and write a report folder ``out`` atomically
     (:func:`studies.report.report_folder`); the ``circuits tune`` command.
@@ -974,7 +975,9 @@ def tune_report(
     ``joint.png``, ``summary.json``. With ``images`` also ``dataset_summary.csv``,
     ``histogram.csv``, ``top_examples.csv``, ``rotation.csv``, ``rotation_examples.csv``,
     ``histogram.png``, ``top_examples.png``, ``rotation.png``. Without ``images`` the σ units
-    and the dataset statistics are skipped (and ``summary.json`` says so).
+    and the dataset statistics are skipped (and ``summary.json`` says so). With ``vis_steps`` > 0
+    also ``featurevis.png`` (feature visualizations, labelled with the measured preferred
+    orientation) and ``vis/<layer>_<index>.png`` (:mod:`studies.measure.featurevis`).
 
     Stimulus parameters, the units and ``out`` are checked before any compute.
 
@@ -992,6 +995,8 @@ def tune_report(
     S.curves(ors[:1], radii, stroke_width=stroke_width)  # validates radii / stroke before compute
     if rotation_step is not None and not 0 < float(rotation_step) <= 360:
         raise ValueError(f"rotation_step must be in (0, 360] deg; got {rotation_step}")
+    if isinstance(vis_steps, bool) or not isinstance(vis_steps, int) or vis_steps < 0:
+        raise ValueError(f"vis_steps must be an integer ≥ 0 (0: no feature visualizations); got {vis_steps!r}")
     check_out_dir(out, overwrite)
     files = None
     if images is not None:
@@ -1044,7 +1049,26 @@ def tune_report(
         summary["dataset"] = dict(images=str(images), n_images=ds.n_images, skipped=len(ds.skipped), top_k=top_k,
                                   interior_only=ds.interior_only)
     summary["per_unit"] = table.to_dict(orient="records")
+    vis = None
+    if vis_steps:
+        from .measure.featurevis import VisSettings, visualize_units
+
+        log(f"feature visualizations ({vis_steps} steps)")
+        vis = visualize_units(model, units, settings=VisSettings(steps=int(vis_steps)))
+        summary["featurevis"] = dict(steps=int(vis_steps), objective="neuron at the RF centre, pre-ReLU",
+                                     final_objective={str(v.unit): v.final for v in vis})
     with report_folder(out, overwrite) as tmp:
+        if vis is not None:
+            from . import vis_plots
+
+            (tmp / "vis").mkdir()
+            for v in vis:
+                vis_plots.save_png(v.image, tmp / "vis" / vis_plots.unit_file(v.unit))
+            ors = {v.unit: float(dict(zip(met["unit"], met["preferred_orientation"])).get(str(v.unit), math.nan))
+                   for v in vis}
+            vis_plots.plot_family_grid([v.image for v in vis], [v.unit for v in vis], tmp / "featurevis.png", ors,
+                                       [v.final for v in vis], title=f"feature visualizations ({vis_steps} steps), "
+                                       "sorted by measured preferred orientation")
         joint.to_csv(tmp / "joint.csv", index=False)
         radial.to_csv(tmp / "radial.csv", index=False)
         table.to_csv(tmp / "units.csv", index=False)
