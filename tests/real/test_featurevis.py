@@ -84,11 +84,16 @@ def test_curve_radius_in_picture_is_within_radius_tuning(caffe_model, family, vi
     ors = list(family.orientations)
     df = measure(caffe_model, list(family), S.curves(ors, radii))
     inside = []
-    for v, o in zip(vis, ors):
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: one thread is faster (and much faster on a loaded machine)
+    try:
+        estimates = [estimate_radius(v.image, o)[0] for v, o in zip(vis, ors)]
+    finally:
+        torch.set_num_threads(n_threads)
+    for v, o, r in zip(vis, ors, estimates):
         d = df[(df["unit"] == str(v.unit)) & np.isclose(df["orientation"], o)]
         resp, rr = d["response"].to_numpy(), d["radius"].to_numpy()
         band = rr[resp >= 0.5 * resp.max()]
-        r, _ = estimate_radius(v.image, o)
         inside.append(band.min() * 0.9 <= r <= band.max() * 1.1)
     frac = float(np.mean(inside))
     assert frac >= 0.7, f"picture radius within the half-max radius band for {frac:.0%} of units"

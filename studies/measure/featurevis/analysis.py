@@ -41,28 +41,29 @@ def gradients(image: Tensor, sigma: float = 2.0) -> Tensor:
     return torch.cat([gx, gy], 1)[0]
 
 
-def arc_score(grads: Tensor, orientation: float, radius: float, window: float, shift: float = 0.0,
-              samples: int = 256) -> float:
-    """Mean |luminance gradient · arc normal| along the arc of a curve (module docstring)
-    inside the window: the contrast *across* the curve."""
+def arc_scores(grads: Tensor, orientations: Tensor, radii: Tensor, shifts: Tensor, window: float,
+               samples: int = 256) -> Tensor:
+    """Mean |luminance gradient · arc normal| along the arcs of curves (module docstring) inside
+    the window — the contrast *across* each curve. ``orientations`` (deg), ``radii`` (px) and
+    ``shifts`` (px) are 1-D tensors of the same length K → ``(K,)`` scores (0 for an arc with
+    fewer than 8 samples in the window)."""
     h, w = grads.shape[-2:]
     cx, cy = (w - 1) / 2, (h - 1) / 2  # picture centre (x right, y down in pixels)
-    t = math.radians(orientation)
-    ux, uy = math.cos(t), -math.sin(t)  # direction θ in pixel coordinates (y down)
-    px, py = cx + shift * ux, cy + shift * uy  # where the arc crosses the centre line
-    ox, oy = px + radius * ux, py + radius * uy  # circle centre
-    # arc points within `window` of the picture centre: angle around the circle's centre
-    half = min(math.pi, 2 * math.asin(min(1.0, window / (2 * radius))) + 1e-6)
-    phi0 = math.atan2(py - oy, px - ox)
-    phi = torch.linspace(phi0 - half, phi0 + half, samples, dtype=torch.float64)
-    x, y = ox + radius * torch.cos(phi), oy + radius * torch.sin(phi)
+    o, r, d = (v.double()[:, None] for v in (orientations, radii, shifts))
+    t = torch.deg2rad(o)
+    ux, uy = torch.cos(t), -torch.sin(t)  # direction θ in pixel coordinates (y down)
+    px, py = cx + d * ux, cy + d * uy  # where the arc crosses the centre line
+    ox, oy = px + r * ux, py + r * uy  # circle centre
+    half = 2 * torch.asin((window / (2 * r)).clamp(max=1.0)) + 1e-6  # arc within `window` of the centre
+    phi0 = torch.atan2(py - oy, px - ox)
+    phi = phi0 + half * torch.linspace(-1, 1, samples, dtype=torch.float64)[None]
+    x, y = ox + r * torch.cos(phi), oy + r * torch.sin(phi)  # (K, samples)
     keep = ((x - cx) ** 2 + (y - cy) ** 2 <= window ** 2) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    if keep.sum() < 8:
-        return 0.0
-    grid = torch.stack([x[keep] / (w - 1) * 2 - 1, y[keep] / (h - 1) * 2 - 1], -1).float()[None, None]
-    g = F.grid_sample(grads[None].float(), grid, mode="bilinear", align_corners=True)[0, :, 0]  # (2, K)
-    nx, ny = torch.cos(phi[keep]).float(), torch.sin(phi[keep]).float()  # radial normal
-    return float((g[0] * nx + g[1] * ny).abs().mean())
+    grid = torch.stack([x / (w - 1) * 2 - 1, y / (h - 1) * 2 - 1], -1).float()[None]  # (1, K, S, 2)
+    g = F.grid_sample(grads[None].float(), grid, mode="bilinear", align_corners=True)[0]  # (2, K, S)
+    contrast = (g[0] * torch.cos(phi).float() + g[1] * torch.sin(phi).float()).abs() * keep
+    n = keep.sum(1)
+    return torch.where(n >= 8, contrast.sum(1) / n.clamp(min=1), torch.zeros(()))
 
 
 def estimate_radius(image: Tensor, orientation: float, radii: Sequence[float] | None = None, window: float = 40.0,
@@ -77,13 +78,10 @@ def estimate_radius(image: Tensor, orientation: float, radii: Sequence[float] | 
         shift, slack: the arc may pass ±``shift`` px off the centre (2-px steps) and its
             orientation may deviate by ±``slack`` degrees (5° steps).
     """
-    radii = list(radii) if radii is not None else list(np.geomspace(8, 256, 31))
-    edges = gradients(image)
-    best = (-1.0, float("nan"), float("nan"))
-    for dt in np.arange(-slack, slack + 1e-9, 5.0):
-        for d in np.arange(-shift, shift + 1e-9, 2.0):
-            for r in radii:
-                s = arc_score(edges, orientation + dt, r, window, d)
-                if s > best[0]:
-                    best = (s, float(r), float(orientation + dt))
-    return best[1], best[2]
+    rr = torch.tensor(list(radii) if radii is not None else list(np.geomspace(8, 256, 31)), dtype=torch.float64)
+    dts = torch.arange(-slack, slack + 1e-9, 5.0, dtype=torch.float64)
+    ds = torch.arange(-shift, shift + 1e-9, 2.0, dtype=torch.float64)
+    o, d, r = torch.meshgrid(orientation + dts, ds, rr, indexing="ij")
+    scores = arc_scores(gradients(image), o.flatten(), r.flatten(), d.flatten(), window)
+    k = int(scores.argmax())
+    return float(r.flatten()[k]), float(o.flatten()[k])
