@@ -99,18 +99,27 @@ def test_curve_radius_in_picture_is_within_radius_tuning(caffe_model, family, vi
     assert frac >= 0.7, f"picture radius within the half-max radius band for {frac:.0%} of units"
 
 
-def test_edited_variant_is_visualised_through_the_model_path(caffe_model, tmp_path, monkeypatch):
-    """An echo-study edit (Linearize adds linear paths: no cone) renders on the measurement window
-    with hooks; the caller's model is untouched and a re-run loads from the cache."""
+def test_edited_variant_cone_and_model_path_agree(caffe_model, tmp_path, monkeypatch):
+    """An echo-study edit (Linearize: linear paths in mixed3b) renders through the cone; with a hook
+    on the model (as interventions install) the same job runs through model.forward on the
+    measurement window. Same start, same transforms: the first step's objective agrees. The
+    caller's model is untouched and a re-run loads from the cache."""
     from edits import EditPlan, Linearize
 
     monkeypatch.setenv("CIRCUITS_CACHE", str(tmp_path))
     before = caffe_model.mixed3b.b5x5.conv.weight.clone()
     edited, _ = EditPlan([Linearize("mixed3b_5x5", ["mixed3b:324", "mixed3b:386"])]).apply(caffe_model)
-    s = VisSettings(steps=6)
-    v = visualize_units(edited, ["3b:324", "3b:386"], settings=s, plan="lin")
-    assert v[0].result.path == "window" and v[0].image.shape == (3, 96, 96)
-    assert all(x.history[-1] > x.history[0] for x in v)
+    s = VisSettings(steps=4)
+    cone = visualize_units(edited, ["3b:324", "3b:386"], settings=s, plan="lin")
+    assert cone[0].result.path == "cone" and cone[0].image.shape == (3, 96, 96)
+    assert all(x.history[-1] > x.history[0] for x in cone)
     again = visualize_units(edited, ["3b:324", "3b:386"], settings=s, plan="lin")
-    assert again[0].result.cached and torch.equal(again[0].image, v[0].image)
+    assert again[0].result.cached and torch.equal(again[0].image, cone[0].image)
+    h = edited.mixed3a.post.register_forward_hook(lambda mod, inp, out: None)
+    try:
+        win = visualize_units(edited, ["3b:324", "3b:386"], settings=s, plan="lin-hooked", cache=False)
+    finally:
+        h.remove()
+    assert win[0].result.path == "window"
+    np.testing.assert_allclose([x.history[0] for x in win], [x.history[0] for x in cone], rtol=1e-3, atol=0.05)
     assert torch.equal(caffe_model.mixed3b.b5x5.conv.weight, before) and not caffe_model.mixed3b.linear_paths

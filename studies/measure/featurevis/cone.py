@@ -25,7 +25,7 @@ from torch import Tensor
 
 from circuits.model import InceptionV1, local_response_norm
 from circuits.spec import CONV_LAYERS, MIXED_LAYERS
-from studies.tuning import BRANCH_KERNEL, ConePlan, cone_plan, fast_path_problem
+from studies.tuning import BRANCH_KERNEL, TRUNK, ConePlan, cone_plan, fast_path_problem
 
 
 def _conv(x: Tensor, conv, sel: Tensor | None = None) -> Tensor:
@@ -80,7 +80,7 @@ class GradCone:
         idx = [int(i) for i in indices]
         branches = {spec.branch_of(layer, i) for i in idx} if layer in MIXED_LAYERS else None
         plan = cone_plan(spec, layer, branches)
-        why = fast_path_problem(model, layer) or (None if plan is not None else "the cone would need padding")
+        why = _problem(model, layer) or (None if plan is not None else "the cone would need padding")
         if why:
             raise ValueError(f"no cone for {layer}: {why}")
         self.model, self.plan, self.indices = model, plan, idx
@@ -142,11 +142,28 @@ class GradCone:
                 hb = _rc(hb, block.b5x5_bottleneck)
             elif b == "pool_reduce":
                 hb = F.max_pool2d(hb, 3, 1)
-            outs.append(_conv(hb, block.unit(b).conv, sel.to(h.device)).flatten(1))
+            y = _conv(hb, block.unit(b).conv, sel.to(h.device)).flatten(1)
+            if b in block.linear_paths:  # units computed from the block input (edits.Linearize)
+                y = self._linear(block.linear_paths[b], h[..., mg:kt - mg, mg:kt - mg], sel, y)
+            outs.append(y)
             cols.extend(c)
         out = torch.cat(outs, 1)
         order = torch.tensor(sorted(range(len(cols)), key=cols.__getitem__), device=out.device)
         return out.index_select(1, order)
+
+    @staticmethod
+    def _linear(lp, x: Tensor, sel: Tensor, y: Tensor) -> Tensor:
+        """``y (N, len(sel))`` with the channels that the :class:`~circuits.model.LinearPath` ``lp``
+        computes replaced by its valid convolution of the block input window ``x`` (plus the
+        constant-one map, all ones inside the image: the cone never reaches padding)."""
+        pos = {int(u): i for i, u in enumerate(lp.units.tolist())}
+        here = [j for j, u in enumerate(sel.tolist()) if u in pos]
+        if not here:
+            return y
+        rows = torch.tensor([pos[int(sel[j])] for j in here], device=x.device)
+        ones = x.new_ones(x.shape[0], 1, x.shape[2], x.shape[3])
+        z = F.conv2d(torch.cat([x, ones], 1), lp.conv.weight.detach()[rows], lp.conv.bias.detach()[rows]).flatten(1)
+        return y.index_copy(1, torch.tensor(here, device=x.device), z)
 
     @staticmethod
     def _block(block, x: Tensor) -> Tensor:
@@ -168,6 +185,30 @@ class GradCone:
         ref = self.model.run(x.to(dev), [name])[name][:, self.indices, pos, pos].float().cpu()
         got = self(x[:, :, off:off + self.crop, off:off + self.crop].to(dev)).float().cpu()
         return float((got - ref).abs().max())
+
+
+def _problem(model: InceptionV1, layer: str) -> str | None:
+    """Why the cone cannot compute ``layer`` of ``model`` (``None`` if it can): the tuning fast
+    path's rules (:func:`studies.tuning.fast_path_problem`), except that the target block may
+    carry :class:`~circuits.model.LinearPath` modules (the echo study's ``Linearize`` edits),
+    which the cone computes too."""
+    why = fast_path_problem(model, layer)
+    if why is None or layer not in MIXED_LAYERS or not len(getattr(model.block(layer), "linear_paths", ())):
+        return why
+    from torch import nn
+
+    from circuits.model import InceptionBlock, LinearPath
+
+    trunk = TRUNK[TRUNK.index(layer) - 1]
+    why = fast_path_problem(model, trunk)
+    if why:
+        return why
+    blk = model.block(layer)
+    convs = [blk.unit(c) for c in ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce")]
+    ok = (type(blk) is InceptionBlock and not blk.pool_linear
+          and all(type(u.conv) is nn.Conv2d and u.relu is True for u in convs)
+          and all(type(lp) is LinearPath and type(lp.conv) is nn.Conv2d for lp in blk.linear_paths.values()))
+    return None if ok else f"stage {layer} is not the standard module (edited structure or linear surrogate)"
 
 
 def plan_for(model: InceptionV1, layer: str, indices: Sequence[int]) -> ConePlan | None:

@@ -10,9 +10,10 @@ Fast by construction:
 - objectives that read only the centre position (neuron, direction at the centre) run on the
   receptive-field window only: the differentiable cone (:class:`.cone.GradCone`: 91x91 px for
   BVLC mixed3b, every stage without padding, only the needed branches and channels) when the
-  model is a plain InceptionV1 (edited weights allowed), else ``model.forward`` on the
-  measurement window (:func:`circuits.geometry.measurement_window`: 96 px for mixed3b) with
-  hooks — any :class:`edits.EditPlan` variant, structural edits and interventions included;
+  model is a plain InceptionV1 (edited weights and ``Linearize`` linear paths allowed, checked
+  against ``model.run``), else ``model.forward`` on the measurement window
+  (:func:`circuits.geometry.measurement_window`: 96 px for mixed3b) with hooks — any
+  :class:`edits.EditPlan` variant, structural edits and interventions included;
 - a family is one batch, one image per unit (per-image objectives).
 
 The optimised picture is ``size`` px square (default: the measurement window, so the picture
@@ -45,6 +46,7 @@ from torch import Tensor
 
 from circuits.geometry import measurement_window, receptive_field
 from circuits.model import InceptionV1
+from circuits.spec import MIXED_LAYERS
 from circuits.weights import cache_dir, state_digest
 
 from .cone import GradCone
@@ -167,6 +169,9 @@ def _cone_feed(model: InceptionV1, needs: list[Need], names: list[str], window: 
         cone = GradCone(model, layer, idx)
     except ValueError:
         return None
+    if len(getattr(model.block(layer), "linear_paths", ())) if layer in MIXED_LAYERS else False:
+        if cone.self_check() > 1e-2:  # guard for edited blocks: the cone must equal model.run
+            return None
     dev = next(model.parameters()).device
     sel = torch.tensor(idx, device=dev)
 
