@@ -4,15 +4,16 @@ spatial position, computed from exactly the input window that position sees.
 The geometry (:func:`studies.tuning.cone_plan`) and the eligibility rules
 (:func:`studies.tuning.fast_path_problem`: a plain :class:`~circuits.model.InceptionV1`, edited
 weights allowed, no structural edits, no hooks) are those of the tuning measurements' fast
-path; this module re-runs that valid-convolution pass *with autograd* (the tuning path is
+path, except that the target block may carry :class:`~circuits.model.LinearPath` modules
+(``edits.Linearize``, the echo study's variants); this module re-runs that valid-convolution pass *with autograd* (the tuning path is
 inference-only and works in place). Every stage runs without padding on the window the next
 stage needs (for BVLC mixed3b: a 91x91 input, conv2d2 on 19x19, mixed3a on 5x5 positions);
 only the branches of the requested units run, and the last convolution only for their
 channels. Model weights are detached: gradients flow to the input only.
 
-Checked against ``model.run`` (equal to float32 rounding) in ``tests/unit``-free real tests
-(``tests/real/test_featurevis.py``) and at construction on two noise images
-(:meth:`GradCone.self_check`).
+Checked against ``model.run`` (equal to float32 rounding) in ``tests/real/test_featurevis.py``
+and, for blocks with linear paths, before every render (:meth:`GradCone.self_check`, two noise
+images; max |difference| ≈ 2e-4 for activations of order 100).
 """
 
 from __future__ import annotations
