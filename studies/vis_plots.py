@@ -124,7 +124,7 @@ def plot_objective(history: np.ndarray, units: Sequence[Unit], path: str | Path 
     coloured by preferred orientation."""
     from studies.tuning import orientation_colour
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
     for j in _order(units, orientations):
         o = (orientations or {}).get(units[j], float("nan"))
         col = orientation_colour(o) if not math.isnan(o) else "0.5"
@@ -132,7 +132,7 @@ def plot_objective(history: np.ndarray, units: Sequence[Unit], path: str | Path 
     ax.set_xlabel("optimisation step")
     ax.set_ylabel("objective (activation, layer units)")
     if len(units) <= 20:
-        ax.legend(fontsize=6, ncol=2, loc="lower right")
+        ax.legend(fontsize=6, ncol=1 if len(units) <= 10 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     if title:
         ax.set_title(title, fontsize=9)
     if path is not None:
