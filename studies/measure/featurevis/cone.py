@@ -11,7 +11,7 @@ stage needs (for BVLC mixed3b: a 91x91 input, conv2d2 on 19x19, mixed3a on 5x5 p
 only the branches of the requested units run, and the last convolution only for their
 channels. Model weights are detached: gradients flow to the input only.
 
-Checked against ``model.run`` (equal to float32 rounding) in ``tests/real/test_featurevis.py``
+Checked against ``model.run`` (equal to float32 rounding) in ``tests/real/test_featurevis_real.py``
 and, for blocks with linear paths, before every render (:meth:`GradCone.self_check`, two noise
 images; max |difference| ≈ 2e-4 for activations of order 100).
 """
