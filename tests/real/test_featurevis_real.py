@@ -11,8 +11,8 @@ Measured (seed 0), 40 steps | 512 steps (``circuits vis mixed3b/curves``, its PN
 - objective / dataset maximum (1000 images, all positions, pre-ReLU): min 1.48, median 1.91,
   max 2.26 | min 1.99, median 2.55, max 3.34;
 - radius read from the picture inside the half-maximum radius band (±10 %): 15/19 | 15/19.
-Run time: about 80 s on 2 cores shared with ~14 other busy processes (the 40-step family
-render is 43 s of it); a fraction of that on an idle machine.
+Run time: 45-80 s on 2 cores shared with 10-15 other busy processes (the 40-step family
+render is 23-43 s of it); a fraction of that on an idle machine.
 """
 
 from __future__ import annotations

@@ -206,3 +206,25 @@ def test_cli_rejects_bad_units_before_loading(capsys, tmp_path):
     assert main(["vis", "mixed3b/nope", "--out", str(tmp_path / "o")]) == 2
     assert "valid families" in capsys.readouterr().err
     assert main(["vis", "3b:1", "--steps", "0", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_tune_refuses_bad_vis_steps_before_compute(random_model, tmp_path):
+    from studies.tuning import tune_report
+
+    with pytest.raises(ValueError, match="vis_steps"):
+        tune_report(random_model, "3a:1", tmp_path / "t", vis_steps=-1, log=lambda m: None)
+    assert not (tmp_path / "t").exists()
+
+
+def test_graph_page_carries_family_thumbnails(tmp_path):
+    import networkx as nx
+
+    from studies.circuit_plots import family_graph_html
+    from studies.vis_plots import montage_data_uri
+
+    uri = montage_data_uri([torch.rand(3, 20, 20) for _ in range(5)])
+    assert uri.startswith("data:image/png;base64,")
+    fg = nx.DiGraph(layers="mixed3a")
+    fg.add_node("mixed3a/curves", layer="mixed3a", size=5, kind="curve")
+    page = family_graph_html(fg, tmp_path / "g.html", thumbnails={"mixed3a/curves": uri}).read_text()
+    assert uri in page and "'thumb'" in page
