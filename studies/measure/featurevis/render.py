@@ -303,10 +303,10 @@ def _chunks(n: int, feed: _Feed, obj: Objective, dev: torch.device) -> list[tupl
 
 
 @contextlib.contextmanager
-def _single_threaded(dev: torch.device, workers: int, small: bool):
-    """On CPU with ``small`` tensors (the cone path): torch single-threaded for the duration, and
-    a pool of ``workers`` threads (None for one); restored on exit. Otherwise nothing changes."""
-    if dev.type != "cpu" or not small:
+def _single_threaded(dev: torch.device, workers: int):
+    """On CPU: torch single-threaded for the duration, and a pool of ``workers`` threads (None
+    for one); restored on exit."""
+    if dev.type != "cpu":
         yield None
         return
     n_main = torch.get_num_threads()
@@ -329,8 +329,7 @@ def _step(image: ImageParam, obj: Objective, feed: _Feed, settings: VisSettings,
     tf = get_transforms(settings.transforms)
 
     def work(rows: tuple[int, int]) -> tuple[np.ndarray, Tensor]:
-        if pool is not None:
-            torch.set_num_threads(1)
+        torch.set_num_threads(1)
         gen = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
         sl = None if rows == (0, image.batch) else slice(*rows)
         with torch.enable_grad():
@@ -397,7 +396,7 @@ def render(
     opt = torch.optim.Adam(image.parameters(), lr=settings.lr)
     hist = np.zeros((settings.steps, n), dtype=np.float32)
     t0 = time.perf_counter()
-    with _no_param_grads(model), _single_threaded(dev, len(chunks), feed.path == "cone") as pool:
+    with _no_param_grads(model), _single_threaded(dev, len(chunks)) as pool:
         for step in range(settings.steps):
             opt.zero_grad(set_to_none=True)
             parts = _step(image, obj, feed, settings, step, chunks, pool)
