@@ -64,16 +64,30 @@ class EchoConfig(StudyConfig):
         orientation_step: degrees between tuning orientations (default 5°; (0, 90]).
         radii: px (default :data:`studies.measure.stimuli.DEFAULT_RADII`).
         stroke_width: px.
+        vis_steps: feature-visualization steps for the before/after grid of the variants
+            (0: no grid); seeded with ``seed``.
     """
 
     orientation_step: float = 5.0
     radii: list[float] = field(default_factory=lambda: list(S.DEFAULT_RADII))
     stroke_width: float = 2.0
+    vis_steps: int = 128
 
     def check(self) -> None:
         super().check()
         if not (0 < self.orientation_step <= 90):
             raise ValueError(f"--orientation-step must be in (0, 90] degrees, got {self.orientation_step}")
+        self.vis_settings()
+
+    def vis_settings(self):
+        """The feature-visualization settings of the variant grid, checked; ``None`` without a grid."""
+        if not self.vis_steps:
+            return None
+        from studies.measure.featurevis import VisSettings
+
+        settings = VisSettings(steps=self.vis_steps, seed=self.seed)
+        settings.check()
+        return settings
 
 
 def build_plans(model, family, src_curves) -> tuple[dict[str, EditPlan], dict]:
@@ -163,12 +177,16 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
     metrics = _metrics(config, model, family, src_curves, plans, notes, t, cls)
     with report_folder(out, overwrite) as tmp:
         _write_report(tmp, config, model, family, plans, t, cls)
+        if config.vis_steps:
+            op.log(f"feature visualizations of the family in {len(models)} variants ({config.vis_steps} steps)")
+            metrics["featurevis"] = _variant_visualizations(tmp, config, models, family)
         metrics["wall_time_s"] = op.elapsed()
         write_json(tmp / "metrics.json", metrics)
         summary = _summary(config, metrics, t.results)
         (tmp / "summary.md").write_text(summary)
         write_html_report(tmp, f"Echoes: {model.spec.name} {family.key}", [("Summary", summary)],
-                          figures=["radial_tuning.png", "echo_by_layer.png"],
+                          figures=["radial_tuning.png", "echo_by_layer.png"]
+                          + (["featurevis_variants.png"] if config.vis_steps else []),
                           tables={"Per unit and variant": t.all_results})
     op.log(f"report written to {out}")
     return metrics
@@ -286,6 +304,27 @@ def _write_report(tmp: Path, config: EchoConfig, model, family, plans: dict, t: 
                       for v in VARIANTS]).to_csv(tmp / "classification.csv", index=False)
 
 
+def _variant_visualizations(tmp: Path, config: EchoConfig, models: dict, family) -> dict:
+    """``featurevis_variants.png``: one neuron feature visualization per unit and variant, the
+    same seed and start in every variant (Curve Circuits shows the echo edit this way);
+    returns the ``featurevis`` entry of the metrics (median over units of each variant's
+    objective: the unit's pre-ReLU activation at the RF centre of its own picture)."""
+    from studies.measure.featurevis.units import visualize_variants
+    from studies.report.vis_plots import plot_variant_grid
+
+    vis = visualize_variants(models, family, settings=config.vis_settings())
+    units = [v.unit for v in next(iter(vis.values()))]
+    ors = dict(zip(family, family.orientations)) if family.orientations else None
+    plot_variant_grid({k: [v.image for v in vs] for k, vs in vis.items()}, units, tmp / "featurevis_variants.png",
+                      ors, values={k: [v.final for v in vs] for k, vs in vis.items()},
+                      labels={k: k.replace("_", " ", 1) for k in models},
+                      title=f"{family.key}: feature visualizations per variant ({config.vis_steps} steps, same seed; "
+                      "number under each picture = its unit's pre-ReLU activation)")
+    return {"steps": config.vis_steps, "seed": config.seed,
+            "objective": "neuron at the RF centre, pre-ReLU, in each variant (studies.measure.featurevis)",
+            "median_objective": {k: _f(np.median([v.final for v in vs])) for k, vs in vis.items()}}
+
+
 def _f(x) -> float | None:
     x = float(x)
     return None if math.isnan(x) else x
@@ -356,7 +395,18 @@ def _summary(config: EchoConfig, m: dict, results: pd.DataFrame) -> str:
     else:
         n = m["classification"]["a_unedited"]["n_images"]
         lines += ["", f"Classification on {n} images of `{config.images}` (one pass, shared prefix)."]
-    return "\n".join(lines + _summary_edits(m) + _summary_units(config, m, results))
+    return "\n".join(lines + _summary_edits(m) + _summary_units(config, m, results) + _summary_featurevis(m))
+
+
+def _summary_featurevis(m: dict) -> list[str]:
+    fv = m.get("featurevis")
+    if not fv or not fv.get("median_objective"):
+        return []
+    med = fv["median_objective"]
+    return ["", "## Feature visualizations (featurevis_variants.png)", "",
+            f"One picture per unit and variant, {fv['steps']} steps, seed {fv['seed']}, the same start in every "
+            "variant; " + fv["objective"] + ". Median objective: "
+            + ", ".join(f"{k} {_fmt(x, '.0f')}" for k, x in med.items()) + "."]
 
 
 def _summary_edits(m: dict) -> list[str]:

@@ -13,11 +13,13 @@ from studies.report.folder import report_folder, write_json
 
 
 def run_graph(model_name: str, layers=DEFAULT_LAYERS, out: str | Path = "runs/graph", threshold: float = 0.5,
-              weights: str | None = None, overwrite: bool = False, device: str = "cpu") -> dict:
+              weights: str | None = None, overwrite: bool = False, device: str = "cpu", vis_steps: int = 0) -> dict:
     """Build the unit graph of ``layers`` and write to ``out``: ``graph.graphml``,
     ``graph.json`` (node-link), ``family_graph.png``, ``family_graph.html``,
     ``family_graph.graphml``, and a weight diagram PNG for every pair of curve families in
-    consecutive layers (``weights_<src>_to_<dst>.png``), plus ``summary.json``.
+    consecutive layers (``weights_<src>_to_<dst>.png``), plus ``summary.json``. With
+    ``vis_steps`` > 0 every family node of the HTML page carries a thumbnail of its units'
+    feature visualizations (:mod:`studies.measure.featurevis`, ``vis_steps`` steps).
     """
     t0 = time.perf_counter()
     model = load_model(model_name, weights=weights, device=device)
@@ -26,6 +28,15 @@ def run_graph(model_name: str, layers=DEFAULT_LAYERS, out: str | Path = "runs/gr
     t_build = time.perf_counter() - t0
     fg = g.family_graph()
     layers = g.layers
+    thumbs = {}
+    if vis_steps:
+        from studies.measure.featurevis import VisSettings, visualize_units
+        from studies.report.vis_plots import montage_data_uri
+
+        for key in fg.nodes:
+            if key in cat:
+                vis = visualize_units(model, cat[key], settings=VisSettings(steps=int(vis_steps)))
+                thumbs[key] = montage_data_uri([v.image for v in vis])
     with report_folder(out, overwrite) as tmp:
         g.to_graphml(tmp / "graph.graphml")
         g.to_json(tmp / "graph.json")
@@ -33,7 +44,8 @@ def run_graph(model_name: str, layers=DEFAULT_LAYERS, out: str | Path = "runs/gr
 
         nx.write_graphml(fg, str(tmp / "family_graph.graphml"))
         plot_family_graph(fg, tmp / "family_graph.png", title=f"{model.spec.name}: families {' → '.join(layers)}")
-        family_graph_html(fg, tmp / "family_graph.html", title=f"{model.spec.name}: circuit family graph")
+        family_graph_html(fg, tmp / "family_graph.html", title=f"{model.spec.name}: circuit family graph",
+                          thumbnails=thumbs)
         diagrams = []
         for src, dst in zip(layers[:-1], layers[1:]):
             for sk in (f"{src}/curves",):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -43,6 +45,7 @@ def tune_report(
     overwrite: bool = False,
     log=print,
     labels: Sequence[str] | None = None,
+    vis_steps: int = 0,
 ) -> dict:
     """Measure ``units`` and write a report folder ``out`` atomically
     (:func:`studies.report.folder.report_folder`); the ``circuits tune`` command.
@@ -54,7 +57,9 @@ def tune_report(
     ``joint.png``, ``summary.json``. With ``images`` also ``dataset_summary.csv``,
     ``histogram.csv``, ``top_examples.csv``, ``rotation.csv``, ``rotation_examples.csv``,
     ``histogram.png``, ``top_examples.png``, ``rotation.png``. Without ``images`` the σ units
-    and the dataset statistics are skipped (and ``summary.json`` says so).
+    and the dataset statistics are skipped (and ``summary.json`` says so). With ``vis_steps`` > 0
+    also ``featurevis.png`` (feature visualizations, labelled with the measured preferred
+    orientation) and ``vis/<layer>_<index>.png`` (:mod:`studies.measure.featurevis`).
 
     Stimulus parameters, the units and ``out`` are checked before any compute.
 
@@ -67,6 +72,8 @@ def tune_report(
     S.curves(ors[:1], radii, stroke_width=stroke_width)  # validates radii / stroke before compute
     if rotation_step is not None and not 0 < float(rotation_step) <= 360:
         raise ValueError(f"rotation_step must be in (0, 360] deg; got {rotation_step}")
+    if isinstance(vis_steps, bool) or not isinstance(vis_steps, int) or vis_steps < 0:
+        raise ValueError(f"vis_steps must be an integer ≥ 0 (0: no feature visualizations); got {vis_steps!r}")
     check_out_dir(out, overwrite)
     files = list_images(images) if images is not None else None
     summary: dict = dict(model=model.spec.name, units=[str(u) for u in units], targets=list(labels or []),
@@ -83,12 +90,40 @@ def tune_report(
         t["table"] = t["table"].merge(ds.summary[key + dcols].rename(columns={c: f"dataset_{c}" for c in dcols}),
                                       on=key)
     summary["per_unit"] = t["table"].to_dict(orient="records")
+    vis = _feature_visualizations(model, units, vis_steps, summary, log) if vis_steps else None
     with report_folder(out, overwrite) as tmp:
         _write_tables_and_plots(tmp, model.spec.name, orientation_step, t, ds, rot, rot_ex)
+        if vis is not None:
+            _write_feature_visualizations(tmp, vis, t["metrics"], vis_steps)
         summary["wall_time_s"] = round(time.perf_counter() - t0, 1)
         summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["summary.json"]
         write_json(tmp / "summary.json", summary)
     return summary
+
+
+def _feature_visualizations(model: InceptionV1, units, vis_steps: int, summary: dict, log) -> list:
+    """Neuron feature visualizations of ``units`` (:mod:`studies.measure.featurevis`), recorded in ``summary``."""
+    from studies.measure.featurevis import VisSettings, visualize_units
+
+    log(f"feature visualizations ({vis_steps} steps)")
+    vis = visualize_units(model, units, settings=VisSettings(steps=int(vis_steps)))
+    summary["featurevis"] = dict(steps=int(vis_steps), objective="neuron at the RF centre, pre-ReLU",
+                                 final_objective={str(v.unit): v.final for v in vis})
+    return vis
+
+
+def _write_feature_visualizations(tmp: Path, vis: list, metrics: pd.DataFrame, vis_steps: int) -> None:
+    """``vis/<layer>_<index>.png`` and ``featurevis.png`` (sorted by measured preferred orientation)."""
+    from studies.report import vis_plots
+
+    (tmp / "vis").mkdir()
+    for v in vis:
+        vis_plots.save_png(v.image, tmp / "vis" / vis_plots.unit_file(v.unit))
+    pref = dict(zip(metrics["unit"], metrics["preferred_orientation"]))
+    ors = {v.unit: float(pref.get(str(v.unit), math.nan)) for v in vis}
+    vis_plots.plot_family_grid([v.image for v in vis], [v.unit for v in vis], tmp / "featurevis.png", ors,
+                               [v.final for v in vis], title=f"feature visualizations ({vis_steps} steps), "
+                               "sorted by measured preferred orientation")
 
 
 def _measure_tuning(model: InceptionV1, units, images, orientation_step: float, radii: Sequence[float],

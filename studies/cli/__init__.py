@@ -37,7 +37,7 @@ from studies.cli.common import PROG, USER_ERRORS, device, error, message, versio
 
 #: Command groups (modules ``studies.cli.<name>``), in the order they appear in ``--help``;
 #: each module has ``add_parser(subparsers)``.
-COMMANDS = ("study", "tune", "dataset", "edit", "graph", "discover", "weights", "applications")
+COMMANDS = ("study", "tune", "vis", "dataset", "edit", "graph", "discover", "weights", "applications")
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "device", "main"]
 

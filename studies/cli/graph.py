@@ -19,6 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--threshold", type=float, default=0.5,
                    help="keep an edge when its L2 norm ≥ threshold × the strongest input of its destination unit")
+    p.add_argument("--vis-steps", type=int, default=0, metavar="N",
+                   help="feature-visualization thumbnails on the HTML page, N steps per family (default 0: none)")
     p.add_argument("--weights", default=None)
     p.add_argument("--overwrite", action="store_true")
     add_device_arg(p)
@@ -29,7 +31,10 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     from studies.graph import run_graph
 
     layers = [x.strip() for x in args.layers.split(",") if x.strip()]
-    s = run_graph(args.checkpoint, layers, args.out, args.threshold, args.weights, args.overwrite, str(device(args)))
+    if args.vis_steps < 0:
+        raise ValueError(f"--vis-steps must be ≥ 0; got {args.vis_steps}")
+    s = run_graph(args.checkpoint, layers, args.out, args.threshold, args.weights, args.overwrite, str(device(args)),
+                  vis_steps=args.vis_steps)
     print(f"{s['nodes']} units, {s['edges']} edges, {s['families']} families ({s['build_seconds']} s to build); "
           f"wrote {args.out}")
     return 0

@@ -129,6 +129,9 @@ def _add_study_echo(sub) -> None:
     q.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations")
     q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
     q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--vis-steps", type=int, default=128,
+                   help="feature-visualization steps for the before/after grid of the variants (0: no grid)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the feature visualizations")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_arg(q)
     add_executor_args(q)
@@ -140,7 +143,7 @@ def _cmd_study_echo(args: argparse.Namespace) -> int:
 
     cfg = EchoConfig(model=args.checkpoint, images=args.images, weights=args.weights, limit=args.limit,
                      batch_size=args.batch_size, orientation_step=args.orientation_step, device=str(device(args)),
-                     executor=executor_settings(args))
+                     executor=executor_settings(args), vis_steps=args.vis_steps, seed=args.seed)
     m = run_echo(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
     for v in VARIANTS:
         r = m["variants"][v]

@@ -33,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="dataset statistics over the first N images only")
     p.add_argument("--reference-images", type=int, default=100, help="images for the σ reference (default 100)")
     p.add_argument("--rotation-step", type=float, default=10.0, metavar="DEG", help="rotation tuning step")
+    p.add_argument("--vis-steps", type=int, default=0, metavar="N",
+                   help="also feature visualizations with N steps (featurevis.png, vis/; 512 is the usual; default 0: none)")
     p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_arg(p)
@@ -70,7 +72,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     s = tune_report(model, units, args.out, images=args.images, orientation_step=args.orientation_step, radii=radii,
                     stroke_width=args.stroke_width, top_k=args.top_k, limit=args.limit,
                     reference_images=args.reference_images, rotation_step=args.rotation_step,
-                    overwrite=args.overwrite, log=log, labels=labels)
+                    overwrite=args.overwrite, log=log, labels=labels, vis_steps=args.vis_steps)
     for row in s["per_unit"]:
         line = (f"{row['unit']}: preferred {row['preferred_orientation']:.1f}°, width {row['tuning_width']:.0f}°, "
                 f"echo {row['echo_ratio']:.2f}")

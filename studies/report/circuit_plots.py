@@ -136,7 +136,10 @@ D.nodes.forEach(n=>{const [x,y]=pos[n.id];const c=document.createElementNS(NS,'c
  c.addEventListener('click',()=>{const on=!c.classList.contains('sel');document.querySelectorAll('.node').forEach(o=>o.classList.remove('sel'));
   edges.forEach(p=>p.classList.toggle('dim',on&&p.dataset.s!==n.id&&p.dataset.t!==n.id));
   if(on){c.classList.add('sel');info.textContent=`${n.id}: ${n.size} units (${n.kind||'family'})`;}});
- svg.appendChild(c);const t=document.createElementNS(NS,'text');t.setAttribute('x',x);t.setAttribute('y',y+6+2*Math.sqrt(n.size||1)+12);
+ svg.appendChild(c);const th=D.thumbs&&D.thumbs[n.id];
+ if(th){const im=document.createElementNS(NS,'image');im.setAttribute('href',th);im.setAttribute('x',x+10+2*Math.sqrt(n.size||1));
+  im.setAttribute('y',y-24);im.setAttribute('width',48);im.setAttribute('height',48);im.setAttribute('class','thumb');svg.appendChild(im);}
+ const t=document.createElementNS(NS,'text');t.setAttribute('x',x);t.setAttribute('y',y+6+2*Math.sqrt(n.size||1)+12);
  t.setAttribute('text-anchor','middle');t.setAttribute('class','label');t.textContent=n.id.split('/')[1]+' ('+n.size+')';svg.appendChild(t);});
 document.body.dataset.rendered=String(D.nodes.length);
 })();
@@ -144,13 +147,16 @@ document.body.dataset.rendered=String(D.nodes.length);
 """
 
 
-def family_graph_html(fg: nx.DiGraph, path: str | Path, title: str = "Circuit family graph") -> Path:
+def family_graph_html(fg: nx.DiGraph, path: str | Path, title: str = "Circuit family graph",
+                      thumbnails: dict[str, str] | None = None) -> Path:
     """Write a self-contained interactive HTML page of a family graph (inline SVG + script,
     no external resources; opens offline). After rendering, ``<body data-rendered=N>``
-    holds the number of drawn family nodes."""
+    holds the number of drawn family nodes. ``thumbnails``: ``{family key: PNG data URI}``
+    drawn beside each node (feature visualizations, :func:`studies.report.vis_plots.montage_data_uri`)."""
     layers = [layer for layer in fg.graph.get("layers", "").split(",") if layer]
     data = nx.node_link_data(fg, edges="links")
     data["layers"] = layers
+    data["thumbs"] = dict(thumbnails or {})
     per_layer = max([sum(1 for _, a in fg.nodes(data=True) if a["layer"] == layer) for layer in layers] or [1])
     page = (_HTML.replace("__TITLE__", html.escape(title))
             .replace("__W__", str(max(600, 260 * len(layers))))

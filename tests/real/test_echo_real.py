@@ -18,7 +18,7 @@ from studies.echo import VARIANTS
 def report(tmp_path_factory, images_dir):
     out = tmp_path_factory.mktemp("runs") / "echo"
     rc = main(["study", "echo", "--model", "inceptionv1_caffe", "--images", str(images_dir), "--limit", "8",
-               "--orientation-step", "30", "--out", str(out), "--quiet"])
+               "--orientation-step", "30", "--vis-steps", "4", "--out", str(out), "--quiet"])
     assert rc == 0
     return out
 
@@ -26,7 +26,7 @@ def report(tmp_path_factory, images_dir):
 def test_report_files(report):
     names = {p.name for p in report.iterdir()}
     for f in ("config.yaml", "results.csv", "tuning.csv", "radial_tuning.png", "echo_by_layer.png", "summary.md",
-              "report.html", "metrics.json", "classification.csv",
+              "report.html", "metrics.json", "classification.csv", "featurevis_variants.png",
               *(f"plan_{v}.json" for v in VARIANTS[1:])):
         assert f in names, f
     assert not any(n.startswith(".") for n in names)
@@ -46,6 +46,7 @@ def test_report_files(report):
 def test_metrics_have_four_variants(report):
     m = json.loads((report / "metrics.json").read_text())
     assert list(m["variants"]) == list(VARIANTS)
+    assert list(m["featurevis"]["median_objective"]) == list(VARIANTS) and m["featurevis"]["steps"] == 4
     for v in VARIANTS:
         r = m["variants"][v]
         assert r["n_images"] == 8 and 0 <= r["top1"] <= r["top5"] <= 1
