@@ -136,13 +136,21 @@ def class_factor(model, images: Tensor, f: Factors, wnids: Sequence[str]) -> tup
         if w not in table:
             raise ValueError(f"{model.spec.name} has no output class {w!r}")
         idx.append(table.index(w))
+    stage = model.stage_of(f.layer)
     grads = []
     for img in images.split(4):
-        with torch.enable_grad(), model.capture([f.layer]) as cap:
-            x = img.clone().requires_grad_(True)
-            logits = model.forward(x)
-            a = cap[f.layer]
-            (g,) = torch.autograd.grad(logits[:, idx].sum(), a)
+        if stage == f.layer:  # a stage output: run the rest of the network from it
+            with torch.no_grad():
+                a = model.forward(img, stop_at=stage).detach().clone()
+            a.requires_grad_(True)
+            with torch.enable_grad():
+                logits = model.forward(a, start_at=stage)
+                (g,) = torch.autograd.grad(logits[:, idx].sum(), a)
+        else:
+            with torch.enable_grad(), model.capture([f.layer]) as cap:
+                x = img.clone().requires_grad_(True)
+                logits = model.forward(x)
+                (g,) = torch.autograd.grad(logits[:, idx].sum(), cap[f.layer])
         grads.append(g.detach().float())
     g = torch.cat(grads).numpy()  # (N, C, h, w)
     dh = np.einsum("kc,nchw->nkhw", f.loadings, g)

@@ -191,7 +191,7 @@ def _seeds(cn: np.ndarray, k: int, min_sep: float, tau: float, seed_length: floa
     return np.array(init, dtype=np.float64).reshape(-1, 4, 2)
 
 
-def trace(cmap: Tensor | np.ndarray, n_splines: int = 8, tau: float = 0.15, kappa: float = 0.02,
+def trace(cmap: Tensor | np.ndarray, n_splines: int = 8, tau: float = 0.15, kappa: float = 0.005,
           steps: int = 200, lr: float = 0.6, seed_length: float = 16.0, avoid: Tensor | np.ndarray | None = None,
           mu: float = 1.0, min_sep: float = 12.0, rounds: int = 2) -> TraceResult:
     """Fit up to ``n_splines`` cubic Béziers to the ridges of ``cmap`` (module docstring).
@@ -204,7 +204,8 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 8, tau: float = 0.15, kapp
     Args:
         cmap: ``(H, W)`` map ≥ 0 (curve map, attribution …). n_splines: seeds in all.
         tau: level (fraction of the map's 99.5th percentile) below which the spline shrinks.
-        kappa: bending penalty (per px²). steps: Adam steps per round (half at blur σ 2 px,
+        kappa: bending penalty (per px²; 0.005 traced more curves of the tuning scenes (84 %)
+            than 0.02 (76 %) or 0 (76 %)). steps: Adam steps per round (half at blur σ 2 px,
             half at 1 px). lr: Adam step (px). seed_length: initial segment length (px).
         avoid, mu: penalty mask ``(H, W)`` in [0, 1] and its weight. min_sep: seeds at least
             this far apart (px); fitted splines whose mean distance to a better one is below a
