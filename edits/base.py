@@ -380,7 +380,7 @@ def resolve_refs(refs: Sequence[str], spec: ModelSpec) -> list[Unit]:
     return resolve_units(refs, spec, unique=True)
 
 
-def has_family_keys(refs: Sequence[str]) -> bool:
+def mentions_families(refs: Sequence[str]) -> bool:
     """Whether a normalised units field still holds family keys (resolved at apply time)."""
     return any(isinstance(r, FamilyKey) for r in parse_refs(refs))
 

@@ -24,7 +24,7 @@ from .base import (
     WeightOp,
     _constant,
     _reason,
-    has_family_keys,
+    mentions_families,
     normalise_refs,
     register_edit,
     resolve_refs,
@@ -134,7 +134,7 @@ class Linearize(Edit):
         return [((self.branch, ch, "linearize"), label) for ch, label in items]
 
     def prepare(self, model: InceptionV1, reference: Tensor | None = None) -> Edit:
-        if not has_family_keys(self.units):
+        if not mentions_families(self.units):
             return self
         return dataclasses.replace(self, units=tuple(str(u) for u in resolve_refs(self.units, model.spec)))
 

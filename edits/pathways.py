@@ -69,7 +69,7 @@ from .base import (
     _constant,
     _finite_number,
     _reason,
-    has_family_keys,
+    mentions_families,
     normalise_refs,
     register_edit,
     resolve_refs,
@@ -272,7 +272,7 @@ class _PathwayEdit(Edit):
 
     def prepare(self, model: InceptionV1, reference: Tensor | None = None) -> Edit:
         """Family keys resolved to units (the applied plan then needs no catalog)."""
-        if not has_family_keys((*self.src, *self.dst)):
+        if not mentions_families((*self.src, *self.dst)):
             return self
         spec = model.spec
         return dataclasses.replace(self, src=tuple(str(u) for u in resolve_refs(self.src, spec)),

@@ -30,7 +30,7 @@ from .base import (
     _constant,
     _finite_number,
     _reason,
-    has_family_keys,
+    mentions_families,
     normalise_refs,
     register_edit,
     resolve_refs,
@@ -245,7 +245,7 @@ class SetWeights(_UnitWeightsEdit):
         return [(u, k, self.bias) for u in units]
 
     def prepare(self, model: InceptionV1, reference: Tensor | None = None) -> Edit:
-        if not has_family_keys(self.dst):
+        if not mentions_families(self.dst):
             return self
         return dataclasses.replace(self, dst=tuple(str(u) for u in resolve_refs(self.dst, model.spec)))
 
@@ -278,7 +278,7 @@ class ReplaceUnits(_UnitWeightsEdit):
     def __post_init__(self) -> None:
         try:
             units = normalise_refs(self.units)
-            if has_family_keys(units):
+            if mentions_families(units):
                 raise ValueError("family keys cannot be matched to weights; list the units (or pass a Family)")
         except (*_ERRORS, RecursionError) as e:
             raise self.error(_reason(e), field="units") from None
