@@ -218,9 +218,9 @@ def test_tune_refuses_bad_vis_steps_before_compute(random_model, tmp_path):
 
 def test_graph_page_carries_family_thumbnails(tmp_path):
     import networkx as nx
-    from studies.report.vis_plots import montage_data_uri
 
     from studies.report.circuit_plots import family_graph_html
+    from studies.report.vis_plots import montage_data_uri
 
     uri = montage_data_uri([torch.rand(3, 20, 20) for _ in range(5)])
     assert uri.startswith("data:image/png;base64,")
