@@ -8,7 +8,7 @@ comes from:
 - ``families_inceptionv1.yaml`` (Lucid's checkpoint): the lists of the Distill Circuits
   articles, with citations (shared/docs/science.md §2);
 - ``families_inceptionv1_caffe.yaml`` (BVLC): the project's own discovery
-  (:mod:`studies.discovery`), with the criteria and the command that regenerates it.
+  (:mod:`studies.measure.discovery`), with the criteria and the command that regenerates it.
 
 File format (``yaml.safe_load``): file-level fields (``checkpoint``, notes …) and a list
 ``families`` of mappings with ``name``, ``layer``, ``units`` (required), ``kind``,

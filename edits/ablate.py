@@ -309,7 +309,7 @@ def unit_means(
     Args:
         model: the model to measure (interventions installed on it are active).
         units: the units (any layer, branch activations included).
-        reference: ``(N, 3, H, W)`` RGB in [0, 1] (e.g. ``studies.discovery.load_reference_images``).
+        reference: ``(N, 3, H, W)`` RGB in [0, 1] (e.g. ``studies.measure.images.load_reference_images``).
         batch_size: images per forward pass.
 
     Returns:

@@ -363,7 +363,7 @@ def _metrics(model, cfg, family, src, template, eq, units, acc, variants, record
         "source_family": {"key": src.key, "units": list(src.units), "orientations": list(src.orientations)},
         "template_unit": template,
         "equivariance": {"family_score": eq.family_score, "control": eq.control, "offsets": list(eq.offsets),
-                         "orientations": "catalog (studies.discovery radial tuning, 10° grid, vector sum)",
+                         "orientations": "catalog (studies.measure.discovery radial tuning, 10° grid, vector sum)",
                          "by_branch": {b: _f(g["score"].mean()) for b, g in eq.per_unit.assign(
                              branch=[model.spec.branch_of(family.layer, int(u.split(':')[1])) for u in eq.per_unit["unit"]]
                          ).groupby("branch")}},

@@ -83,8 +83,8 @@ The families of a checkpoint listed in :data:`FROZEN_FAMILIES` are written into 
 packaged catalog (``circuits/data/families_<checkpoint>.yaml``) with this module's entry
 point, which is also recorded in the file::
 
-    python -m studies.discovery --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --freeze
-    python -m studies.discovery --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --check
+    python -m studies.measure.frozen --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --freeze
+    python -m studies.measure.frozen --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --check
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ ORIENTATION_TOLERANCE = 0.1
 
 def regenerate_command(checkpoint: str, check: bool = False) -> str:
     """The shell command that regenerates (or, with ``check``, verifies) a frozen catalog."""
-    return (f"python -m studies.discovery --model {checkpoint} --images $CIRCUITS_DATA/{REFERENCE_FOLDER} "
+    return (f"python -m studies.measure.frozen --model {checkpoint} --images $CIRCUITS_DATA/{REFERENCE_FOLDER} "
             + ("--check" if check else "--freeze"))
 
 

@@ -2,10 +2,10 @@
 discoveries into them and checking them against fresh discoveries, and the command that
 does both for every frozen family of a checkpoint::
 
-    python -m studies.discovery --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --freeze
-    python -m studies.discovery --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --check
+    python -m studies.measure.frozen --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --freeze
+    python -m studies.measure.frozen --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --check
 
-(the packaged catalogs record that command; ``python -m studies.measure.frozen`` is the same).
+(the packaged catalogs record that command).
 Discovery itself (criteria, sweeps) is :mod:`studies.measure.discovery`.
 """
 
@@ -144,11 +144,11 @@ def compare_with_catalog(discoveries: dict[str, Discovery], cat, tolerance: floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m studies.discovery``: re-discover every frozen family of a checkpoint and
+    """``python -m studies.measure.frozen``: re-discover every frozen family of a checkpoint and
     print them; ``--freeze`` rewrites the packaged catalog, ``--check`` exits 1 when the
     catalog no longer matches."""
     p = argparse.ArgumentParser(
-        prog="python -m studies.discovery",
+        prog="python -m studies.measure.frozen",
         description="Re-discover the frozen families of a checkpoint (studies.measure.discovery.FROZEN_FAMILIES) with the "
                     "per-layer default criteria; print them, rewrite the catalog (--freeze) or compare (--check).",
     )

@@ -30,7 +30,7 @@ def bvlc(caffe_model) -> FamilyCatalog:
 def test_bvlc_catalog_has_the_frozen_families(bvlc):
     expected = [f"{layer}/{name}" for layer, name in D.FROZEN_FAMILIES["inceptionv1_caffe"]]
     assert sorted(bvlc) == sorted(expected)
-    cmd = "python -m studies.discovery --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --freeze"
+    cmd = "python -m studies.measure.frozen --model inceptionv1_caffe --images $CIRCUITS_DATA/imagenet-sample-1000 --freeze"
     assert bvlc.meta["regenerate"] == cmd
     for key in expected:
         f = bvlc[key]
@@ -111,7 +111,7 @@ def test_default_radii_scale_with_receptive_field(caffe_model):
 
 
 def test_entry_point_check_and_freeze(fresh, caffe_model, images_dir, tmp_path, monkeypatch, capsys):
-    """``python -m studies.discovery --check/--freeze`` on the fresh discoveries (the
+    """``python -m studies.measure.frozen --check/--freeze`` on the fresh discoveries (the
     discovery itself is the shared one, so this exercises comparison and writing)."""
     import circuits
 
