@@ -212,3 +212,20 @@ def plot_attribution_flow(image: torch.Tensor, flow: list[dict], unit: str, path
     fig.suptitle(f"{unit}: curve families early → late; orange = positive, blue = negative (opacity ∝ magnitude)",
                  fontsize=9)
     return _save(fig, path)
+
+
+def plot_attribution_vis(image: torch.Tensor, vis: torch.Tensor, unit: str, layer: str, objective: float, path=None):
+    """The image beside the feature visualization of ``unit``'s attribution vector to ``layer``
+    on it (Curve Detectors fig. 8: what in ``layer`` drives the unit on this image).
+    ``image``, ``vis``: ``(3, H, W)`` RGB in [0, 1]."""
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.5), constrained_layout=True)
+    axes[0].imshow(_img(image))
+    axes[0].set_title("image", fontsize=8)
+    axes[1].imshow(_img(vis))
+    axes[1].set_title(f"feature visualization of the attribution\nvector to {layer} (direction objective "
+                      f"{objective:.3g})", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{unit}: what in {layer} drives it on this image", fontsize=9)
+    return _save(fig, path)

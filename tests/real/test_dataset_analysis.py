@@ -118,3 +118,19 @@ def test_cli_dataset_and_attribute(images_dir, tmp_path, capsys, caffe_model):
     assert row["attribution_sum"] + row["bias_terms"] == pytest.approx(row["target"], rel=1e-4, abs=0.5)
     assert (tmp_path / "att" / "flow.png").is_file()
     assert main(["attribute", "3b:9", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "a2")]) == 2
+
+
+def test_attribution_vector_visualization_raises_its_direction(caffe_model, sample_batch):
+    """Item 5 of Curve Detectors fig. 8: the attribution vector of 3b:358 to mixed3a on an image,
+    used as a direction objective, is driven up by the optimisation (from the noise start), and the
+    vector is exactly the attribution summed over positions (what ``circuits attribute`` writes)."""
+    from studies.dataset_analysis import _attribution_vis
+
+    img = sample_batch(0, 1)[0]
+    att = attribute(caffe_model, "3b:358", img, "mixed3a", "active")
+    vec = att.vector()[0]
+    assert vec.shape == (256,)
+    assert float(vec.sum()) == pytest.approx(float(att.target[0] - att.bias_terms[0]), rel=1e-4, abs=1e-2)
+    res = _attribution_vis(caffe_model, "mixed3a", vec, steps=24, seed=0)
+    assert res.images.shape[0] == 1 and res.images.min() >= 0 and res.images.max() <= 1
+    assert res.history[-1, 0] > res.history[0, 0] + 0.5 * abs(res.history[0, 0])
