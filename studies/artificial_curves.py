@@ -69,17 +69,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from circuits import load_model
 from circuits.catalog import load_catalog
 from circuits.units import canonical_layer
 from edits import Ablate, EditPlan, HandwrittenFamily, Linearize, in_branch
 from edits.handwritten import RESTS, learned_patterns
 
+from .base import StudyConfig, open_study
 from .measure import stimuli as S
 from .measure.equivariance import EquivarianceResult, equivariance, plot_patterns
 from .measure.tuning import angular_difference, combing_index, curve_line_preference, radial_tuning, tuning_metrics
-from .report.folder import check_out_dir, report_folder, write_html_report, write_json, write_yaml
 from .report.folder import log_step as _log
+from .report.folder import report_folder, write_html_report, write_json, write_yaml
 
 BASE_VARIANTS = ("natural", "zero_ablated", "hw_learned", "hw_analytic")
 VARIANT_TEXT = {
@@ -94,24 +94,22 @@ VARIANT_TEXT = {
 
 
 @dataclass
-class ArtificialCurvesConfig:
-    """Settings of the study (saved as ``config.yaml``).
+class ArtificialCurvesConfig(StudyConfig):
+    """Settings of the study (saved as ``config.yaml``); the common fields (model, images —
+    optional: without it classification is skipped —, weights, batch_size, limit, device,
+    executor, num_workers, seed: equivariance shuffles and bootstrap) are
+    :class:`~studies.base.StudyConfig`'s.
 
     Attributes:
-        model, weights: checkpoint and optional weights file.
-        images: labelled image folder (optional: without it, classification is skipped).
         family, src_family: catalog keys of the written family and of its source family.
         template_unit: the learned template (default: chosen by equivariance, see the module).
         rest: ``"zero"`` or ``"keep"`` for the hand-written variants; ``keep_variants`` adds the other.
         orientation_step: degrees between tuning orientations; radii: px; stroke_width: px.
-        n_shuffles: equivariance control permutations; bootstrap: resamples; seed: both.
+        n_shuffles: equivariance control permutations; bootstrap: resamples.
         combing: measure the combing index (each variant; a few seconds per variant).
-        limit, batch_size, device, executor, cache_dir, jobs: sweep settings (studies.sweep).
+        cache_dir, jobs: sweep settings (:mod:`studies.run.sweep`).
     """
 
-    model: str = "inceptionv1_caffe"
-    images: str | None = None
-    weights: str | None = None
     family: str = "mixed3b/curves"
     src_family: str = "mixed3a/curves"
     template_unit: str | None = None
@@ -122,31 +120,19 @@ class ArtificialCurvesConfig:
     stroke_width: float = 2.0
     n_shuffles: int = 1000
     bootstrap: int = 2000
-    seed: int = 0
     combing: bool = True
-    limit: int | None = None
-    batch_size: int = 64
-    device: str = "cpu"
-    executor: dict = field(default_factory=lambda: {"name": "local"})
     cache_dir: str | None = None
     jobs: int = 1
 
-
-def check_config(cfg: ArtificialCurvesConfig) -> ArtificialCurvesConfig:
-    """Spec-free checks, before any compute. Raises ValueError / FileNotFoundError."""
-    if cfg.limit is not None and cfg.limit < 1:
-        raise ValueError(f"--limit must be ≥ 1, got {cfg.limit}")
-    if not (0 < cfg.orientation_step <= 90):
-        raise ValueError(f"--orientation-step must be in (0, 90] degrees, got {cfg.orientation_step}")
-    if cfg.rest not in RESTS:
-        raise ValueError(f"--rest must be one of {', '.join(RESTS)}, got {cfg.rest!r}")
-    if cfg.n_shuffles < 1 or cfg.bootstrap < 100:
-        raise ValueError(f"--shuffles must be ≥ 1 and --bootstrap ≥ 100, got {cfg.n_shuffles}, {cfg.bootstrap}")
-    if cfg.images is not None:
-        if not Path(cfg.images).is_dir():
-            raise FileNotFoundError(f"--images {cfg.images} is not a folder")
-        cfg = dataclasses.replace(cfg, images=str(Path(cfg.images).resolve()))
-    return cfg
+    def check(self) -> None:
+        """Spec-free checks, before any compute. Raises ValueError naming the option."""
+        super().check()
+        if not (0 < self.orientation_step <= 90):
+            raise ValueError(f"--orientation-step must be in (0, 90] degrees, got {self.orientation_step}")
+        if self.rest not in RESTS:
+            raise ValueError(f"--rest must be one of {', '.join(RESTS)}, got {self.rest!r}")
+        if self.n_shuffles < 1 or self.bootstrap < 100:
+            raise ValueError(f"--shuffles must be ≥ 1 and --bootstrap ≥ 100, got {self.n_shuffles}, {self.bootstrap}")
 
 
 def measure_equivariance(model, family, src, n_shuffles: int, seed: int) -> tuple[EquivarianceResult, torch.Tensor]:
@@ -293,12 +279,8 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
     from .run.executors import make_executor
     from .run.sweep import run_sweep
 
-    t0 = time.perf_counter()
-    quiet = not progress
-    check_out_dir(out, overwrite)
-    cfg = check_config(cfg)
-    torch.manual_seed(cfg.seed)
-    model = load_model(cfg.model, weights=cfg.weights, device=cfg.device)
+    op = open_study(cfg, out, overwrite, progress)
+    cfg, model, t0, quiet = op.config, op.model, op.t0, op.quiet
     cat = load_catalog(model.spec)
     family, src = cat[cfg.family], cat[cfg.src_family]
     executor = make_executor(**{"jobs": cfg.jobs, **dict(cfg.executor)})  # local or ray (studies.executors)
