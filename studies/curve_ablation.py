@@ -12,7 +12,8 @@
 5. top-1/top-5 on the image folder before/after (skipped, and said so, without images);
 6. a report folder, written atomically: ``summary.md``, ``metrics.json``, ``config.yaml``,
    ``edit.json``, ``units.csv`` (per-unit metrics), ``tuning.csv`` (tidy responses),
-   ``radial_tuning.png``, ``downstream_radial_tuning.png`` and, with images,
+   ``radial_tuning.png`` (each curve normalised to its peak), ``radial_tuning_raw.png``,
+   ``downstream_radial_tuning.png``, ``report.html`` and, with images,
    ``classification.csv`` (per image, before/after).
 """
 
@@ -36,7 +37,10 @@ from studies.measure.discovery import discover_curves
 from studies.measure.images import ImageFolderDataset, load_reference_set
 from studies.measure.statistics import reference_statistics
 from studies.measure.tuning import compare, radial_tuning, tuning_metrics
-from studies.report.folder import report_folder, write_json, write_yaml
+from studies.report.folder import report_folder, write_json
+from studies.report.html import write_report
+from studies.report.order import sort_units, sort_units_df
+from studies.report.provenance import write_config
 from studies.report.plots import plot_radial
 from studies.run.sweep import evaluate_study_variants
 
@@ -112,10 +116,15 @@ def run_curve_ablation(config: CurveAblationConfig, out: str | Path, overwrite: 
     metrics = _metrics(model, layer, family, family_source, record, cls, tuning.metrics)
     metrics["wall_time_s"] = op.elapsed()
     with report_folder(out, overwrite) as tmp:
-        units = _write_report(tmp, config, model, layer, family, plan, record, tuning, table, cls)
+        units, metrics["provenance"] = _write_report(tmp, config, model, layer, family, plan, record, tuning, table,
+                                                     cls)
         metrics["wall_time_s"] = op.elapsed()
         write_json(tmp / "metrics.json", metrics)
         (tmp / "summary.md").write_text(_summary(config, metrics, units, layer, tuning.downstream_family))
+        write_report(tmp, f"Curve-family ablation: {model.spec.name} {family.key}",
+                     figures=[f for f in ("radial_tuning.png", "radial_tuning_raw.png", "downstream_radial_tuning.png")
+                              if (tmp / f).is_file()],
+                     tables={"Per unit (units.csv)": "units.csv"})
     op.log(f"report written to {out}")
     return metrics
 
@@ -204,10 +213,10 @@ def _metrics(model, layer: str, family: Family, family_source: str, record, cls,
 
 
 def _write_report(tmp: Path, config: CurveAblationConfig, model, layer: str, family: Family, plan: EditPlan,
-                  record, t: _Tuning, table, cls) -> pd.DataFrame:
-    """Step 5: every file of the report but ``metrics.json`` and ``summary.md``; returns the
-    per-unit table (``units.csv``)."""
-    write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
+                  record, t: _Tuning, table, cls) -> tuple[pd.DataFrame, dict]:
+    """Step 5: every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``;
+    returns the per-unit table (``units.csv``) and the run's provenance."""
+    prov = write_config(tmp / "config.yaml", "curve-ablation", config, model)
     plan.save(tmp / "edit.json")
     write_json(tmp / "edit_record.json", record.to_dict())
     t.responses.to_csv(tmp / "tuning.csv", index=False)
@@ -218,20 +227,23 @@ def _write_report(tmp: Path, config: CurveAblationConfig, model, layer: str, fam
                        "preferred_orientation"]].rename(columns={"selectivity": "discovery_selectivity",
                                                                  "preferred_orientation": "discovery_preferred_orientation"})
         units = units.merge(extra.assign(layer=layer), on=["layer", "index"], how="left")
+    units = sort_units_df(units, ["layer", "unit", "variant"])
     units.to_csv(tmp / "units.csv", index=False)
     pref = dict(zip([f"{layer}:{u}" for u in family.units], family.orientations or ()))
     silent = float(t.radial[t.radial["variant"] == "after"]["response"].max()) == 0
-    plot_radial(t.radial, tmp / "radial_tuning.png", preferred=pref, variants=["before", "after"],
-                title=f"{model.spec.name} {family.key}: radial tuning before/after zero ablation",
-                notes={"after": "all ablated units are silent (response 0)"} if silent else None)
+    for name, norm in (("radial_tuning.png", True), ("radial_tuning_raw.png", False)):
+        plot_radial(t.radial, tmp / name, preferred=pref, variants=["before", "after"], normalise=norm,
+                    title=f"{model.spec.name} {family.key}: radial tuning before/after zero ablation",
+                    notes={"after": "all ablated units are silent (response 0)"} if silent else None)
     if t.downstream_radial is not None:
         down = mu[(mu["layer"] == t.downstream_family.layer) & (mu["variant"] == "before")]
         dpref = {r["unit"]: r["preferred_orientation"] for _, r in down.iterrows()}
         plot_radial(t.downstream_radial, tmp / "downstream_radial_tuning.png", variants=["before", "after"],
-                    preferred=dpref, title=f"{t.downstream_family.key}: radial tuning before/after ablating {family.key}")
+                    preferred=dpref, normalise=False,
+                    title=f"{t.downstream_family.key}: radial tuning before/after ablating {family.key}")
     if cls is not None:
         _write_classification(tmp, cls["before"], cls["after"])
-    return units
+    return units, prov
 
 
 def _write_classification(tmp: Path, before, after) -> None:
@@ -294,7 +306,8 @@ def _summary(config, m, units: pd.DataFrame, layer: str, downstream) -> str:
         piv = d.pivot_table(index="unit", columns="variant", values="peak")
         lines += ["", f"## Downstream: {downstream.key} ({len(downstream)} units)", "",
                   "Peak radial response before → after ablation:", ""]
-        for unit, r in piv.iterrows():
+        for unit in sort_units(piv.index):
+            r = piv.loc[unit]
             ratio = r["after"] / r["before"] if r["before"] > 0 else float("nan")
             lines.append(f"- {unit}: {r['before']:.1f} → {r['after']:.1f} ({ratio:.0%})")
     lines += ["", f"Wall time: {m['wall_time_s']} s.", ""]

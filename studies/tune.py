@@ -51,7 +51,7 @@ def tune_report(
     ``units.csv`` (per unit: preferred orientation, tuning width, echo ratio, selectivity,
     best curve vs best line, combing index, angle/curve ratio; with images σ values and the
     dataset statistics), ``lines.csv``, ``combing.csv``, ``angles.csv``, ``radial.png``,
-    ``joint.png``, ``summary.json``. With ``images`` also ``dataset_summary.csv``,
+    ``radial_raw.png``, ``joint.png``, ``summary.json``, ``summary.md``, ``report.html``. With ``images`` also ``dataset_summary.csv``,
     ``histogram.csv``, ``top_examples.csv``, ``rotation.csv``, ``rotation_examples.csv``,
     ``histogram.png``, ``top_examples.png``, ``rotation.png``. Without ``images`` the σ units
     and the dataset statistics are skipped (and ``summary.json`` says so).
@@ -86,9 +86,33 @@ def tune_report(
     with report_folder(out, overwrite) as tmp:
         _write_tables_and_plots(tmp, model.spec.name, orientation_step, t, ds, rot, rot_ex)
         summary["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["summary.json"]
+        summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["report.html", "summary.json", "summary.md"]
         write_json(tmp / "summary.json", summary)
+        _write_page(tmp, summary)
     return summary
+
+
+def _write_page(tmp, summary: dict) -> None:
+    """``summary.md`` and ``report.html`` of :func:`tune_report`."""
+    from studies.report.html import write_report
+
+    lines = [f"# Tuning of {', '.join(summary['targets'] or summary['units'][:8])} ({summary['model']})", "",
+             f"- Stimuli: {summary['n_orientations']} orientations ({summary['orientation_step']:g}° steps) × radii "
+             f"{summary['radii']} px, stroke {summary['stroke_width']:g} px; responses {summary['responses']}.",
+             f"- {summary.get('sigma') or summary.get('skipped', '')}"]
+    if "dataset" in summary:
+        d = summary["dataset"]
+        lines.append(f"- Dataset statistics on {d['n_images']} images of `{d['images']}` ({d['skipped']} skipped).")
+    lines += ["", "| unit | preferred ° | width ° | echo ratio | selectivity |", "|---|---|---|---|---|"]
+    for r in summary["per_unit"]:
+        lines.append(f"| {r['unit']} | {r['preferred_orientation']:.1f} | {r['tuning_width']:.0f} | "
+                     f"{r['echo_ratio']:.2f} | {r['selectivity']:.2f} |")
+    lines += ["", f"Wall time: {summary['wall_time_s']} s.", ""]
+    (tmp / "summary.md").write_text("\n".join(lines))
+    figs = [f for f in ("radial.png", "joint.png", "histogram.png", "top_examples.png", "rotation.png",
+                        "radial_raw.png") if (tmp / f).is_file()]
+    write_report(tmp, f"circuits tune: {summary['model']}", figures=figs,
+                 tables={"Per unit (units.csv)": "units.csv"})
 
 
 def _measure_tuning(model: InceptionV1, units, images, orientation_step: float, radii: Sequence[float],
@@ -152,8 +176,9 @@ def _write_tables_and_plots(tmp, model_name: str, orientation_step: float, t: di
     t["angles"].to_csv(tmp / "angles.csv", index=False)
     met = t["metrics"]
     pref = dict(zip(met["unit"], met["preferred_orientation"]))
-    plots.plot_radial(t["radial"], tmp / "radial.png", preferred=pref,
-                      title=f"{model_name}: radial tuning ({orientation_step:g}° bins)")
+    for name, norm in (("radial.png", True), ("radial_raw.png", False)):
+        plots.plot_radial(t["radial"], tmp / name, preferred=pref, normalise=norm,
+                          title=f"{model_name}: radial tuning ({orientation_step:g}° bins)")
     plots.plot_joint(t["joint"], tmp / "joint.png", title=f"{model_name}: joint orientation × radius tuning")
     if ds is None:
         return

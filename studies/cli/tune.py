@@ -80,7 +80,5 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         else:
             line += f", best curve {row['best_curve']:.0f} vs line {row['best_line']:.0f} (pre-ReLU)"
         print(line)
-    if "skipped" in s:
-        print(s["skipped"])
     print(f"report: {args.out} ({', '.join(s['files'])}; {s['wall_time_s']} s)")
     return 0

@@ -30,9 +30,12 @@ def plot_radial(
     title: str = "",
     variants: list[str] | None = None,
     notes: dict[str, str] | None = None,
+    normalise: bool = True,
+    legend: bool = True,
 ):
     """Polar plot of radial tuning curves, one panel per variant, units overlaid and coloured
-    by preferred orientation (Curve Detectors, radial tuning figure).
+    by preferred orientation, with an orientation colour wheel and a unit legend in numeric
+    order (Curve Detectors, radial tuning figure; Curve Circuits, echo figure).
 
     Args:
         radial: output of :func:`studies.measure.tuning.radial_tuning` (``variant`` column optional).
@@ -40,39 +43,90 @@ def plot_radial(
         preferred: ``{unit: preferred orientation (deg)}`` for the colours; default: argmax.
         variants: panel order; default: order of appearance.
         notes: ``{variant: text}`` written under a panel (e.g. "all units silent").
+        normalise: ``True`` (default): each unit's curve in each panel divided by its own peak
+            (radius 1 = the unit's peak there; the articles' convention, it shows the *shape*, e.g.
+            the echo lobe at peak + 180°); silent curves (peak 0) stay at 0 and are noted.
+            ``False``: the raw response, one radial scale shared by all panels.
+        legend: draw the unit legend (off for very many units).
 
     Returns:
         The matplotlib figure.
     """
+    from studies.report.order import sort_units
+
     if "variant" not in radial.columns:
         radial = radial.assign(variant="")
     variants = variants or list(dict.fromkeys(radial["variant"]))
-    rmax = max(float(radial["response"].max()), 1e-9)
-    fig, axes = plt.subplots(1, len(variants), subplot_kw={"projection": "polar"},
-                             figsize=(4.2 * len(variants), 4.6), squeeze=False)
-    for ax, v in zip(axes[0], variants):
+    rmax = 1.0 if normalise else max(float(radial["response"].max()), 1e-9)
+    n = len(variants)
+    fig = plt.figure(figsize=(3.6 * n + 2.4, 4.4), layout="constrained")
+    gs = fig.add_gridspec(1, n + 1, width_ratios=[1] * n + [0.62])
+    axes = [fig.add_subplot(gs[0, i], projection="polar") for i in range(n)]
+    handles: dict = {}
+    for ax, v in zip(axes, variants):
         d = radial[radial["variant"] == v]
+        silent = 0
         for unit, g in d.groupby("unit", sort=False):
             g = g.sort_values("orientation")
+            resp = g["response"].to_numpy(float)
+            peak = float(resp.max()) if len(resp) else 0.0
+            if normalise:
+                silent += peak <= 0
+                resp = resp / peak if peak > 0 else resp * 0
             th = np.radians(np.append(g["orientation"].to_numpy(), g["orientation"].iloc[0]))
-            r = np.append(g["response"].to_numpy(), g["response"].iloc[0])
+            r = np.append(resp, resp[0])
             pref = (preferred or {}).get(unit)
             if pref is None:
                 pref = float(g["orientation"].iloc[int(np.argmax(g["response"].to_numpy()))])
-            ax.plot(th, r, color=orientation_colour(pref), lw=1.4, label=unit)
+            (line,) = ax.plot(th, r, color=orientation_colour(pref), lw=1.3, label=unit)
+            handles.setdefault(unit, line)
         ax.set_ylim(0, rmax * 1.05)
-        ax.set_title(v, pad=14)
+        ax.set_title(v, fontsize=10)
         ax.set_rlabel_position(100)
         ax.tick_params(axis="y", labelsize=7)
-        if notes and v in notes:
-            ax.text(0.5, -0.1, notes[v], transform=ax.transAxes, ha="center", va="top", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05 if notes else 0, 1, 1))
+        ax.tick_params(axis="x", labelsize=8, pad=1)
+        if normalise:
+            ax.set_yticks([0.25, 0.5, 0.75, 1.0])
+        ax.set_xlabel("response / unit's peak" if normalise else "response (mean positive pre-ReLU)", fontsize=8)
+        note = (notes or {}).get(v, "")
+        if normalise and silent and not note:
+            note = f"{silent} silent unit(s) (peak 0)"
+        if note:
+            ax.set_xlabel(ax.get_xlabel() + "\n" + note, fontsize=8)
+    side = gs[0, n].subgridspec(2, 1, height_ratios=[1, 1.6])
+    _orientation_wheel(fig.add_subplot(side[0], projection="polar"))
+    lax = fig.add_subplot(side[1])
+    lax.axis("off")
+    if legend and handles:
+        names = sort_units(handles)
+        layers = {str(u).rsplit(":", 1)[0] for u in names}
+        labels = [str(u).rsplit(":", 1)[-1] for u in names] if len(layers) == 1 and ":" in str(names[0]) else names
+        lax.legend([handles[u] for u in names], labels, loc="upper center", fontsize=7, frameon=False,
+                   ncol=1 if len(names) <= 12 else (2 if len(names) <= 30 else 3), columnspacing=0.8,
+                   handlelength=1.5, title=f"unit ({layers.pop()})" if len(layers) == 1 else "unit",
+                   title_fontsize=8)
+    fig.suptitle((title + "\n" if title else "") + ("each curve normalised to its own peak" if normalise else
+                                                     "raw responses, one scale for all panels"), fontsize=10)
     if path is not None:
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
+
+
+def _orientation_wheel(ax) -> None:
+    """Colour key of :func:`orientation_colour`: preferred orientation (deg) around a ring."""
+    th = np.radians(np.arange(0, 361, 2.0))
+    import matplotlib.colors as mcolors
+
+    rgb = np.array([orientation_colour(np.degrees(a)) for a in th[:-1]])
+    ax.pcolormesh(th, [0.6, 1.0], np.arange(len(th) - 1)[None, :], cmap=mcolors.ListedColormap(rgb),
+                  shading="flat")
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_xticks(np.radians([0, 90, 180, 270]), ["0°", "90°", "180°", "270°"], fontsize=7)
+    ax.tick_params(axis="x", pad=-2)
+    ax.grid(False)
+    ax.set_title("preferred orientation", fontsize=8)
 
 
 def _panel_grid(n: int, ncols: int = 5, w: float = 3.4, h: float = 3.0, **kw):
