@@ -42,19 +42,34 @@ def test_report_files(runs):
     assert "disjoint" in m["reference"]
 
 
-def test_cis_contain_point_and_p_in_range(runs):
+def test_cis_from_scipy_and_p_in_range(runs):
+    """The CIs and p-values are scipy's on the per-image table (recomputed here, never clamped)."""
+    from studies.measure.paired import paired_stats
+
     res = pd.read_csv(runs[0] / "results.csv")
+    pi = pd.read_csv(runs[0] / "per_image.csv")
+    base = pi[pi["variant"] == "unedited"].reset_index(drop=True)
     r = res[res["kind"] != "baseline"]
     for tag in ("top1", "top5"):
-        assert (r[f"{tag}_ci_low"] <= r[f"{tag}_delta"] + 1e-12).all()
-        assert (r[f"{tag}_delta"] <= r[f"{tag}_ci_high"] + 1e-12).all()
+        assert (r[f"{tag}_ci_low"] <= r[f"{tag}_ci_high"]).all()
         assert r[f"{tag}_mcnemar_p"].between(0, 1).all()
+        for _, row in r.iterrows():
+            v = pi[pi["variant"] == row["variant"]].reset_index(drop=True)
+            s = paired_stats(base[f"correct_{tag}"].to_numpy(bool), v[f"correct_{tag}"].to_numpy(bool), 300, 0)
+            assert (row[f"{tag}_ci_low"], row[f"{tag}_ci_high"], row[f"{tag}_mcnemar_p"]) == pytest.approx(
+                (s["ci_low"], s["ci_high"], s["mcnemar_p"]), abs=1e-12)
         base = res[res["kind"] == "baseline"][tag].item()
         assert np.allclose(r[tag] - base, r[f"{tag}_delta"])
     # control units: same count as the family, none shared, same branches
     m = json.loads((runs[0] / "metrics.json").read_text())
     fam, ctl = m["unit_sets"]["mixed3b/curves"], m["unit_sets"]["mixed3b/curves~control1"]
     assert len(fam["units"]) == len(ctl["units"]) and not set(fam["units"]) & set(ctl["units"])
+
+
+def test_report_html_renders(runs, tmp_path):
+    from html_check import check_report_html
+
+    check_report_html(runs[0], tmp_path / "chromium", min_figures=2, min_tables=2)
 
 
 def test_same_command_twice_identical(runs):
