@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +39,8 @@ from studies.measure.tuning import compare, radial_tuning, tuning_metrics
 from studies.report.folder import report_folder, write_json
 from studies.report.html import write_report
 from studies.report.order import sort_units, sort_units_df
-from studies.report.provenance import write_config
 from studies.report.plots import plot_radial
+from studies.report.provenance import write_config
 from studies.run.sweep import evaluate_study_variants
 
 

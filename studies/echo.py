@@ -25,7 +25,6 @@ Report folder (atomic): ``config.yaml``, ``results.csv`` (tidy per-unit metrics)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,8 @@ from studies.measure.tuning import compare, measure, radial_tuning, tuning_metri
 from studies.report.folder import report_folder, write_json
 from studies.report.html import write_report
 from studies.report.order import sort_units_df
-from studies.report.provenance import write_config
 from studies.report.plots import plot_radial
+from studies.report.provenance import write_config
 from studies.run.sweep import evaluate_study_variants
 
 LAYER = "mixed3b"
@@ -165,7 +164,7 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
                                       progress=progress)
     metrics = _metrics(config, model, family, src_curves, plans, notes, t, cls)
     with report_folder(out, overwrite) as tmp:
-        _write_report(tmp, config, model, family, plans, t, cls)
+        metrics["provenance"] = _write_report(tmp, config, model, family, plans, t, cls)
         metrics["wall_time_s"] = op.elapsed()
         write_json(tmp / "metrics.json", metrics)
         summary = _summary(config, metrics, t.results)
@@ -271,8 +270,8 @@ def _metrics(config: EchoConfig, model, family, src_curves, plans: dict, notes: 
     }
 
 
-def _write_report(tmp: Path, config: EchoConfig, model, family, plans: dict, t: _Tuning, cls) -> None:
-    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``."""
+def _write_report(tmp: Path, config: EchoConfig, model, family, plans: dict, t: _Tuning, cls) -> dict:
+    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``; returns the provenance."""
     prov = write_config(tmp / "config.yaml", "echo", config, model)
     for k, plan in plans.items():
         plan.save(tmp / f"plan_{k}.json")
@@ -288,6 +287,7 @@ def _write_report(tmp: Path, config: EchoConfig, model, family, plans: dict, t: 
     if cls is not None:
         pd.DataFrame([{"variant": v, "top1": cls[v].top1, "top5": cls[v].top5, "n_images": cls[v].n_images}
                       for v in VARIANTS]).to_csv(tmp / "classification.csv", index=False)
+    return prov
 
 
 def _f(x) -> float | None:

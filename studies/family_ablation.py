@@ -24,7 +24,6 @@ top-1/top-5 with paired bootstrap CIs and McNemar tests against the unedited mod
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time

@@ -48,14 +48,14 @@ def test_cis_from_scipy_and_p_in_range(runs):
 
     res = pd.read_csv(runs[0] / "results.csv")
     pi = pd.read_csv(runs[0] / "per_image.csv")
-    base = pi[pi["variant"] == "unedited"].reset_index(drop=True)
+    base_pi = pi[pi["variant"] == "unedited"].reset_index(drop=True)
     r = res[res["kind"] != "baseline"]
     for tag in ("top1", "top5"):
         assert (r[f"{tag}_ci_low"] <= r[f"{tag}_ci_high"]).all()
         assert r[f"{tag}_mcnemar_p"].between(0, 1).all()
         for _, row in r.iterrows():
             v = pi[pi["variant"] == row["variant"]].reset_index(drop=True)
-            s = paired_stats(base[f"correct_{tag}"].to_numpy(bool), v[f"correct_{tag}"].to_numpy(bool), 300, 0)
+            s = paired_stats(base_pi[f"correct_{tag}"].to_numpy(bool), v[f"correct_{tag}"].to_numpy(bool), 300, 0)
             assert (row[f"{tag}_ci_low"], row[f"{tag}_ci_high"], row[f"{tag}_mcnemar_p"]) == pytest.approx(
                 (s["ci_low"], s["ci_high"], s["mcnemar_p"]), abs=1e-12)
         base = res[res["kind"] == "baseline"][tag].item()
