@@ -14,6 +14,7 @@ Usage::
     circuits edit apply PLAN --model M --out FILE [--reference DIR]
     circuits edit diff PLAN --model M [--reference DIR] [--json]
     circuits graph --model M --out DIR
+    circuits replay DIR/config.yaml --out NEW_DIR
 
 One module per command group (``studies/cli/<group>.py``). Adding a group: write
 ``studies/cli/<group>.py`` with ``add_parser(subparsers)`` (creates its parser and calls
@@ -37,7 +38,7 @@ from studies.cli.common import PROG, USER_ERRORS, device, error, message, versio
 
 #: Command groups (modules ``studies.cli.<name>``), in the order they appear in ``--help``;
 #: each module has ``add_parser(subparsers)``.
-COMMANDS = ("study", "tune", "edit", "graph", "discover", "weights")
+COMMANDS = ("study", "tune", "edit", "graph", "discover", "weights", "replay")
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "device", "main"]
 
