@@ -153,7 +153,7 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
     family, src_curves = cat[f"{LAYER}/curves"], cat[f"{SRC_LAYER}/curves"]
     plans, notes = build_plans(model, family, src_curves)
     models = _apply(model, plans, notes)
-    op.log(f"edits applied; validator: {notes['validation']}")
+    op.log("edits applied; validator: " + "; ".join(f"{k} {v}" for k, v in notes["validation"].items()))
     t = _measure_tuning(op, models, cat, family, progress)
     cls = None
     if config.images:
