@@ -64,35 +64,8 @@ def plot_radial(
     axes = [fig.add_subplot(gs[0, i], projection="polar") for i in range(n)]
     handles: dict = {}
     for ax, v in zip(axes, variants):
-        d = radial[radial["variant"] == v]
-        silent = 0
-        for unit, g in d.groupby("unit", sort=False):
-            g = g.sort_values("orientation")
-            resp = g["response"].to_numpy(float)
-            peak = float(resp.max()) if len(resp) else 0.0
-            if normalise:
-                silent += peak <= 0
-                resp = resp / peak if peak > 0 else resp * 0
-            th = np.radians(np.append(g["orientation"].to_numpy(), g["orientation"].iloc[0]))
-            r = np.append(resp, resp[0])
-            pref = (preferred or {}).get(unit)
-            if pref is None:
-                pref = float(g["orientation"].iloc[int(np.argmax(g["response"].to_numpy()))])
-            (line,) = ax.plot(th, r, color=orientation_colour(pref), lw=1.3, label=unit)
-            handles.setdefault(unit, line)
-        ax.set_ylim(0, rmax * 1.05)
-        ax.set_title(v, fontsize=10)
-        ax.set_rlabel_position(100)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.tick_params(axis="x", labelsize=8, pad=1)
-        if normalise:
-            ax.set_yticks([0.25, 0.5, 0.75, 1.0])
-        ax.set_xlabel("response / unit's peak" if normalise else "response (mean positive pre-ReLU)", fontsize=8)
-        note = (notes or {}).get(v, "")
-        if normalise and silent and not note:
-            note = f"{silent} silent unit(s) (peak 0)"
-        if note:
-            ax.set_xlabel(ax.get_xlabel() + "\n" + note, fontsize=8)
+        _radial_panel(ax, radial[radial["variant"] == v], v, preferred, normalise, rmax, (notes or {}).get(v, ""),
+                      handles)
     side = gs[0, n].subgridspec(2, 1, height_ratios=[1, 1.6])
     _orientation_wheel(fig.add_subplot(side[0], projection="polar"))
     lax = fig.add_subplot(side[1])
@@ -111,6 +84,37 @@ def plot_radial(
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
+
+
+def _radial_panel(ax, d: pd.DataFrame, v: str, preferred, normalise: bool, rmax: float, note: str,
+                  handles: dict) -> None:
+    """One polar panel of :func:`plot_radial` (adds each unit's line to ``handles``)."""
+    silent = 0
+    for unit, g in d.groupby("unit", sort=False):
+        g = g.sort_values("orientation")
+        resp = g["response"].to_numpy(float)
+        peak = float(resp.max()) if len(resp) else 0.0
+        if normalise:
+            silent += peak <= 0
+            resp = resp / peak if peak > 0 else resp * 0
+        th = np.radians(np.append(g["orientation"].to_numpy(), g["orientation"].iloc[0]))
+        r = np.append(resp, resp[0])
+        pref = (preferred or {}).get(unit)
+        if pref is None:
+            pref = float(g["orientation"].iloc[int(np.argmax(g["response"].to_numpy()))])
+        (line,) = ax.plot(th, r, color=orientation_colour(pref), lw=1.3, label=unit)
+        handles.setdefault(unit, line)
+    ax.set_ylim(0, rmax * 1.05)
+    ax.set_title(v, fontsize=10)
+    ax.set_rlabel_position(100)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.tick_params(axis="x", labelsize=8, pad=1)
+    if normalise:
+        ax.set_yticks([0.25, 0.5, 0.75, 1.0])
+    label = "response / unit's peak" if normalise else "response (mean positive pre-ReLU)"
+    if normalise and silent and not note:
+        note = f"{silent} silent unit(s) (peak 0)"
+    ax.set_xlabel(label + ("\n" + note if note else ""), fontsize=8)
 
 
 def _orientation_wheel(ax) -> None:
