@@ -199,9 +199,11 @@ def plot_joint(
     from matplotlib.colors import TwoSlopeNorm
 
     value = value or ("response_sigma" if "response_sigma" in joint.columns else "response")
-    label = "σ (pre-ReLU, reference images)" if value == "response_sigma" else "pre-ReLU response"
+    label = "σ" if value == "response_sigma" else "pre-ReLU"
+    full = ("colour: σ of the unit's pre-ReLU activation over the reference images" if value == "response_sigma"
+            else "colour: pre-ReLU response")
     panels = _panels(joint)
-    fig, axes = _panel_grid(len(panels), ncols, 3.6, 3.0)
+    fig, axes = _panel_grid(len(panels), ncols, 3.5, 2.9, layout="constrained")
     for ax, (name, g) in zip(axes, panels):
         piv = g.pivot_table(index="radius", columns="orientation", values=value, aggfunc="mean").sort_index()
         z = piv.to_numpy()
@@ -209,14 +211,27 @@ def plot_joint(
         lim = max(abs(vmin), abs(vmax), 1e-9)
         norm = TwoSlopeNorm(0.0, min(vmin, -1e-3 * lim), max(vmax, 1e-3 * lim))
         o, r = piv.columns.to_numpy(float), piv.index.to_numpy(float)
-        mesh = ax.pcolormesh(o, r, z, cmap="RdBu_r", norm=norm, shading="nearest")
+        mesh = ax.pcolormesh(_edges(o, log=False), _edges(r, log=True), z, cmap="RdBu_r", norm=norm, shading="flat")
         ax.set_yscale("log")
-        ax.set_xlabel("orientation (deg)")
-        ax.set_ylabel("radius (px)")
+        ax.set_xlabel("orientation (°)", fontsize=8)
+        ax.set_ylabel("radius (px)", fontsize=8)
         ax.set_xticks(np.arange(0, 361, 90))
+        ax.tick_params(labelsize=7)
         ax.set_title(name, fontsize=9)
-        fig.colorbar(mesh, ax=ax, label=label, fraction=0.05, pad=0.02)
-    return _finish(fig, path, title, tight=len(panels) <= 4)
+        cb = fig.colorbar(mesh, ax=ax, fraction=0.06, pad=0.02)
+        cb.ax.tick_params(labelsize=6)
+        cb.ax.set_title(label, fontsize=7)
+    return _finish(fig, path, (title + "\n" if title else "") + full, tight=None)
+
+
+def _edges(x: np.ndarray, log: bool) -> np.ndarray:
+    """Cell edges around sorted centres ``x`` (geometric midpoints when ``log``), for ``pcolormesh``."""
+    if len(x) == 1:
+        return np.array([x[0] / 1.25, x[0] * 1.25]) if log else np.array([x[0] - 0.5, x[0] + 0.5])
+    y = np.log(x) if log else x
+    mid = (y[1:] + y[:-1]) / 2
+    e = np.concatenate([[y[0] - (mid[0] - y[0])], mid, [y[-1] + (y[-1] - mid[-1])]])
+    return np.exp(e) if log else e
 
 
 def plot_histogram(
