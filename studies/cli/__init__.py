@@ -34,7 +34,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from studies.cli.common import PROG, USER_ERRORS, device, error, message, version
+from studies.cli.common import PROG, USER_ERRORS, device, document_defaults, error, message, version
 
 #: Command groups (modules ``studies.cli.<name>``), in the order they appear in ``--help``;
 #: each module has ``add_parser(subparsers)``.
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    document_defaults(parser)
     return parser
 
 
