@@ -27,6 +27,9 @@ from studies.measure.tuning import (
 from studies.report import plots
 from studies.report.folder import check_out_dir, report_folder, write_json
 
+#: below this many images the dataset statistics are flagged as a small sample
+SMALL_SAMPLE = 100
+
 
 def tune_report(
     model: InceptionV1,
@@ -43,6 +46,7 @@ def tune_report(
     overwrite: bool = False,
     log=print,
     labels: Sequence[str] | None = None,
+    progress: bool = True,
 ) -> dict:
     """Measure ``units`` and write a report folder ``out`` atomically
     (:func:`studies.report.folder.report_folder`); the ``circuits tune`` command.
@@ -77,7 +81,8 @@ def tune_report(
     t = _measure_tuning(model, units, images, orientation_step, radii, stroke_width, reference_images, summary, log)
     ds = rot = rot_ex = None
     if files is not None:
-        ds, rot, rot_ex = _dataset_statistics(model, units, images, files, top_k, limit, rotation_step, summary, log)
+        ds, rot, rot_ex = _dataset_statistics(model, units, images, files, top_k, limit, rotation_step, summary, log,
+                                              progress)
         dcols = ["mean", "std", "frac_positive", "tail_rate", "tail_rate_sigma"]
         key = ["unit", "layer", "index"]
         t["table"] = t["table"].merge(ds.summary[key + dcols].rename(columns={c: f"dataset_{c}" for c in dcols}),
@@ -103,6 +108,9 @@ def _write_page(tmp, summary: dict) -> None:
     if "dataset" in summary:
         d = summary["dataset"]
         lines.append(f"- Dataset statistics on {d['n_images']} images of `{d['images']}` ({d['skipped']} skipped).")
+        if d["n_images"] < SMALL_SAMPLE:
+            lines += ["", f"**Warning: small sample.** The histograms, tail fits and top examples rest on "
+                      f"{d['n_images']} images; the top examples of {SMALL_SAMPLE}+ images differ."]
     lines += ["", "| unit | preferred ° | width ° | echo ratio | selectivity |", "|---|---|---|---|---|"]
     for r in summary["per_unit"]:
         lines.append(f"| {r['unit']} | {r['preferred_orientation']:.1f} | {r['tuning_width']:.0f} | "
@@ -149,18 +157,23 @@ def _measure_tuning(model: InceptionV1, units, images, orientation_step: float, 
 
 
 def _dataset_statistics(model: InceptionV1, units, images, files, top_k: int, limit: int | None,
-                        rotation_step: float | None, summary: dict, log
+                        rotation_step: float | None, summary: dict, log, progress: bool = True
                         ) -> tuple[DatasetStats, pd.DataFrame | None, pd.DataFrame | None]:
     """Dataset statistics and rotation tuning of :func:`tune_report`: ``(stats, rotation, rotation examples)``."""
     n_files = min(len(files), limit) if limit else len(files)
     log(f"dataset statistics over {n_files} images (top {top_k} examples)")
-    ds = unit_statistics(model, units, files, k=top_k, limit=limit)
+    ds = unit_statistics(model, units, files, k=top_k, limit=limit, progress=progress)
     rot = rot_ex = None
     if rotation_step is not None:
         log(f"rotation tuning of the top examples ({rotation_step:g}° steps)")
         rot, rot_ex = rotation_tuning(model, ds, step=rotation_step)
     summary["dataset"] = dict(images=str(images), n_images=ds.n_images, skipped=len(ds.skipped), top_k=top_k,
                               interior_only=ds.interior_only)
+    if ds.n_images < SMALL_SAMPLE:
+        import sys
+
+        print(f"circuits: warning: dataset statistics on only {ds.n_images} image(s) (histograms, tail fits and "
+              f"top examples are unreliable below {SMALL_SAMPLE})", file=sys.stderr, flush=True)
     return ds, rot, rot_ex
 
 

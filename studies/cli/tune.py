@@ -70,7 +70,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     s = tune_report(model, units, args.out, images=args.images, orientation_step=args.orientation_step, radii=radii,
                     stroke_width=args.stroke_width, top_k=args.top_k, limit=args.limit,
                     reference_images=args.reference_images, rotation_step=args.rotation_step,
-                    overwrite=args.overwrite, log=log, labels=labels)
+                    overwrite=args.overwrite, log=log, labels=labels, progress=not args.quiet)
     for row in s["per_unit"]:
         line = (f"{row['unit']}: preferred {row['preferred_orientation']:.1f}°, width {row['tuning_width']:.0f}°, "
                 f"echo {row['echo_ratio']:.2f}")
