@@ -37,7 +37,7 @@ import torch
 from circuits.catalog import load_catalog
 from circuits.labels import class_names
 from edits import ABLATE_MODES, Ablate, EditPlan
-from studies.base import Opening, StudyConfig, open_study
+from studies.base import Opening, StudyConfig, open_study, warn
 from studies.measure.classify import wnid_index
 from studies.measure.images import ImageFolderDataset, list_images, load_image
 from studies.measure.paired import mcnemar_exact, paired_stats
@@ -94,6 +94,9 @@ class FamilyAblationConfig(StudyConfig):
 
 
 # ---------------------------------------------------------------------------- statistics
+#: below this many images the summary and the figure flag a small sample
+SMALL_SAMPLE = 200
+
 # mcnemar_exact and paired_stats live in studies.measure.paired (scipy.stats); re-exported here
 __all__ = ["mcnemar_exact", "paired_stats"]
 
@@ -203,6 +206,9 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
             extra={"reference_description": ref_desc, "unit_sets": unit_sets, "bootstrap_seed": config.seed,
                    "resample_seed": config.seed, "control_seed": config.seed})
         _write_report(tmp, config, model, st, metrics, names, ref_desc, op)
+    if metrics["n_images"] < SMALL_SAMPLE:
+        warn(f"family ablation on only {metrics['n_images']} images: one image = {100 / metrics['n_images']:.2g} "
+             "percentage points; see the CIs in summary.md")
     op.log(f"report written to {out}")
     return metrics
 
@@ -359,7 +365,8 @@ def _plot_deltas(res: pd.DataFrame, path: Path, n: int) -> None:
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(r["variant"], fontsize=8)
     axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle(f"Accuracy change per ablation ({n} images)")
+    fig.suptitle(f"Accuracy change per ablation ({n} images)"
+                 + (f"; small sample: 1 image = {100 / n:.2g} pp" if n < SMALL_SAMPLE else ""))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -408,6 +415,9 @@ def _summary(config, m, res: pd.DataFrame, class_changes: pd.DataFrame, worst, r
         f"- Statistics: change vs unedited, paired over images; 95% percentile bootstrap CI "
         f"({config.bootstrap} resamples, seed {config.seed}); exact two-sided McNemar test on the "
         "discordant images (lost = right→wrong, gained = wrong→right).", "",
+        *([f"**Warning: small sample ({m['n_images']} images; one image = {100 / m['n_images']:.2g} percentage "
+           "points).** Changes whose CI includes 0 are within noise; run on ≥ 1000 images before drawing "
+           "conclusions.", ""] if m["n_images"] < SMALL_SAMPLE else []),
         "## Results (percentage points)", "",
         "| variant | units | top-1 | Δ top-1 [95% CI] | lost/gained | McNemar p | top-5 | Δ top-5 [95% CI] | p |",
         "|---|---|---|---|---|---|---|---|---|",
