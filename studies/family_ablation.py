@@ -364,7 +364,7 @@ def _plot_deltas(res: pd.DataFrame, path: Path, n: int) -> None:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(r["variant"], fontsize=8)
-    axes[0].legend(fontsize=8, loc="lower left")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=2)
     fig.suptitle(f"Accuracy change per ablation ({n} images)"
                  + (f"; small sample: 1 image = {100 / n:.2g} pp" if n < SMALL_SAMPLE else ""))
     fig.savefig(path, dpi=110)

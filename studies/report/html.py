@@ -115,6 +115,10 @@ def write_report(folder: str | Path, title: str, summary_md: str | None = None, 
         raise FileNotFoundError(f"report folder {folder} is not a folder")
     if summary_md is None and (folder / "summary.md").is_file():
         summary_md = (folder / "summary.md").read_text(encoding="utf-8")
+    if summary_md and summary_md.lstrip().startswith("# "):  # an H1 repeating the page title: shown once
+        first, _, rest = summary_md.lstrip().partition("\n")
+        if first[2:].strip() == title.strip():
+            summary_md = rest
     env = Environment(loader=PackageLoader("studies.report", "templates"), autoescape=select_autoescape(["j2"]))
     from markupsafe import Markup
 

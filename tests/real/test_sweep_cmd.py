@@ -28,6 +28,12 @@ def test_sweep_runs_resumes_and_reads_plan_files(tmp_path, images_dir, monkeypat
     m2 = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert len(m1["computed"]) == 9 and m2["computed"] == [] and len(m2["loaded_from_cache"]) == 9
     assert (tmp_path / "a" / "report.html").is_file()
+    changes = pd.read_csv(tmp_path / "a" / "changes.csv")  # per plan: scipy paired stats vs unedited
+    assert len(changes) == 8 and changes["mcnemar_p"].between(0, 1).all()
+    assert "small sample (4 images)" in (tmp_path / "a" / "summary.md").read_text()
+    from html_check import check_report_html
+
+    check_report_html(tmp_path / "a", tmp_path / "chromium", min_figures=1, min_tables=1)
 
 
 def test_single_unit_ablations_of_a_whole_layer(caffe_model):
