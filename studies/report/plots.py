@@ -136,6 +136,7 @@ def _orientation_wheel(ax) -> None:
 def _panel_grid(n: int, ncols: int = 5, w: float = 3.4, h: float = 3.0, **kw):
     ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
+    kw.setdefault("layout", "constrained")
     fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False, **kw)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -147,7 +148,11 @@ def _finish(fig, path, title: str = "", tight: bool | None = True):
     where tight_layout costs seconds per figure; ``None``: as is), save and close."""
     if title:
         fig.suptitle(title)
-    if tight:
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        pass  # constrained layout places titles, labels and colour bars itself
+    elif tight:
         fig.tight_layout()
     elif tight is False:
         h = fig.get_figheight()
@@ -291,7 +296,8 @@ def plot_top_examples(
     """
     units = [u for u, c in crops.items() if len(c)]
     k = max([min(max_k, len(crops[u])) for u in units], default=1)
-    fig, axes = plt.subplots(max(1, len(units)), k, figsize=(1.5 * k, 1.6 * max(1, len(units))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(units)), k, figsize=(1.5 * k, 1.7 * max(1, len(units)) + 0.4), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for i, u in enumerate(units):
@@ -304,11 +310,8 @@ def plot_top_examples(
                 if len(row):
                     label = (label + "\n" if label else "") + f"{float(row['activation'].iloc[0]):.0f}"
             ax.set_title(label, fontsize=7)
-    if len(units) <= 4:
-        return _finish(fig, path, title)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.45 / fig.get_figheight(), wspace=0.05,
-                        hspace=0.45)
-    return _finish(fig, path, title, tight=None)
+    return _finish(fig, path, title or "top dataset examples (receptive-field crops; number: pre-ReLU activation)",
+                   tight=None)
 
 
 def plot_rotation(curve: pd.DataFrame, path: str | Path | None = None, title: str = ""):
@@ -319,7 +322,7 @@ def plot_rotation(curve: pd.DataFrame, path: str | Path | None = None, title: st
     Returns:
         The matplotlib figure.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8), layout="constrained")
     for (unit, _), g in curve.groupby(["unit", "layer"], sort=False):
         g = g.sort_values("rotation")
         rot = ((g["rotation"].to_numpy() + 180.0) % 360.0) - 180.0
