@@ -26,6 +26,7 @@ from studies.measure.tuning import (
 )
 from studies.report import plots
 from studies.report.folder import check_out_dir, report_folder, write_json
+from studies.report.order import sort_units_df
 
 #: below this many images the dataset statistics are flagged as a small sample
 SMALL_SAMPLE = 100
@@ -87,6 +88,7 @@ def tune_report(
         key = ["unit", "layer", "index"]
         t["table"] = t["table"].merge(ds.summary[key + dcols].rename(columns={c: f"dataset_{c}" for c in dcols}),
                                       on=key)
+    t["table"] = sort_units_df(t["table"], ["unit"])  # numeric order: 3b:9 before 3b:66 before 3b:195
     summary["per_unit"] = t["table"].to_dict(orient="records")
     with report_folder(out, overwrite) as tmp:
         _write_tables_and_plots(tmp, model.spec.name, orientation_step, t, ds, rot, rot_ex)
