@@ -59,7 +59,7 @@ def plot_radial(
     variants = variants or list(dict.fromkeys(radial["variant"]))
     rmax = 1.0 if normalise else max(float(radial["response"].max()), 1e-9)
     n = len(variants)
-    fig = plt.figure(figsize=(3.6 * n + 2.4, 4.4), layout="constrained")
+    fig = plt.figure(figsize=(3.6 * n + 2.4, 4.8), layout="constrained")
     gs = fig.add_gridspec(1, n + 1, width_ratios=[1] * n + [0.62])
     axes = [fig.add_subplot(gs[0, i], projection="polar") for i in range(n)]
     handles: dict = {}
@@ -105,7 +105,6 @@ def _radial_panel(ax, d: pd.DataFrame, v: str, preferred, normalise: bool, rmax:
         (line,) = ax.plot(th, r, color=orientation_colour(pref), lw=1.3, label=unit)
         handles.setdefault(unit, line)
     ax.set_ylim(0, rmax * 1.05)
-    ax.set_title(v, fontsize=10)
     ax.set_rlabel_position(100)
     ax.tick_params(axis="y", labelsize=7)
     ax.tick_params(axis="x", labelsize=8, pad=1)
@@ -114,7 +113,8 @@ def _radial_panel(ax, d: pd.DataFrame, v: str, preferred, normalise: bool, rmax:
     label = "response / unit's peak" if normalise else "response (mean positive pre-ReLU)"
     if normalise and silent and not note:
         note = f"{silent} silent unit(s) (peak 0)"
-    ax.set_xlabel(label + ("\n" + note if note else ""), fontsize=8)
+    ax.set_xlabel(label, fontsize=8)
+    ax.set_title(v + ("\n" + note if note else ""), fontsize=10 if not note else 9, pad=16)
 
 
 def _orientation_wheel(ax) -> None:
