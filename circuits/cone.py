@@ -374,7 +374,7 @@ def run_cone(cone: Cone, n: int, get: Callable[[slice], Tensor], device: str | t
             return torch.cat([cone(imgs[s:s + chunk]) for s in range(0, len(imgs), chunk)]).float().cpu()
 
     batches = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    out = list(tqdm(_imap(work, batches, workers), total=len(batches), disable=not progress, desc=desc,
+    out = list(tqdm(_imap(work, batches, workers), total=len(batches), disable=None if progress else True, desc=desc,
                     unit="batch", leave=False))
     return torch.cat(out) if out else torch.empty(0, cone.n)
 

@@ -411,7 +411,8 @@ class EditPlan:
         """Inverse of :meth:`to_dict`.
 
         Raises:
-            EditError: not a mapping, missing/unsupported ``schema_version``, unknown top-level
+            EditError: not a mapping, unsupported ``schema_version`` (a missing one means the current
+                version, :data:`SCHEMA_VERSION`), unknown top-level
                 field, an edit of unknown ``type``, or an invalid edit (located by index).
         """
         if not isinstance(d, Mapping):
@@ -420,7 +421,7 @@ class EditPlan:
         for k in d:
             if k not in allowed:
                 raise EditError(f"unknown plan field {k!r}", field=str(k), choices=allowed)
-        version = d.get("schema_version")
+        version = d.get("schema_version", SCHEMA_VERSION)  # missing: the current version
         if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
             raise EditError(
                 f"unsupported plan schema_version {version!r}", field="schema_version", choices=SUPPORTED_SCHEMA_VERSIONS

@@ -70,6 +70,14 @@ class StudyConfig:
 C = TypeVar("C", bound=StudyConfig)
 
 
+def warn(msg: str) -> None:
+    """A warning on stderr, ``circuits: warning: msg``, shown even under ``--quiet`` (small samples,
+    results within noise)."""
+    import sys
+
+    print(f"circuits: warning: {msg}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class Opening(Generic[C]):
     """What :func:`open_study` hands to the study: the checked config, the loaded model and

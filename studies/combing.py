@@ -33,7 +33,6 @@ edit. This study does it, on the curve units of mixed3a and mixed3b (packaged ca
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,10 @@ from edits import EditPlan, PrunePathway
 from studies.base import Opening, StudyConfig, open_study
 from studies.measure import stimuli as S
 from studies.measure.tuning import best_stimulus, combing_index, compare, radial_tuning, tuning_metrics
-from studies.report.folder import report_folder, write_html_report, write_json, write_yaml
+from studies.report.folder import report_folder, write_json
+from studies.report.html import write_report
+from studies.report.order import sort_units_df
+from studies.report.provenance import write_config
 from studies.run.sweep import evaluate_study_variants
 
 #: Layers this study handles and the activation that feeds each block (its input).
@@ -186,16 +188,16 @@ def run_combing(config: CombingConfig, out: str | Path, overwrite: bool = False,
     metrics = _metrics(model, config, per_unit, checks, cls, record, pruned, pw, maps)
     metrics["wall_time_s"] = op.elapsed()
     with report_folder(out, overwrite) as tmp:
-        _write_report(tmp, config, model, plan, results, pw, checks, per_unit, maps)
+        metrics["provenance"] = _write_report(tmp, config, model, plan, results, pw, checks, per_unit, maps)
         metrics["wall_time_s"] = op.elapsed()
         write_json(tmp / "metrics.json", metrics)
         summary = _summary(config, metrics, per_unit, pw)
         (tmp / "summary.md").write_text(summary)
         fam_tab = (pw[pw["pruned"]].groupby(["layer", "source_family"]).size().rename("n_pruned").reset_index())
-        write_html_report(tmp, f"Combing edit: {model.spec.name}", [("Summary", summary)],
-                          figures=["combing_before_after.png", "attribution_maps.png"],
-                          tables={"Per unit": per_unit, "Pruned pathways by source family": fam_tab,
-                                  "Pruned pathways": pw[pw["pruned"]]})
+        write_report(tmp, f"Combing edit: {model.spec.name}", summary,
+                     figures=[f for f in ("combing_before_after.png", "attribution_maps.png") if (tmp / f).is_file()],
+                     tables={"Per unit (units.csv)": "units.csv", "Pruned pathways by source family": fam_tab,
+                             "Pruned pathways": sort_units_df(pw[pw["pruned"]])})
     op.log(f"report written to {out}")
     return metrics
 
@@ -299,18 +301,19 @@ def _tidy_results(comb_before: pd.DataFrame, comb_after: pd.DataFrame, met: pd.D
 
 
 def _write_report(tmp: Path, config: CombingConfig, model, plan: EditPlan, results, pw, checks, per_unit,
-                  maps) -> None:
-    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``."""
-    write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
+                  maps) -> dict:
+    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``; returns the provenance."""
+    prov = write_config(tmp / "config.yaml", "combing", config, model)
     plan.save(tmp / "plan.json")
     results.to_csv(tmp / "results.csv", index=False)
     pw.to_csv(tmp / "pathways.csv", index=False)
     checks.to_csv(tmp / "attribution_check.csv", index=False)
-    per_unit.to_csv(tmp / "units.csv", index=False)
+    sort_units_df(per_unit).to_csv(tmp / "units.csv", index=False)
     if maps["table"] is not None:
         maps["table"].to_csv(tmp / "attribution_maps.csv", index=False)
     _plot_combing(per_unit, tmp / "combing_before_after.png", model.spec.name)
     _plot_maps(maps["panels"], tmp / "attribution_maps.png")
+    return prov
 
 
 def _per_unit_table(results: pd.DataFrame, units, model, pruned) -> pd.DataFrame:

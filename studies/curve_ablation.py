@@ -12,13 +12,13 @@
 5. top-1/top-5 on the image folder before/after (skipped, and said so, without images);
 6. a report folder, written atomically: ``summary.md``, ``metrics.json``, ``config.yaml``,
    ``edit.json``, ``units.csv`` (per-unit metrics), ``tuning.csv`` (tidy responses),
-   ``radial_tuning.png``, ``downstream_radial_tuning.png`` and, with images,
+   ``radial_tuning.png`` (each curve normalised to its peak), ``radial_tuning_raw.png``,
+   ``downstream_radial_tuning.png``, ``report.html`` and, with images,
    ``classification.csv`` (per image, before/after).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +29,19 @@ from circuits.catalog import load_catalog
 from circuits.spec import MIXED_LAYERS
 from circuits.units import Family, canonical_layer
 from edits import Ablate, EditPlan
-from studies.base import Opening, StudyConfig, open_study
+from studies.base import Opening, StudyConfig, open_study, warn
 from studies.measure import stimuli as S
 from studies.measure.classify import wnid_index
 from studies.measure.discovery import discover_curves
 from studies.measure.images import ImageFolderDataset, load_reference_set
-from studies.measure.statistics import reference_statistics
+from studies.measure.paired import paired_stats
+from studies.measure.statistics import MIN_REFERENCE_IMAGES, reference_statistics
 from studies.measure.tuning import compare, radial_tuning, tuning_metrics
-from studies.report.folder import report_folder, write_json, write_yaml
+from studies.report.folder import report_folder, write_json
+from studies.report.html import write_report
+from studies.report.order import sort_units, sort_units_df
 from studies.report.plots import plot_radial
+from studies.report.provenance import write_config
 from studies.run.sweep import evaluate_study_variants
 
 
@@ -66,6 +70,10 @@ class CurveAblationConfig(StudyConfig):
     def check(self) -> None:
         canonical_layer(self.layer)
         super().check()
+
+
+#: below this many images the summary flags the classification change as a small sample
+SMALL_SAMPLE = 200
 
 
 @dataclass
@@ -109,13 +117,23 @@ def run_curve_ablation(config: CurveAblationConfig, out: str | Path, overwrite: 
         cls = evaluate_study_variants(models, {"before": None, "after": plan}, config.images, config.executor,
                                       batch_size=config.batch_size, device=config.device, limit=config.limit,
                                       num_workers=config.num_workers, progress=progress)
-    metrics = _metrics(model, layer, family, family_source, record, cls, tuning.metrics)
+    metrics = _metrics(model, layer, family, family_source, record, cls, tuning.metrics, config.seed)
     metrics["wall_time_s"] = op.elapsed()
     with report_folder(out, overwrite) as tmp:
-        units = _write_report(tmp, config, model, layer, family, plan, record, tuning, table, cls)
+        units, metrics["provenance"] = _write_report(tmp, config, model, layer, family, plan, record, tuning, table,
+                                                     cls)
         metrics["wall_time_s"] = op.elapsed()
         write_json(tmp / "metrics.json", metrics)
         (tmp / "summary.md").write_text(_summary(config, metrics, units, layer, tuning.downstream_family))
+        write_report(tmp, f"Curve-family ablation: {model.spec.name} {family.key}",
+                     figures=[f for f in ("radial_tuning.png", "radial_tuning_raw.png", "downstream_radial_tuning.png")
+                              if (tmp / f).is_file()],
+                     tables={"Per unit (units.csv)": "units.csv"})
+    c = metrics["classification"]
+    if c and c["n_images"] < SMALL_SAMPLE:
+        warn(f"classification on only {c['n_images']} images: top-1 change {c['top1_change']:+.4f}, 95% CI "
+             f"[{c['top1_change_ci95'][0]:+.4f}, {c['top1_change_ci95'][1]:+.4f}] (one image = "
+             f"{100 / c['n_images']:.2g} pp)")
     op.log(f"report written to {out}")
     return metrics
 
@@ -135,11 +153,14 @@ def _find_family(op: Opening, layer: str):
     config, model = op.config, op.model
     ref = table = None
     if config.images:
-        op.log(f"discovering {layer} curve family (σ from {config.reference_images} images of {config.images})")
         ref = load_reference_set(config.images, config.reference_images)
+        op.log(f"discovering {layer} curve family (σ from {len(ref.images)} reference images: {ref.description})")
+        if len(ref.images) < MIN_REFERENCE_IMAGES or len(ref.images) < config.reference_images:
+            warn(f"discovery uses only {len(ref.images)} reference image(s) (asked for {config.reference_images}, "
+                 f"reliable from {MIN_REFERENCE_IMAGES}): the discovered family may differ from the catalog's")
         disc = discover_curves(model, layer, reference_statistics(model, layer, ref))
         family, table = disc.family, disc.table
-        family_source = "discovered in this run"
+        family_source = f"discovered in this run, σ from {len(ref.images)} reference images"
     else:
         family = load_catalog(model.spec)[f"{layer}/curves"]
         family_source = f"packaged catalog ({family.meta.get('regenerate', '')})"
@@ -175,7 +196,7 @@ def _measure_tuning(op: Opening, models: dict, family: Family, layer: str, ref, 
     return t
 
 
-def _metrics(model, layer: str, family: Family, family_source: str, record, cls, metrics_units) -> dict:
+def _metrics(model, layer: str, family: Family, family_source: str, record, cls, metrics_units, seed: int = 0) -> dict:
     """``metrics.json`` (without the wall time)."""
     metrics: dict = {
         "checkpoint": model.spec.name,
@@ -194,6 +215,11 @@ def _metrics(model, layer: str, family: Family, family_source: str, record, cls,
             "top5_before": before.top5, "top5_after": after.top5,
             "top5_change": after.top5 - before.top5,
         }
+        b1 = before.per_image.sort_values("path")["correct_top1"].to_numpy(bool)
+        a1 = after.per_image.sort_values("path")["correct_top1"].to_numpy(bool)
+        s = paired_stats(b1, a1, 1000, seed)
+        metrics["classification"].update(top1_change_ci95=[s["ci_low"], s["ci_high"]], top1_lost=s["lost"],
+                                          top1_gained=s["gained"], top1_mcnemar_p=s["mcnemar_p"])
     fam_before = metrics_units[(metrics_units["variant"] == "before") & (metrics_units["layer"] == layer)]
     metrics["family_tuning_before"] = {
         "median_peak": float(fam_before["peak"].median()),
@@ -204,10 +230,10 @@ def _metrics(model, layer: str, family: Family, family_source: str, record, cls,
 
 
 def _write_report(tmp: Path, config: CurveAblationConfig, model, layer: str, family: Family, plan: EditPlan,
-                  record, t: _Tuning, table, cls) -> pd.DataFrame:
-    """Step 5: every file of the report but ``metrics.json`` and ``summary.md``; returns the
-    per-unit table (``units.csv``)."""
-    write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
+                  record, t: _Tuning, table, cls) -> tuple[pd.DataFrame, dict]:
+    """Step 5: every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``;
+    returns the per-unit table (``units.csv``) and the run's provenance."""
+    prov = write_config(tmp / "config.yaml", "curve-ablation", config, model)
     plan.save(tmp / "edit.json")
     write_json(tmp / "edit_record.json", record.to_dict())
     t.responses.to_csv(tmp / "tuning.csv", index=False)
@@ -218,20 +244,23 @@ def _write_report(tmp: Path, config: CurveAblationConfig, model, layer: str, fam
                        "preferred_orientation"]].rename(columns={"selectivity": "discovery_selectivity",
                                                                  "preferred_orientation": "discovery_preferred_orientation"})
         units = units.merge(extra.assign(layer=layer), on=["layer", "index"], how="left")
+    units = sort_units_df(units, ["layer", "unit", "variant"])
     units.to_csv(tmp / "units.csv", index=False)
     pref = dict(zip([f"{layer}:{u}" for u in family.units], family.orientations or ()))
     silent = float(t.radial[t.radial["variant"] == "after"]["response"].max()) == 0
-    plot_radial(t.radial, tmp / "radial_tuning.png", preferred=pref, variants=["before", "after"],
-                title=f"{model.spec.name} {family.key}: radial tuning before/after zero ablation",
-                notes={"after": "all ablated units are silent (response 0)"} if silent else None)
+    for name, norm in (("radial_tuning.png", True), ("radial_tuning_raw.png", False)):
+        plot_radial(t.radial, tmp / name, preferred=pref, variants=["before", "after"], normalise=norm,
+                    title=f"{model.spec.name} {family.key}: radial tuning before/after zero ablation",
+                    notes={"after": "all ablated units are silent (response 0)"} if silent else None)
     if t.downstream_radial is not None:
         down = mu[(mu["layer"] == t.downstream_family.layer) & (mu["variant"] == "before")]
         dpref = {r["unit"]: r["preferred_orientation"] for _, r in down.iterrows()}
         plot_radial(t.downstream_radial, tmp / "downstream_radial_tuning.png", variants=["before", "after"],
-                    preferred=dpref, title=f"{t.downstream_family.key}: radial tuning before/after ablating {family.key}")
+                    preferred=dpref, normalise=False,
+                    title=f"{t.downstream_family.key}: radial tuning before/after ablating {family.key}")
     if cls is not None:
         _write_classification(tmp, cls["before"], cls["after"])
-    return units
+    return units, prov
 
 
 def _write_classification(tmp: Path, before, after) -> None:
@@ -272,7 +301,19 @@ def _summary(config, m, units: pd.DataFrame, layer: str, downstream) -> str:
             f"| before | {c['top1_before']:.4f} | {c['top5_before']:.4f} |",
             f"| after | {c['top1_after']:.4f} | {c['top5_after']:.4f} |",
             f"| change | {c['top1_change']:+.4f} | {c['top5_change']:+.4f} |",
+            "",
+            f"Top-1 change 95 % CI (paired bootstrap over images): [{c['top1_change_ci95'][0]:+.4f}, "
+            f"{c['top1_change_ci95'][1]:+.4f}]; {c['top1_lost']} image(s) turned wrong, {c['top1_gained']} right; "
+            f"exact McNemar p = {c['top1_mcnemar_p']:.3g}.",
         ]
+        if c["n_images"] < SMALL_SAMPLE:
+            lines += ["", f"**Warning: small sample.** {c['n_images']} images (one image = "
+                      f"{100 / c['n_images']:.2g} percentage points); the change is within noise unless the CI "
+                      "excludes 0. Run on ≥ 1000 images (drop `--limit`) before drawing conclusions."]
+        lines += ["", "**Random control.** Is the drop specific to curve units? A size-matched random unit set "
+                  "(same branches) with a 95 % CI is measured by the family-ablation study:", "",
+                  f"    .venv/bin/circuits study family-ablation --images {config.images} --families {fam['key']} "
+                  "--modes zero --controls 5 --out runs/family-ablation"]
     lines += ["", "## Tuning of the family (per unit)", "",
               "Radial tuning = positive pre-ReLU responses averaged over radius, per orientation (5° bins by default). "
               "Preferred ° = angle of the response-weighted vector sum of that curve, measured in this run "
@@ -294,7 +335,8 @@ def _summary(config, m, units: pd.DataFrame, layer: str, downstream) -> str:
         piv = d.pivot_table(index="unit", columns="variant", values="peak")
         lines += ["", f"## Downstream: {downstream.key} ({len(downstream)} units)", "",
                   "Peak radial response before → after ablation:", ""]
-        for unit, r in piv.iterrows():
+        for unit in sort_units(piv.index):
+            r = piv.loc[unit]
             ratio = r["after"] / r["before"] if r["before"] > 0 else float("nan")
             lines.append(f"- {unit}: {r['before']:.1f} → {r['after']:.1f} ({ratio:.0%})")
     lines += ["", f"Wall time: {m['wall_time_s']} s.", ""]

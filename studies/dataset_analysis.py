@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from studies.report.html import write_report
+
 
 # ============================================================================ dataset
 def overlay_source(layer: str) -> str:
@@ -135,6 +137,7 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
         cmd = (f"circuits dataset {' '.join(targets)} --images {images} --out {out} --seed {seed}"
                + (f" --limit {limit}" if limit else ""))
         comparison_table(rep.summary, model.spec.name, stats.n_images, cmd).to_csv(tmp / "comparison.csv", index=False)
+        write_report(tmp, f"Dataset analysis: {model.spec.name}")
     return dict(summary=rep.summary, **summary)
 
 
@@ -216,6 +219,7 @@ def run_attribute(model, unit: str, image, out, positions: str = "active", overw
             P.plot_attribution_flow(img, fl, str(u), tmp / "flow.png")
         write_json(tmp / "run.json", dict(unit=str(u), image=str(image), positions=positions, method="gated",
                                           checkpoint=model.spec.name))
+        write_report(tmp, f"Attribution of {u}: {model.spec.name}")
     s = dict(totals=totals, families=[{k: v for k, v in f.items() if k not in ("activation", "attribution")}
                                       for f in fl])
     if vis is not None:

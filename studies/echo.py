@@ -25,7 +25,6 @@ Report folder (atomic): ``config.yaml``, ``results.csv`` (tidy per-unit metrics)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,11 @@ from edits import EditError, EditPlan, Linearize, PrunePathway, in_branch
 from studies.base import Opening, StudyConfig, open_study
 from studies.measure import stimuli as S
 from studies.measure.tuning import compare, measure, radial_tuning, tuning_metrics
-from studies.report.folder import report_folder, write_html_report, write_json, write_yaml
+from studies.report.folder import report_folder, write_json
+from studies.report.html import write_report
+from studies.report.order import sort_units_df
 from studies.report.plots import plot_radial
+from studies.report.provenance import write_config
 from studies.run.sweep import evaluate_study_variants
 
 LAYER = "mixed3b"
@@ -165,7 +167,7 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
     family, src_curves = cat[f"{LAYER}/curves"], cat[f"{SRC_LAYER}/curves"]
     plans, notes = build_plans(model, family, src_curves)
     models = _apply(model, plans, notes)
-    op.log(f"edits applied; validator: {notes['validation']}")
+    op.log("edits applied; validator: " + "; ".join(f"{k} {v}" for k, v in notes["validation"].items()))
     t = _measure_tuning(op, models, cat, family, progress)
     cls = None
     if config.images:
@@ -176,7 +178,7 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
                                       progress=progress)
     metrics = _metrics(config, model, family, src_curves, plans, notes, t, cls)
     with report_folder(out, overwrite) as tmp:
-        _write_report(tmp, config, model, family, plans, t, cls)
+        metrics["provenance"] = _write_report(tmp, config, model, family, plans, t, cls)
         if config.vis_steps:
             op.log(f"feature visualizations of the family in {len(models)} variants ({config.vis_steps} steps)")
             metrics["featurevis"] = _variant_visualizations(tmp, config, models, family)
@@ -184,10 +186,10 @@ def run_echo(config: EchoConfig, out: str | Path, overwrite: bool = False, progr
         write_json(tmp / "metrics.json", metrics)
         summary = _summary(config, metrics, t.results)
         (tmp / "summary.md").write_text(summary)
-        write_html_report(tmp, f"Echoes: {model.spec.name} {family.key}", [("Summary", summary)],
-                          figures=["radial_tuning.png", "echo_by_layer.png"]
-                          + (["featurevis_variants.png"] if config.vis_steps else []),
-                          tables={"Per unit and variant": t.all_results})
+        write_report(tmp, f"Echoes: {model.spec.name} {family.key}", summary,
+                     figures=["radial_tuning.png", "echo_by_layer.png"]
+                     + (["featurevis_variants.png"] if config.vis_steps else []) + ["radial_tuning_raw.png"],
+                     tables={"Per unit and variant (results.csv)": "results.csv"})
     op.log(f"report written to {out}")
     return metrics
 
@@ -286,22 +288,24 @@ def _metrics(config: EchoConfig, model, family, src_curves, plans: dict, notes: 
     }
 
 
-def _write_report(tmp: Path, config: EchoConfig, model, family, plans: dict, t: _Tuning, cls) -> None:
-    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``."""
-    write_yaml(tmp / "config.yaml", dataclasses.asdict(config))
+def _write_report(tmp: Path, config: EchoConfig, model, family, plans: dict, t: _Tuning, cls) -> dict:
+    """Every file of the report but ``metrics.json``, ``summary.md`` and ``report.html``; returns the provenance."""
+    prov = write_config(tmp / "config.yaml", "echo", config, model)
     for k, plan in plans.items():
         plan.save(tmp / f"plan_{k}.json")
-    t.all_results.to_csv(tmp / "results.csv", index=False)
+    sort_units_df(t.all_results, ["variant", "layer", "unit"]).to_csv(tmp / "results.csv", index=False)
     tun = pd.concat([t.responses, t.early_responses], ignore_index=True) if t.early_responses is not None \
         else t.responses
     tun.to_csv(tmp / "tuning.csv", index=False)
     base = t.results[t.results["variant"] == "a_unedited"].set_index("unit")
-    plot_radial(t.radial, tmp / "radial_tuning.png", preferred=base["preferred_orientation"].to_dict(),
-                variants=list(VARIANTS), title=f"{model.spec.name} {family.key}: radial tuning per variant")
+    for name, norm in (("radial_tuning.png", True), ("radial_tuning_raw.png", False)):
+        plot_radial(t.radial, tmp / name, preferred=base["preferred_orientation"].to_dict(), normalise=norm,
+                    variants=list(VARIANTS), title=f"{model.spec.name} {family.key}: radial tuning per variant")
     _plot_echo(t.all_results, tmp / "echo_by_layer.png")
     if cls is not None:
         pd.DataFrame([{"variant": v, "top1": cls[v].top1, "top5": cls[v].top5, "n_images": cls[v].n_images}
                       for v in VARIANTS]).to_csv(tmp / "classification.csv", index=False)
+    return prov
 
 
 def _variant_visualizations(tmp: Path, config: EchoConfig, models: dict, family) -> dict:

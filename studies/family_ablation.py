@@ -24,7 +24,6 @@ top-1/top-5 with paired bootstrap CIs and McNemar tests against the unedited mod
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
@@ -38,10 +37,13 @@ import torch
 from circuits.catalog import load_catalog
 from circuits.labels import class_names
 from edits import ABLATE_MODES, Ablate, EditPlan
-from studies.base import Opening, StudyConfig, open_study
+from studies.base import Opening, StudyConfig, open_study, warn
 from studies.measure.classify import wnid_index
 from studies.measure.images import ImageFolderDataset, list_images, load_image
-from studies.report.folder import report_folder, write_html_report, write_json, write_yaml
+from studies.measure.paired import mcnemar_exact, paired_stats
+from studies.report.folder import report_folder, write_json
+from studies.report.html import write_report
+from studies.report.provenance import write_config
 from studies.run.executors import make_executor
 from studies.run.sweep import run_sweep
 
@@ -92,27 +94,11 @@ class FamilyAblationConfig(StudyConfig):
 
 
 # ---------------------------------------------------------------------------- statistics
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: ``b``, ``c`` discordant counts, binomial(b + c, ½)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return float(min(1.0, 2 * tail))
+#: below this many images the summary and the figure flag a small sample
+SMALL_SAMPLE = 200
 
-
-def paired_stats(base: np.ndarray, var: np.ndarray, idx: np.ndarray) -> dict:
-    """Change of accuracy ``var - base`` (bool arrays over the same images) with a percentile
-    bootstrap CI over the resample index matrix ``idx`` (B, n) and the McNemar test."""
-    d = var.astype(np.float64) - base.astype(np.float64)
-    boot = d[idx].mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    delta = float(d.mean())
-    b = int((base & ~var).sum())  # right → wrong
-    c = int((~base & var).sum())  # wrong → right
-    return {"delta": delta, "ci_low": float(lo), "ci_high": float(hi),
-            "lost": b, "gained": c, "mcnemar_p": mcnemar_exact(b, c)}
+# mcnemar_exact and paired_stats live in studies.measure.paired (scipy.stats); re-exported here
+__all__ = ["mcnemar_exact", "paired_stats"]
 
 
 # ---------------------------------------------------------------------------- controls
@@ -215,10 +201,14 @@ def run_family_ablation(config: FamilyAblationConfig, out: str | Path, overwrite
                   "seconds": round(sweep_s, 1), "jobs": config.jobs},
     }
     with report_folder(out, overwrite) as tmp:
-        write_yaml(tmp / "config.yaml", {**dataclasses.asdict(config), "reference_description": ref_desc,
-                                         "unit_sets": unit_sets, "bootstrap_seed": config.seed,
-                                         "resample_seed": config.seed, "control_seed": config.seed})
+        metrics["provenance"] = write_config(
+            tmp / "config.yaml", "family-ablation", config, model,
+            extra={"reference_description": ref_desc, "unit_sets": unit_sets, "bootstrap_seed": config.seed,
+                   "resample_seed": config.seed, "control_seed": config.seed})
         _write_report(tmp, config, model, st, metrics, names, ref_desc, op)
+    if metrics["n_images"] < SMALL_SAMPLE:
+        warn(f"family ablation on only {metrics['n_images']} images: one image = {100 / metrics['n_images']:.2g} "
+             "percentage points; see the CIs in summary.md")
     op.log(f"report written to {out}")
     return metrics
 
@@ -274,7 +264,6 @@ def _statistics(pi: pd.DataFrame, rows: list[dict], config: FamilyAblationConfig
     """Per variant vs the baseline: accuracy, paired bootstrap CIs, McNemar; per-class changes."""
     base = pi[pi["variant"] == BASELINE].reset_index(drop=True)
     n = len(base)
-    idx = np.random.default_rng(config.seed).integers(0, n, size=(config.bootstrap, n))
     b1, b5 = base["correct_top1"].to_numpy(bool), base["correct_top5"].to_numpy(bool)
     results = [{"variant": BASELINE, "family": "", "layer": "", "kind": "baseline", "control": 0, "mode": "",
                 "n_units": 0, "n_images": n, "top1": float(b1.mean()), "top5": float(b5.mean())}]
@@ -285,7 +274,7 @@ def _statistics(pi: pd.DataFrame, rows: list[dict], config: FamilyAblationConfig
         v1, v5 = v["correct_top1"].to_numpy(bool), v["correct_top5"].to_numpy(bool)
         r = dict(meta, n_images=n, top1=float(v1.mean()), top5=float(v5.mean()))
         for tag, bb, vv in (("top1", b1, v1), ("top5", b5, v5)):
-            r.update({f"{tag}_{k}": val for k, val in paired_stats(bb, vv, idx).items()})
+            r.update({f"{tag}_{k}": val for k, val in paired_stats(bb, vv, config.bootstrap, config.seed).items()})
         results.append(r)
         class_rows += _class_changes(meta["variant"], base, b1, v1, names)
     class_changes = pd.DataFrame(class_rows, columns=["variant", "wnid", "class", "n_images", "top1_before",
@@ -330,8 +319,10 @@ def _write_report(tmp: Path, config: FamilyAblationConfig, model, st: dict, metr
     write_json(tmp / "metrics.json", metrics)
     summary = _summary(config, metrics, res, st["class_changes"], worst, ref_desc)
     (tmp / "summary.md").write_text(summary)
-    write_html_report(tmp, f"Curve-family ablation: {model.spec.name}", [("Summary", summary)],
-                      figures=["accuracy_deltas.png", "most_affected.png"], tables={"Results per variant": res})
+    write_report(tmp, f"Curve-family ablation: {model.spec.name}", summary,
+                 figures=["accuracy_deltas.png", "most_affected.png"],
+                 tables={"Results per variant (results.csv)": "results.csv",
+                         "Per-class changes (class_changes.csv)": "class_changes.csv"})
 
 
 def _worst_family_variant(res: pd.DataFrame) -> str | None:
@@ -358,7 +349,7 @@ def _plot_deltas(res: pd.DataFrame, path: Path, n: int) -> None:
     import matplotlib.pyplot as plt
 
     r = res[res["kind"] != "baseline"].reset_index(drop=True)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(r) + 1.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(r) + 1.8), sharey=True, layout="constrained")
     y = np.arange(len(r))[::-1]
     for ax, tag in zip(axes, ("top1", "top5")):
         for kind, color in (("family", "tab:red"), ("control", "tab:gray")):
@@ -373,9 +364,9 @@ def _plot_deltas(res: pd.DataFrame, path: Path, n: int) -> None:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(r["variant"], fontsize=8)
-    axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle(f"Accuracy change per ablation ({n} images)")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=2)
+    fig.suptitle(f"Accuracy change per ablation ({n} images)"
+                 + (f"; small sample: 1 image = {100 / n:.2g} pp" if n < SMALL_SAMPLE else ""))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -388,21 +379,20 @@ def _plot_examples(hurt: list[dict], variant: str | None, path: Path) -> None:
 
 
     if not hurt:
-        fig, ax = plt.subplots(figsize=(6, 1.5))
+        fig, ax = plt.subplots(figsize=(6, 1.5), layout="constrained")
         ax.axis("off")
         ax.text(0.5, 0.5, f"no image turned wrong under {variant}", ha="center", va="center")
     else:
         cols = min(4, len(hurt))
         rows = math.ceil(len(hurt) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 4.0 * rows), squeeze=False, layout="constrained")
         for ax in axes.flat:
             ax.axis("off")
         for ax, h in zip(axes.flat, hurt):
             ax.imshow(load_image(h["path"]).permute(1, 2, 0).numpy())
-            ax.set_title(f"true: {h['true'][:28]}\nbefore: {h['before'][:26]}\nafter: {h['after'][:27]}",
-                         fontsize=7)
+            ax.set_title(f"true: {h['true'][:30]}\nbefore: {h['before'][:28]}\nafter: {h['after'][:29]}",
+                         fontsize=7, loc="left")
         fig.suptitle(f"Images turned wrong (top-1) by {variant}", fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -425,6 +415,9 @@ def _summary(config, m, res: pd.DataFrame, class_changes: pd.DataFrame, worst, r
         f"- Statistics: change vs unedited, paired over images; 95% percentile bootstrap CI "
         f"({config.bootstrap} resamples, seed {config.seed}); exact two-sided McNemar test on the "
         "discordant images (lost = right→wrong, gained = wrong→right).", "",
+        *([f"**Warning: small sample ({m['n_images']} images; one image = {100 / m['n_images']:.2g} percentage "
+           "points).** Changes whose CI includes 0 are within noise; run on ≥ 1000 images before drawing "
+           "conclusions.", ""] if m["n_images"] < SMALL_SAMPLE else []),
         "## Results (percentage points)", "",
         "| variant | units | top-1 | Δ top-1 [95% CI] | lost/gained | McNemar p | top-5 | Δ top-5 [95% CI] | p |",
         "|---|---|---|---|---|---|---|---|---|",

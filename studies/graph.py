@@ -61,4 +61,22 @@ def run_graph(model_name: str, layers=DEFAULT_LAYERS, out: str | Path = "runs/gr
             "build_seconds": round(t_build, 2), "weight_diagrams": diagrams,
         }
         write_json(tmp / "summary.json", summary)
+        _write_page(tmp, summary)
     return summary
+
+
+def _write_page(tmp: Path, s: dict) -> None:
+    """``summary.md`` and ``report.html`` of :func:`run_graph`."""
+    from studies.report.html import write_report
+
+    lines = [f"# Circuit graph: {s['checkpoint']}", "",
+             f"- Layers: {' → '.join(s['layers'])}; edges kept above threshold {s['threshold']} "
+             "(expanded-weight L2 strength).",
+             f"- {s['nodes']} units, {s['edges']} unit edges; {s['families']} families, "
+             f"{s['family_edges']} family edges (built in {s['build_seconds']} s).",
+             "- Interactive version: [family_graph.html](family_graph.html); GraphML/JSON files for other tools.",
+             "- Weight diagrams: each row on its own colour scale (its ±max at the right). Between mixed3b and "
+             "mixed4a a stride-2 max-pool makes the expanded kernels checkerboarded.", ""]
+    (tmp / "summary.md").write_text("\n".join(lines))
+    write_report(tmp, f"Circuit graph: {s['checkpoint']}", figures=["family_graph.png", *s["weight_diagrams"]],
+                 tables={})

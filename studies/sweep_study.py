@@ -5,17 +5,21 @@ cached per (plan, shard) so an interrupted sweep resumes — locally or on a Ray
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from circuits.units import canonical_layer, resolve_units
 from edits import Ablate, EditPlan
-from studies.base import StudyConfig, open_study
+from studies.base import StudyConfig, open_study, warn
+from studies.measure.paired import paired_stats
 from studies.measure.stimuli import curves, orientation_grid, radius_grid
 from studies.measure.tuning import radial_tuning, tuning_metrics
-from studies.report.folder import report_folder, write_html_report, write_json, write_yaml
+from studies.report.folder import report_folder, write_json
+from studies.report.html import write_report
+from studies.report.order import sort_units_df
+from studies.report.provenance import write_config
+from studies.report.sweep_plots import plot_sweep_changes
 from studies.run.executors import make_executor
 from studies.run.sweep import run_sweep
 
@@ -128,7 +132,10 @@ def run_sweep_study(cfg: SweepConfig, out: str | Path, overwrite: bool = False, 
                "n_images": int(summ["n_images"].max()) if cfg.images and summ["n_images"].notna().any() else 0,
                "wall_time_s": op.elapsed()}
     with report_folder(out, overwrite) as tmp:
-        _write_report(tmp, cfg, plans, res, summ, met, metrics, lines, executor)
+        _write_report(tmp, cfg, plans, res, summ, met, metrics, lines, executor, model)
+    if cfg.images and 0 < metrics["n_images"] < SMALL_SAMPLE:
+        warn(f"sweep on {metrics['n_images']} images: {metrics.get('significant_changes', 0)} plan(s) change top-1 "
+             f"beyond noise (McNemar p < 0.05); one image = {100 / metrics['n_images']:.2g} pp (see summary.md)")
     return metrics
 
 
@@ -161,8 +168,8 @@ def _tuning_metrics(tuning, cfg: SweepConfig, n_stimuli: int):
 
 
 def _write_report(tmp: Path, cfg: SweepConfig, plans: dict, res, summ, met, metrics: dict, lines: list[str],
-                  executor) -> None:
-    write_yaml(tmp / "config.yaml", dataclasses.asdict(cfg))
+                  executor, model=None) -> None:
+    metrics["provenance"] = write_config(tmp / "config.yaml", "sweep", cfg, model)
     (tmp / "plans").mkdir()
     for name, p in plans.items():
         p.save(tmp / "plans" / f"{name.replace(':', '_')}.json")
@@ -171,7 +178,17 @@ def _write_report(tmp: Path, cfg: SweepConfig, plans: dict, res, summ, met, metr
         res.per_image.drop(columns=["top5"], errors="ignore").to_csv(tmp / "per_image.csv", index=False)
     if met is not None:
         res.tuning.to_csv(tmp / "tuning.csv", index=False)
-        met.to_csv(tmp / "tuning_metrics.csv", index=False)
+        sort_units_df(met, ["variant", "unit"]).to_csv(tmp / "tuning_metrics.csv", index=False)
+    figures = []
+    if cfg.images and "top1_change" in summ.columns:
+        changes = _paired_changes(res.per_image, cfg.seed)
+        if len(changes):
+            changes.to_csv(tmp / "changes.csv", index=False)
+            base = summ[summ["variant"] == "unedited"].iloc[0]
+            plot_sweep_changes(changes, float(base["top1"]), int(base["n_images"]), tmp / "accuracy_changes.png")
+            figures.append("accuracy_changes.png")
+            lines = [*_noise_lines(changes, int(base["n_images"])), *lines]
+            metrics["significant_changes"] = int((changes["mcnemar_p"] < 0.05).sum())
     write_json(tmp / "metrics.json", metrics)
     text = "\n".join([
         f"# Sweep: {len(plans)} plans (and the unedited model)" + (f" on {cfg.images}" if cfg.images else ""),
@@ -182,7 +199,40 @@ def _write_report(tmp: Path, cfg: SweepConfig, plans: dict, res, summ, met, metr
         *lines,
     ])
     (tmp / "summary.md").write_text(text)
-    tables = {"Results": summ}
+    tables = {"Results (results.csv)": "results.csv"}
     if met is not None:
-        tables["Radial tuning"] = met
-    write_html_report(tmp, f"Sweep of {len(plans)} plans", [("Summary", text)], tables=tables)
+        tables["Radial tuning (tuning_metrics.csv)"] = "tuning_metrics.csv"
+    write_report(tmp, f"Sweep of {len(plans)} plans", text, figures=figures, tables=tables)
+
+
+#: below this many images a sweep's accuracy changes are flagged as small-sample
+SMALL_SAMPLE = 200
+
+
+def _paired_changes(per_image, seed: int, n_resamples: int = 1000):
+    """Per plan: top-1 change vs unedited with the paired bootstrap 95 % CI and exact McNemar
+    (:mod:`studies.measure.paired`), one row per plan evaluated on the same images."""
+    import pandas as pd
+
+    pi = per_image
+    base = pi[pi["variant"] == "unedited"].sort_values("path").reset_index(drop=True)
+    rows = []
+    for name, v in pi[pi["variant"] != "unedited"].groupby("variant", sort=False):
+        v = v.sort_values("path").reset_index(drop=True)
+        if len(v) != len(base) or not (v["path"].to_numpy() == base["path"].to_numpy()).all():
+            continue
+        s = paired_stats(base["correct_top1"].to_numpy(bool), v["correct_top1"].to_numpy(bool), n_resamples, seed)
+        rows.append({"variant": name, **s})
+    return pd.DataFrame(rows, columns=["variant", "delta", "ci_low", "ci_high", "lost", "gained", "mcnemar_p"])
+
+
+def _noise_lines(changes, n: int) -> list[str]:
+    """Summary lines saying which changes are distinguishable from noise."""
+    sig = changes[changes["mcnemar_p"] < 0.05]
+    out = [f"Noise: on {n} images one image is {100 / n:.2g} percentage points. "
+           f"{len(sig)} of {len(changes)} plans change top-1 with exact McNemar p < 0.05; the others are within "
+           "noise (see `changes.csv` for every 95 % CI, paired bootstrap over images).", ""]
+    if n < SMALL_SAMPLE:
+        out = [f"**Warning: small sample ({n} images).** Changes of a few images are within noise; "
+               f"use ≥ {SMALL_SAMPLE} images (drop `--limit`) before drawing conclusions.", "", *out]
+    return out

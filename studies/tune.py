@@ -28,6 +28,10 @@ from studies.measure.tuning import (
 )
 from studies.report import plots
 from studies.report.folder import check_out_dir, report_folder, write_json
+from studies.report.order import sort_units_df
+
+#: below this many images the dataset statistics are flagged as a small sample
+SMALL_SAMPLE = 100
 
 
 def tune_report(
@@ -46,6 +50,7 @@ def tune_report(
     log=print,
     labels: Sequence[str] | None = None,
     vis_steps: int = 0,
+    progress: bool = True,
 ) -> dict:
     """Measure ``units`` and write a report folder ``out`` atomically
     (:func:`studies.report.folder.report_folder`); the ``circuits tune`` command.
@@ -54,7 +59,7 @@ def tune_report(
     ``units.csv`` (per unit: preferred orientation, tuning width, echo ratio, selectivity,
     best curve vs best line, combing index, angle/curve ratio; with images σ values and the
     dataset statistics), ``lines.csv``, ``combing.csv``, ``angles.csv``, ``radial.png``,
-    ``joint.png``, ``summary.json``. With ``images`` also ``dataset_summary.csv``,
+    ``radial_raw.png``, ``joint.png``, ``summary.json``, ``summary.md``, ``report.html``. With ``images`` also ``dataset_summary.csv``,
     ``histogram.csv``, ``top_examples.csv``, ``rotation.csv``, ``rotation_examples.csv``,
     ``histogram.png``, ``top_examples.png``, ``rotation.png``. Without ``images`` the σ units
     and the dataset statistics are skipped (and ``summary.json`` says so). With ``vis_steps`` > 0
@@ -84,11 +89,13 @@ def tune_report(
     t = _measure_tuning(model, units, images, orientation_step, radii, stroke_width, reference_images, summary, log)
     ds = rot = rot_ex = None
     if files is not None:
-        ds, rot, rot_ex = _dataset_statistics(model, units, images, files, top_k, limit, rotation_step, summary, log)
+        ds, rot, rot_ex = _dataset_statistics(model, units, images, files, top_k, limit, rotation_step, summary, log,
+                                              progress)
         dcols = ["mean", "std", "frac_positive", "tail_rate", "tail_rate_sigma"]
         key = ["unit", "layer", "index"]
         t["table"] = t["table"].merge(ds.summary[key + dcols].rename(columns={c: f"dataset_{c}" for c in dcols}),
                                       on=key)
+    t["table"] = sort_units_df(t["table"], ["unit"])  # numeric order: 3b:9 before 3b:66 before 3b:195
     summary["per_unit"] = t["table"].to_dict(orient="records")
     vis = _feature_visualizations(model, units, vis_steps, summary, log) if vis_steps else None
     with report_folder(out, overwrite) as tmp:
@@ -96,8 +103,9 @@ def tune_report(
         if vis is not None:
             _write_feature_visualizations(tmp, vis, t["metrics"], vis_steps)
         summary["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["summary.json"]
+        summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["report.html", "summary.json", "summary.md"]
         write_json(tmp / "summary.json", summary)
+        _write_page(tmp, summary)
     return summary
 
 
@@ -124,6 +132,32 @@ def _write_feature_visualizations(tmp: Path, vis: list, metrics: pd.DataFrame, v
     vis_plots.plot_family_grid([v.image for v in vis], [v.unit for v in vis], tmp / "featurevis.png", ors,
                                [v.final for v in vis], title=f"feature visualizations ({vis_steps} steps), "
                                "sorted by measured preferred orientation")
+
+
+def _write_page(tmp, summary: dict) -> None:
+    """``summary.md`` and ``report.html`` of :func:`tune_report`."""
+    from studies.report.html import write_report
+
+    lines = [f"# Tuning of {', '.join(summary['targets'] or summary['units'][:8])} ({summary['model']})", "",
+             f"- Stimuli: {summary['n_orientations']} orientations ({summary['orientation_step']:g}° steps) × radii "
+             f"{summary['radii']} px, stroke {summary['stroke_width']:g} px; responses {summary['responses']}.",
+             f"- {summary.get('sigma') or summary.get('skipped', '')}"]
+    if "dataset" in summary:
+        d = summary["dataset"]
+        lines.append(f"- Dataset statistics on {d['n_images']} images of `{d['images']}` ({d['skipped']} skipped).")
+        if d["n_images"] < SMALL_SAMPLE:
+            lines += ["", f"**Warning: small sample.** The histograms, tail fits and top examples rest on "
+                      f"{d['n_images']} images; the top examples of {SMALL_SAMPLE}+ images differ."]
+    lines += ["", "| unit | preferred ° | width ° | echo ratio | selectivity |", "|---|---|---|---|---|"]
+    for r in summary["per_unit"]:
+        lines.append(f"| {r['unit']} | {r['preferred_orientation']:.1f} | {r['tuning_width']:.0f} | "
+                     f"{r['echo_ratio']:.2f} | {r['selectivity']:.2f} |")
+    lines += ["", f"Wall time: {summary['wall_time_s']} s.", ""]
+    (tmp / "summary.md").write_text("\n".join(lines))
+    figs = [f for f in ("radial.png", "joint.png", "featurevis.png", "histogram.png", "top_examples.png", "rotation.png",
+                        "radial_raw.png") if (tmp / f).is_file()]
+    write_report(tmp, f"circuits tune: {summary['model']}", figures=figs,
+                 tables={"Per unit (units.csv)": "units.csv"})
 
 
 def _measure_tuning(model: InceptionV1, units, images, orientation_step: float, radii: Sequence[float],
@@ -160,18 +194,23 @@ def _measure_tuning(model: InceptionV1, units, images, orientation_step: float, 
 
 
 def _dataset_statistics(model: InceptionV1, units, images, files, top_k: int, limit: int | None,
-                        rotation_step: float | None, summary: dict, log
+                        rotation_step: float | None, summary: dict, log, progress: bool = True
                         ) -> tuple[DatasetStats, pd.DataFrame | None, pd.DataFrame | None]:
     """Dataset statistics and rotation tuning of :func:`tune_report`: ``(stats, rotation, rotation examples)``."""
     n_files = min(len(files), limit) if limit else len(files)
     log(f"dataset statistics over {n_files} images (top {top_k} examples)")
-    ds = unit_statistics(model, units, files, k=top_k, limit=limit)
+    ds = unit_statistics(model, units, files, k=top_k, limit=limit, progress=progress)
     rot = rot_ex = None
     if rotation_step is not None:
         log(f"rotation tuning of the top examples ({rotation_step:g}° steps)")
         rot, rot_ex = rotation_tuning(model, ds, step=rotation_step)
     summary["dataset"] = dict(images=str(images), n_images=ds.n_images, skipped=len(ds.skipped), top_k=top_k,
                               interior_only=ds.interior_only)
+    if ds.n_images < SMALL_SAMPLE:
+        import sys
+
+        print(f"circuits: warning: dataset statistics on only {ds.n_images} image(s) (histograms, tail fits and "
+              f"top examples are unreliable below {SMALL_SAMPLE})", file=sys.stderr, flush=True)
     return ds, rot, rot_ex
 
 
@@ -187,8 +226,9 @@ def _write_tables_and_plots(tmp, model_name: str, orientation_step: float, t: di
     t["angles"].to_csv(tmp / "angles.csv", index=False)
     met = t["metrics"]
     pref = dict(zip(met["unit"], met["preferred_orientation"]))
-    plots.plot_radial(t["radial"], tmp / "radial.png", preferred=pref,
-                      title=f"{model_name}: radial tuning ({orientation_step:g}° bins)")
+    for name, norm in (("radial.png", True), ("radial_raw.png", False)):
+        plots.plot_radial(t["radial"], tmp / name, preferred=pref, normalise=norm,
+                          title=f"{model_name}: radial tuning ({orientation_step:g}° bins)")
     plots.plot_joint(t["joint"], tmp / "joint.png", title=f"{model_name}: joint orientation × radius tuning")
     if ds is None:
         return

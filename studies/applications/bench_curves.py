@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from studies.report.html import write_report
+
 from .benchmark import CANNY_GRID, Counts, score_set, tune
 from .extraction import binarize, canny, curve_map, gaussian_blur
 from .scenes import make_scenes
@@ -238,6 +240,7 @@ def run_bench_curves(cfg: BenchConfig, out: str | Path, overwrite: bool = False,
                                               tracing=tr["summary"]))
         plot_bench_examples(ext["examples"], tmp / "examples.png")
         plot_traces(tr["examples"], tmp / "tracing.png")
+        write_report(tmp, "Curve extraction benchmark: curve map vs Canny, spline tracing")
     log(f"wrote {out}")
     return dict(extraction=ext["table"], tracing=tr["summary"], markdown=md)
 

@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from studies.report.html import write_report
+
 from .extraction import binarize, canny, curve_families, curve_map
 from .splines import TraceResult, trace
 
@@ -81,6 +83,7 @@ def run_curves(model, paths: Sequence[str | Path], out: str | Path, families: st
         plot_curves(images, names, maps, marks, edges, tmp / "curves.png", label)
         np.savez_compressed(tmp / "maps.npz", **{n: m.astype(np.float32) for n, m in zip(names, maps)})
         pd.DataFrame(rows).to_csv(tmp / "summary.csv", index=False)
+        write_report(tmp, "Curve map vs Canny")
     return dict(images=len(images), seconds_per_image=sec, families=label)
 
 
@@ -122,6 +125,7 @@ def run_trace(model, path: str | Path, out: str | Path, families: str | None = N
         (tmp / "splines.svg").write_text(svg_document(image, res))
         pd.DataFrame(rows, columns=["spline", "x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "score", "length_px",
                                     "svg"]).to_csv(tmp / "splines.csv", index=False)
+        write_report(tmp, "Spline tracing")
     return dict(splines=len(res.ctrl), seconds=res.seconds)
 
 
@@ -177,4 +181,5 @@ def run_factor(model, paths: Sequence[str | Path], layer: str, k: int, out: str 
         load_df.to_csv(tmp / "loadings.csv", index=False)
         np.savez_compressed(tmp / "maps.npz", maps=f.maps, loadings=f.loadings)
         write_json(tmp / "summary.json", summ)
+        write_report(tmp, "NMF factors")
     return summ

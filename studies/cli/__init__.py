@@ -14,6 +14,7 @@ Usage::
     circuits edit apply PLAN --model M --out FILE [--reference DIR]
     circuits edit diff PLAN --model M [--reference DIR] [--json]
     circuits graph --model M --out DIR
+    circuits replay DIR/config.yaml --out NEW_DIR
 
 One module per command group (``studies/cli/<group>.py``). Adding a group: write
 ``studies/cli/<group>.py`` with ``add_parser(subparsers)`` (creates its parser and calls
@@ -33,11 +34,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from studies.cli.common import PROG, USER_ERRORS, device, error, message, version
+from studies.cli.common import PROG, USER_ERRORS, device, document_defaults, error, message, version
 
 #: Command groups (modules ``studies.cli.<name>``), in the order they appear in ``--help``;
 #: each module has ``add_parser(subparsers)``.
-COMMANDS = ("study", "tune", "vis", "dataset", "edit", "graph", "discover", "weights", "applications")
+COMMANDS = ("study", "tune", "vis", "dataset", "edit", "graph", "discover", "weights", "applications", "replay")
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "device", "main"]
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    document_defaults(parser)
     return parser
 
 

@@ -108,3 +108,40 @@ def device(args: argparse.Namespace):
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
     return dev
+
+
+#: help of options that their group module left without one (by option string)
+GENERIC_HELP = {
+    "--batch-size": "images per forward pass",
+    "--families": "comma-separated families to ablate (catalog keys LAYER/NAME)",
+    "--modes": "comma-separated ablation modes: zero, mean, resample",
+    "--seed": "seed of every random choice (bootstrap resamples, control units, resample donors)",
+    "--limit": "use only the first N images (sorted order)",
+    "--out": "report folder (must be empty or absent unless --overwrite)",
+    "--overwrite": "replace a non-empty --out",
+    "--quiet": "no progress output (warnings are still printed)",
+    "--stroke-width": "curve stroke width in px",
+    "--weights": "weights file (default: the user cache)",
+    "--layer": "layer to search (Lucid name, e.g. mixed3b)",
+}
+
+
+def document_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give every option of ``parser`` and its sub-commands a help text, ending with its default
+    when the text does not already state one (``--help`` shows every default)."""
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in dict.fromkeys(a.choices.values()):
+                document_defaults(sub)
+            continue
+        if not a.option_strings or a.help == argparse.SUPPRESS or isinstance(
+                a, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        if not a.help:
+            a.help = next((GENERIC_HELP[o] for o in a.option_strings if o in GENERIC_HELP), "")
+        d = a.default
+        if d is None or d is False or d is argparse.SUPPRESS or isinstance(a, argparse._StoreTrueAction) or d == []:
+            continue
+        if "default" not in (a.help or ""):
+            shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else d
+            a.help = f"{a.help} (default: {shown})".strip().replace("%", "%%")

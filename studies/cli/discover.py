@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from studies.cli.common import add_checkpoint_arg, add_device_arg, device
 
@@ -35,6 +36,12 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
     model = load_model(args.checkpoint, weights=args.weights, device=device(args))
     ref = load_reference_set(args.images, 100)
+    print(f"σ from {len(ref.images)} reference images ({ref.description})", file=sys.stderr)
+    if len(ref.images) < 100:
+        from studies.base import warn
+
+        warn(f"discovery uses only {len(ref.images)} usable reference image(s) of the 100 asked for: the "
+             "σ thresholds and the family found are unreliable (the frozen catalogs used 100)")
     d = discover_curves(model, args.layer, reference_statistics(model, args.layer, ref), min_sigma=args.min_sigma,
                         min_curve_line=args.min_curve_line, min_selectivity=args.min_selectivity)
     fam = d.family

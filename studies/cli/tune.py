@@ -72,7 +72,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     s = tune_report(model, units, args.out, images=args.images, orientation_step=args.orientation_step, radii=radii,
                     stroke_width=args.stroke_width, top_k=args.top_k, limit=args.limit,
                     reference_images=args.reference_images, rotation_step=args.rotation_step,
-                    overwrite=args.overwrite, log=log, labels=labels, vis_steps=args.vis_steps)
+                    overwrite=args.overwrite, log=log, labels=labels, vis_steps=args.vis_steps,
+                    progress=not args.quiet)
     for row in s["per_unit"]:
         line = (f"{row['unit']}: preferred {row['preferred_orientation']:.1f}°, width {row['tuning_width']:.0f}°, "
                 f"echo {row['echo_ratio']:.2f}")
@@ -82,7 +83,5 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         else:
             line += f", best curve {row['best_curve']:.0f} vs line {row['best_line']:.0f} (pre-ReLU)"
         print(line)
-    if "skipped" in s:
-        print(s["skipped"])
     print(f"report: {args.out} ({', '.join(s['files'])}; {s['wall_time_s']} s)")
     return 0

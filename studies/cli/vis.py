@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from studies.report.html import write_report
+
 
 def add_parser(subparsers) -> None:
     """Register ``circuits vis``."""
@@ -136,4 +138,5 @@ def write_vis(model, units, out, settings, objective: str = "neuron", pre_relu: 
                        wall_time_s=round(time.perf_counter() - t0, 1), cache_keys=sorted({r.key for r in results.values()}))
         summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["summary.json"]
         write_json(tmp / "summary.json", summary)
+        write_report(tmp, "Feature visualization")
     return summary

@@ -285,7 +285,7 @@ def _classify_batches(models: Mapping[str, nn.Module], ds: ImageFolderDataset, l
     failed: list[tuple[int, str]] = []
     labels_all = torch.tensor([s[2] for s in ds.samples], dtype=torch.int64)
     with torch.inference_mode(), tqdm(total=len(ds), desc=f"classify {ds.root.name}", unit="img",
-                                      file=sys.stderr, disable=not progress) as bar:
+                                      file=sys.stderr, disable=None if progress else True) as bar:
         for n_batch, (batch, idx, fails) in enumerate(loader):
             if n_batch % TRIM_EVERY == TRIM_EVERY - 1:
                 release_free_memory()

@@ -263,7 +263,7 @@ def unit_statistics(
     size = 224
     loader = DataLoader(ImageFiles(files, size), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=ImageFolderDataset.collate)
-    batches = tqdm(loader, total=math.ceil(len(files) / batch_size), disable=not progress,
+    batches = tqdm(loader, total=math.ceil(len(files) / batch_size), disable=None if progress else True,
                    desc="dataset statistics", unit="batch", file=sys.stderr)
     acc, n_read, skipped = _accumulate(model, units, files, batches, k, interior_only, size, observers)
     fill = _mean_colour(model)

@@ -4,6 +4,7 @@ joint tuning (used by :mod:`studies.measure.tuning` and :mod:`studies.measure.di
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,23 @@ def as_reference(images: Tensor | ReferenceImages | str | Path, n_images: int = 
     return load_reference_set(images, n_images)
 
 
+#: below this many reference images σ units are unreliable: a loud warning
+MIN_REFERENCE_IMAGES = 20
+
+
+class SmallSampleWarning(UserWarning):
+    """A statistic or figure rests on few images (the message gives n)."""
+
+
+def check_reference_size(n: int, asked: int, description: str = "") -> None:
+    """Warn loudly (:class:`SmallSampleWarning`, on stderr) below :data:`MIN_REFERENCE_IMAGES`
+    reference images or when fewer images were usable than asked for (the message states n)."""
+    if n < MIN_REFERENCE_IMAGES or n < asked:
+        warnings.warn(f"σ statistics from only {n} reference image(s) (asked for {asked}; {description}): "
+                      f"σ units and discovered families are unreliable below {MIN_REFERENCE_IMAGES}",
+                      SmallSampleWarning, stacklevel=3)
+
+
 @torch.no_grad()
 def reference_statistics_by_layer(
     model: InceptionV1,
@@ -41,8 +59,10 @@ def reference_statistics_by_layer(
         ``{canonical layer: DataFrame}`` (same tables as :func:`reference_statistics`).
     """
     layers = list(dict.fromkeys(canonical_layer(layer) for layer in layers))
+    asked = n_images if isinstance(images, (str, Path)) else None
     ref = as_reference(images, n_images)
     images = ref.images
+    check_reference_size(len(images), asked or len(images), ref.description)
     names = [hook_name(layer, pre_relu=True) for layer in layers]
     dev = next(model.parameters()).device
     acc: dict[str, list] = {n: [None, None, None] for n in names}

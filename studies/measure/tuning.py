@@ -131,7 +131,7 @@ def _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, pro
     sel = torch.tensor(idx)
     chunks = []
     n_batches = -(-len(stim) // batch_size)
-    for _, imgs in tqdm(stim.batches(batch_size), total=n_batches, disable=not progress,
+    for _, imgs in tqdm(stim.batches(batch_size), total=n_batches, disable=None if progress else True,
                         desc=f"stimuli → {layer}", unit="batch", leave=False):
         act = model.run(imgs.to(device), [name])[name]
         chunks.append(act[:, sel, pos, pos].float().cpu())

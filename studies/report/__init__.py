@@ -1,5 +1,6 @@
-"""Reports: the atomic report folder (:mod:`.folder`), figures (:mod:`.plots`,
-:mod:`.circuit_plots`).
+"""Reports: the atomic report folder (:mod:`.folder`), the report page (:mod:`.html`,
+``write_report``), provenance (:mod:`.provenance`), numeric unit order (:mod:`.order`), figures
+(:mod:`.plots`, :mod:`.circuit_plots`, :mod:`.sweep_plots`).
 
 Before issue 12 ``studies.report`` was the report-folder module; its names still resolve here
 for one release, with a :class:`DeprecationWarning` (import them from

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -33,11 +32,14 @@ def _layer_positions(fg: nx.DiGraph, layers: list[str]) -> dict[str, tuple[float
 def plot_family_graph(fg: nx.DiGraph, path: str | Path | None = None, title: str = ""):
     """Layered drawing of a family graph (:meth:`circuits.graph.CircuitGraph.family_graph`):
     one column per layer, edge width ∝ summed L2 strength, red = net excitatory, blue = net
-    inhibitory (sign of pos + neg)."""
+    inhibitory (sign of pos + neg). Axis limits come from the node positions (with room for
+    the labels under the lowest nodes and the layer names above the highest)."""
+    from matplotlib.lines import Line2D
+
     layers = [layer for layer in fg.graph.get("layers", "").split(",") if layer]
     pos = _layer_positions(fg, layers)
-    fig, ax = plt.subplots(figsize=(3.2 * max(len(layers), 2), 1.0 + 0.9 * max(
-        [sum(1 for _, a in fg.nodes(data=True) if a["layer"] == layer) for layer in layers] or [1])))
+    per_layer = max([sum(1 for _, a in fg.nodes(data=True) if a["layer"] == layer) for layer in layers] or [1])
+    fig, ax = plt.subplots(figsize=(3.2 * max(len(layers), 2), 1.8 + 1.0 * per_layer), layout="constrained")
     lmax = max([d["l2"] for _, _, d in fg.edges(data=True)] or [1.0])
     for u, v, d in fg.edges(data=True):
         (x0, y0), (x1, y1) = pos[u], pos[v]
@@ -47,27 +49,37 @@ def plot_family_graph(fg: nx.DiGraph, path: str | Path | None = None, title: str
     for n, a in fg.nodes(data=True):
         x, y = pos[n]
         ax.scatter([x], [y], s=150 + 25 * a.get("size", 1), color="#f5f5f5", edgecolor="#333", zorder=3)
-        ax.text(x, y - 0.32, f"{n.split('/')[1]} ({a.get('size', 0)})", ha="center", va="top", fontsize=8)
-    top = ax.get_ylim()[1]
+        ax.text(x, y - 0.3, f"{n.split('/')[1]} ({a.get('size', 0)})", ha="center", va="top", fontsize=8)
+    ys = [y for _, y in pos.values()] or [0.0]
+    lo, hi = min(ys) - 0.75, max(ys) + 0.55
     for x, layer in enumerate(layers):
-        ax.text(x, top + 0.3, layer, ha="center", fontsize=11, weight="bold")
-    ax.set_ylim(ax.get_ylim()[0], top + 0.8)
+        ax.text(x, hi, layer, ha="center", va="bottom", fontsize=11, weight="bold")
+    ax.set_ylim(lo, hi + 0.45)
+    ax.set_xlim(-0.45, max(len(layers) - 1, 1) + 0.45)
     ax.set_axis_off()
-    fig.suptitle(title or "family graph (red: excitatory, blue: inhibitory; width: strength)", fontsize=10)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        fig.tight_layout()
+    ax.legend([Line2D([], [], color=RED, lw=3), Line2D([], [], color=BLUE, lw=3)],
+              ["net excitatory", "net inhibitory"], loc="lower right", fontsize=8, frameon=False,
+              title="edge width ∝ summed L2 strength", title_fontsize=8)
+    ax.set_title(title or "family graph", fontsize=10)
     if path is not None:
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
 
 
+#: pairs of layers with a stride-2 max-pool between them (the expanded kernels alternate at
+#: stride 2: a checkerboard that is real, not a plotting artefact)
+POOLED = {("mixed3b", "mixed4a"), ("mixed4e", "mixed5a"), ("conv2d2", "mixed3a")}
+
+
 def plot_weight_diagram(model, src: Family, dst: Family, path: str | Path | None = None, title: str = ""):
     """Distill-style weight diagram: the expanded-weight kernel from every ``src`` unit
-    (columns) to every ``dst`` unit (rows), red positive / blue negative on one symmetric
-    scale; rows and columns ordered by preferred orientation when the families have them
-    (Curve Circuits, weight diagrams between curve families)."""
+    (columns) to every ``dst`` unit (rows), red positive / blue negative, each row on its own
+    symmetric colour scale (its ±max written at the right of the row: one scale for all would
+    let a few strong kernels hide most of the others); rows and columns ordered by preferred
+    orientation when the families have them (Curve Circuits, weight diagrams between curve families).
+    Between layers separated by a stride-2 max-pool (mixed3b → mixed4a) the kernels look
+    checkerboarded; the figure says why."""
     def order(f: Family):
         idx = list(range(len(f.units)))
         if f.orientations:
@@ -77,21 +89,32 @@ def plot_weight_diagram(model, src: Family, dst: Family, path: str | Path | None
     su, so = order(src)
     du, do = order(dst)
     E = expand(model, src.layer, dst.layer, dst_units=du, src_units=su).weight.numpy()
-    vmax = float(np.abs(E).max()) or 1.0
-    fig, axes = plt.subplots(len(du), len(su), figsize=(0.75 * len(su) + 1.2, 0.75 * len(du) + 1.0), squeeze=False)
+    fig = plt.figure(figsize=(0.72 * len(su) + 2.4, 0.72 * len(du) + 1.6), layout="constrained")
+    gs = fig.add_gridspec(len(du), len(su) + 1, width_ratios=[1] * len(su) + [1.4])
     for i in range(len(du)):
+        vmax = float(np.abs(E[i]).max()) or 1.0
         for j in range(len(su)):
-            ax = axes[i][j]
+            ax = fig.add_subplot(gs[i, j])
             ax.imshow(E[i, j], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"{su[j]}" + (f"\n{so[j]:.0f}°" if so[j] is not None else ""), fontsize=6)
             if j == 0:
-                ax.set_ylabel(f"{du[i]}" + (f" {do[i]:.0f}°" if do[i] is not None else ""), fontsize=6, rotation=0,
-                              ha="right", va="center")
-    fig.suptitle(title or f"expanded weights {src.key} → {dst.key} (red +, blue −; ±{vmax:.3g})", fontsize=9)
-    fig.tight_layout()
+                ax.set_ylabel(f"{du[i]}" + (f"\n{do[i]:.0f}°" if do[i] is not None else ""), fontsize=6,
+                              rotation=0, ha="right", va="center")
+        sax = fig.add_subplot(gs[i, len(su)])
+        sax.axis("off")
+        sax.text(0.05, 0.5, f"±{vmax:.3g}", fontsize=7, va="center", transform=sax.transAxes)
+    sm = plt.cm.ScalarMappable(cmap="RdBu_r", norm=plt.Normalize(-1, 1))
+    fig.colorbar(sm, ax=fig.axes, location="bottom", shrink=0.35, aspect=40, pad=0.01,
+                 label="weight / row's max |weight| (row scale ± at the right)")
+    note = ""
+    if (src.layer, dst.layer) in POOLED:
+        note = ("\ncheckerboard: a stride-2 3×3 max-pool lies between the layers, so the expanded kernel "
+                "alternates at stride 2")
+    fig.suptitle(title or f"expanded weights {src.key} (columns) → {dst.key} (rows); red +, blue −, "
+                 f"one colour scale per row{note}", fontsize=9)
     if path is not None:
         fig.savefig(path, dpi=120)
         plt.close(fig)

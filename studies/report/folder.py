@@ -84,35 +84,8 @@ def _default(o):
 
 def write_html_report(folder: str | Path, title: str, sections: list[tuple[str, str]],
                       figures: list[str | Path] | None = None, tables: dict[str, "object"] | None = None) -> Path:
-    """Write ``folder/report.html``: a self-contained page (figures embedded as base64 PNG,
-    no external resources, opens offline).
+    """Deprecated: use :func:`studies.report.html.write_report` (``sections`` become the Markdown summary)."""
+    from studies.report.html import write_report
 
-    Args:
-        folder: the report folder (figures are read from it).
-        title: page title.
-        sections: ``[(heading, markdown-ish text)]``; text is escaped and shown as paragraphs.
-        figures: PNG file names inside ``folder`` to embed, in order.
-        tables: ``{caption: pandas.DataFrame}`` rendered as HTML tables (first 200 rows).
-    """
-    import base64
-    import html as _html
-
-    folder = Path(folder)
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_html.escape(title)}</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;color:#222}"
-             "table{border-collapse:collapse;font-size:12px;margin:8px 0}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "img{max-width:100%;border:1px solid #eee;margin:8px 0}pre{white-space:pre-wrap}</style></head><body>",
-             f"<h1>{_html.escape(title)}</h1>"]
-    for heading, text in sections:
-        parts.append(f"<h2>{_html.escape(heading)}</h2><pre>{_html.escape(text)}</pre>")
-    for name, df in (tables or {}).items():
-        parts.append(f"<h2>{_html.escape(name)}</h2>" + df.head(200).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
-    for fig in figures or []:
-        p = folder / fig
-        if p.is_file():
-            b64 = base64.b64encode(p.read_bytes()).decode()
-            parts.append(f"<h3>{_html.escape(str(fig))}</h3><img alt='{_html.escape(str(fig))}' src='data:image/png;base64,{b64}'>")
-    parts.append("</body></html>")
-    out = folder / "report.html"
-    out.write_text("\n".join(parts), encoding="utf-8")
-    return out
+    md = "\n\n".join(f"## {h}\n\n{text}" for h, text in sections)
+    return write_report(folder, title, md, figures=figures if figures is not None else [], tables=tables or {})

@@ -452,7 +452,7 @@ class _SweepRun:
         """Run ``tasks`` (then the plan-by-plan retries of failed chunks); returns the tasks run."""
         todo = {m[3] for m in self.missing}
         self.log(f"sweep: {len(todo)} plan(s) to compute in {len(tasks)} task(s) on the {executor.name} executor")
-        bar = tqdm(total=len(tasks), desc="sweep tasks", unit="task", disable=not progress)
+        bar = tqdm(total=len(tasks), desc="sweep tasks", unit="task", disable=None if progress else True)
         retry: list[Task] = []
 
         def on_done(task: Task, result) -> None:

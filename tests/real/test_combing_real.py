@@ -78,3 +78,9 @@ def test_pruned_expanded_weights_are_zero(report, caffe_model):
         assert torch.count_nonzero(w_after[pruned]) == 0
         assert torch.count_nonzero(w_before[pruned]) > 0
         torch.testing.assert_close(w_after[kept], w_before[kept], rtol=1e-5, atol=1e-6)
+
+
+def test_report_html_renders(report, tmp_path):
+    from html_check import check_report_html
+
+    check_report_html(report, tmp_path / "chromium", min_figures=2, min_tables=1)

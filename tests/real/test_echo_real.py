@@ -125,3 +125,9 @@ def test_d_never_below_c(report):
     assert len(piv) > 0
     diff = piv["d_curves_positive"] - piv["c_curves_only"]
     assert (diff >= -1e-3 * piv["c_curves_only"].abs().clip(lower=1)).all(), float(diff.min())
+
+
+def test_report_html_renders(report, tmp_path):
+    from html_check import check_report_html
+
+    check_report_html(report, tmp_path / "chromium", min_figures=3, min_tables=1)

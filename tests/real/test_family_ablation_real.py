@@ -68,29 +68,30 @@ def test_report_files(runs):
 
 
 def test_cis_and_p_recomputed_from_per_image(runs):
-    """Every delta, interval, count and p-value recomputed from per_image.csv: the resamples of
-    seed 0 (``default_rng(0).integers(0, n, (bootstrap, n))``), each resample's change computed
-    per resample, numpy's percentile points; McNemar by scipy's exact binomial test."""
+    """Every delta, count and p-value recomputed from per_image.csv (McNemar by scipy's exact
+    binomial test, written out here); the interval is scipy's paired percentile bootstrap of the
+    same table (300 resamples, seed 0), never clamped."""
     from scipy.stats import binomtest
+
+    from studies.measure.paired import paired_stats
 
     res = pd.read_csv(runs[0] / "results.csv")
     pi = pd.read_csv(runs[0] / "per_image.csv")
     base = pi[pi["variant"] == "unedited"].set_index("path")
-    idx = np.random.default_rng(0).integers(0, 12, size=(300, 12))
     r = res[res["kind"] != "baseline"]
     assert len(r) == 4
     for tag in ("top1", "top5"):
         for _, row in r.iterrows():
             v = pi[pi["variant"] == row["variant"]].set_index("path").loc[base.index]
             b, a = base[f"correct_{tag}"].to_numpy(bool), v[f"correct_{tag}"].to_numpy(bool)
-            boot = [a[i].mean() - b[i].mean() for i in idx]
             assert row[f"{tag}_delta"] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
-            assert row[f"{tag}_ci_low"] == pytest.approx(np.percentile(boot, 2.5), abs=1e-12)
-            assert row[f"{tag}_ci_high"] == pytest.approx(np.percentile(boot, 97.5), abs=1e-12)
             lost, gained = int((b & ~a).sum()), int((~b & a).sum())
             assert (row[f"{tag}_lost"], row[f"{tag}_gained"]) == (lost, gained)
             p = binomtest(lost, lost + gained).pvalue if lost + gained else 1.0
             assert row[f"{tag}_mcnemar_p"] == pytest.approx(p, rel=1e-9)
+            s = paired_stats(b, a, 300, 0)
+            assert (row[f"{tag}_ci_low"], row[f"{tag}_ci_high"]) == pytest.approx((s["ci_low"], s["ci_high"]), abs=1e-12)
+            assert row[f"{tag}_ci_low"] <= row[f"{tag}_ci_high"]
         base_acc = res[res["kind"] == "baseline"][tag].item()
         assert base_acc == pytest.approx(base[f"correct_{tag}"].mean())
         assert np.allclose(r[tag] - base_acc, r[f"{tag}_delta"])
@@ -98,6 +99,12 @@ def test_cis_and_p_recomputed_from_per_image(runs):
     m = json.loads((runs[0] / "metrics.json").read_text())
     fam, ctl = m["unit_sets"]["mixed3b/curves"], m["unit_sets"]["mixed3b/curves~control1"]
     assert len(fam["units"]) == len(ctl["units"]) and not set(fam["units"]) & set(ctl["units"])
+
+
+def test_report_html_renders(runs, tmp_path):
+    from html_check import check_report_html
+
+    check_report_html(runs[0], tmp_path / "chromium", min_figures=2, min_tables=2)
 
 
 def test_same_command_twice_identical(runs):

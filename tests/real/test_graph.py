@@ -187,3 +187,6 @@ def test_cli_graph_writes_files_and_html_renders(tmp_path, graph):
     assert n == graph.family_graph().number_of_nodes()
     assert f'data-rendered="{n}"' in dom
     assert dom.count('class="node"') == n
+    from html_check import check_report_html
+
+    check_report_html(out, tmp_path / "chromium2", min_figures=2)  # family graph + weight diagrams

@@ -39,7 +39,16 @@ def test_report_folder_contents(report):
     assert len(plan["edits"][0]["units"]) == len(m["family"]["units"])
     cfg = yaml.safe_load((report / "config.yaml").read_text())
     assert cfg["limit"] == 24 and cfg["seed"] == 0
-    assert "## Classification" in (report / "summary.md").read_text()
+    text = (report / "summary.md").read_text()
+    assert "## Classification" in text
+    # the main job reports its CI, says the sample is small, and gives the random-control command
+    lo, hi = c["top1_change_ci95"]
+    assert lo <= hi and 0 <= c["top1_mcnemar_p"] <= 1 and c["top1_lost"] >= 0
+    assert "Warning: small sample" in text and "study family-ablation" in text and "--controls" in text
+    assert "σ from 100 reference images" in m["family"]["source"]
+    assert cfg["study"] == "curve-ablation" and len(cfg["provenance"]["weights"]["sha256"]) == 64
+    for f in ("report.html", "radial_tuning_raw.png"):
+        assert f in names, f
 
 
 def test_ablated_units_are_silent_and_tuned_before(report, caffe_model, images_dir):

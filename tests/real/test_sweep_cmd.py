@@ -30,6 +30,12 @@ def test_sweep_runs_resumes_and_reads_plan_files(tmp_path, images_dir, monkeypat
     html = (tmp_path / "a" / "report.html").read_text()
     assert "<table" in html and "Sweep of 8 plans" in html and "loaded 0 from the cache" in html
     assert all(f"<td>{v}</td>" in html for v in a["variant"])  # every variant's row is in the page
+    changes = pd.read_csv(tmp_path / "a" / "changes.csv")  # per plan: scipy paired stats vs unedited
+    assert len(changes) == 8 and changes["mcnemar_p"].between(0, 1).all()
+    assert "small sample (4 images)" in (tmp_path / "a" / "summary.md").read_text()
+    from html_check import check_report_html
+
+    check_report_html(tmp_path / "a", tmp_path / "chromium", min_figures=1, min_tables=1)
 
 
 def test_single_unit_ablations_of_a_whole_layer(caffe_model):

@@ -151,7 +151,7 @@ def test_cli_tune_without_images(tmp_path, capsys):
                "--radii", "12", "40", "120"])
     assert rc == 0
     text = capsys.readouterr()
-    assert "skipping σ units and dataset statistics" in text.out
+    assert (text.out + text.err).count("skipping σ units and dataset statistics") == 1  # said once
     names = {p.name for p in out.iterdir()}
     assert {"joint.csv", "radial.csv", "units.csv", "combing.csv", "angles.csv", "lines.csv", "radial.png",
             "joint.png", "summary.json"} <= names
@@ -190,6 +190,12 @@ def test_cli_tune_with_images_and_a_family(tmp_path, images_dir, capsys):
     assert s["dataset"]["n_images"] == 6
     assert all("curve_sigma" in r and "dataset_frac_positive" in r for r in s["per_unit"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folders left
+    idx = [int(u.split(":")[1]) for u in (r["unit"] for r in s["per_unit"])]
+    assert idx == sorted(idx)  # numeric unit order
+    assert "small sample" in (out / "summary.md").read_text()
+    from html_check import check_report_html
+
+    check_report_html(out, tmp_path / "chromium", min_figures=6, min_tables=1)
 
 
 def test_resolve_targets(caffe_model):

@@ -54,11 +54,18 @@ def test_json_round_trip_and_files(tmp_path):
     assert json.loads((tmp_path / "plan.json").read_text())["schema_version"] == 1
 
 
+def test_plan_without_schema_version_is_the_current_version():
+    from edits.plan import SCHEMA_VERSION
+
+    plan = EditPlan.from_dict({"name": "p", "edits": [{"type": "Ablate", "units": ["3b:1"]}]})
+    assert plan.to_dict()["schema_version"] == SCHEMA_VERSION and len(plan) == 1
+
+
 @pytest.mark.parametrize(
     "doc, match",
     [
         ({"schema_version": 2, "edits": []}, r"schema_version.*valid choices: \[1\]"),
-        ({"edits": []}, "schema_version"),
+        ({"schema_version": None, "edits": []}, "schema_version"),
         ({"schema_version": 1, "edits": [{"type": "Frobnicate", "units": ["3b:1"]}]}, r"edits\[0\].*'type'.*Ablate"),
         ({"schema_version": 1, "edits": [{"type": "Ablate", "unit": ["3b:1"]}]}, r"edits\[0\] \(Ablate\).*'unit'"),
         ({"schema_version": 1, "edits": [{"type": "Ablate", "mode": "zero"}]}, r"'units'.*missing"),
