@@ -106,12 +106,27 @@ def _cmd_edit_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...], overwrite: bool) -> None:
+    """Everything about an output file that can be wrong, checked before any compute."""
+    from studies.report.folder import check_writable
+
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{flag} {path}: must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{flag} {path} exists; pass --overwrite to replace it")
+    check_writable(path)
+
+
 def _cmd_edit_apply(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out {out}: the edited model is written as .safetensors")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
+    _check_output_file(out, "--out", (".safetensors",), args.overwrite)
+    save_plan = Path(args.save_plan).expanduser() if args.save_plan else None
+    if save_plan is not None:
+        _check_output_file(save_plan, "--save-plan", (".json", ".yaml", ".yml"), args.overwrite)
+        if save_plan.resolve() == out.resolve():
+            raise ValueError("--save-plan and --out are the same file")
     plan, _, edited, record = _applied(args)
     from edits import save_edited
 
@@ -121,8 +136,8 @@ def _cmd_edit_apply(args: argparse.Namespace) -> int:
     for h in record.interventions:
         print(f"  intervention on {h.name}: {h.note} (not a weight: re-install with EditPlan.install_interventions)")
     print(f"wrote {path}")
-    if args.save_plan:
-        print(f"wrote {record.applied_plan.save(Path(args.save_plan).expanduser())} (the applied plan)")
+    if save_plan is not None:
+        print(f"wrote {record.applied_plan.save(save_plan)} (the applied plan)")
     return 0
 
 
