@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device, error
+from studies.cli.common import COUNT, add_checkpoint_arg, add_device_arg, device, error, number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    "structural edits, and installed interventions.")
     q.add_argument("plan", metavar="PLAN", help="plan file (.json, .yaml, .yml)")
     add_checkpoint_arg(q)
-    q.add_argument("--top", type=int, default=3, help="largest changes listed per tensor (default 3)")
+    q.add_argument("--top", type=number(int, 0, 10**6), default=3, help="largest changes listed per tensor (default 3)")
     q.add_argument("--json", action="store_true", help="print the diff as JSON")
     _add_edit_common(q)
     q.set_defaults(func=_cmd_edit_diff)
@@ -55,7 +55,7 @@ def _add_edit_common(q: argparse.ArgumentParser) -> None:
     q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
     q.add_argument("--reference", metavar="DIR", default=None,
                    help="image folder for edits that measure statistics (Ablate mode 'mean' without stored means)")
-    q.add_argument("--n-reference", type=int, default=100, metavar="N",
+    q.add_argument("--n-reference", type=COUNT, default=100, metavar="N",
                    help="evenly spaced reference images to use (default 100)")
     add_device_arg(q)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device
+from studies.cli.common import add_checkpoint_arg, add_device_arg, device, name_list, number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,9 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "page, GraphML and node-link JSON.",
     )
     add_checkpoint_arg(p)
-    p.add_argument("--layers", default="conv2d2,mixed3a,mixed3b,mixed4a", help="comma-separated, forward order")
+    p.add_argument("--layers", type=name_list, default="conv2d2,mixed3a,mixed3b,mixed4a", help="comma-separated, forward order")
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=float, default=0.5,
+    p.add_argument("--threshold", type=number(float, 0.0, 1.0), default=0.5,
                    help="keep an edge when its L2 norm ≥ threshold × the strongest input of its destination unit")
     p.add_argument("--weights", default=None)
     p.add_argument("--overwrite", action="store_true")
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_graph(args: argparse.Namespace) -> int:
     from studies.graph import run_graph
 
-    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    layers = args.layers
     s = run_graph(args.checkpoint, layers, args.out, args.threshold, args.weights, args.overwrite, str(device(args)))
     print(f"{s['nodes']} units, {s['edges']} edges, {s['families']} families ({s['build_seconds']} s to build); "
           f"wrote {args.out}")

@@ -17,6 +17,7 @@ compute:
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import json
@@ -119,6 +120,13 @@ def _release(out: Path) -> None:
         except FileNotFoundError:
             pass
         os.close(held[0])
+
+
+@atexit.register
+def _release_all() -> None:
+    """Remove the lock files of checks that never got to write (an error before the report)."""
+    for out in list(_LOCKS):
+        _release(out)
 
 
 def release_out_dir(out: str | Path) -> None:
