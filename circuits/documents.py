@@ -117,8 +117,9 @@ def load_yaml(text: str, what: str = "document") -> Any:
     """
     if len(text) > MAX_DOCUMENT_BYTES:
         raise DocumentError(f"{what}: {len(text):,} characters; the limit is {MAX_DOCUMENT_BYTES:,}")
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader may refuse characters already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -130,9 +131,19 @@ def load_yaml(text: str, what: str = "document") -> Any:
         raise DocumentError(f"{what}: {e} (limits of circuits.documents)") from None
     except (yaml.YAMLError, RecursionError) as e:
         raise DocumentError(f"{what}: not valid YAML (only plain YAML is read, no python/* tags): "
-                            f"{_short(str(e))}") from None
+                            f"{_yaml_reason(e)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _yaml_reason(e: BaseException) -> str:
+    """One line: PyYAML's problem and where (its messages span several lines with carets)."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if problem and mark is not None:
+        return _short(f"{problem} (line {mark.line + 1}, column {mark.column + 1})")
+    return _short(str(e))
 
 
 def _int(s: str) -> int:
@@ -173,5 +184,7 @@ def _check_depth(value: Any, what: str) -> None:
 
 
 def _short(msg: str, limit: int = 500) -> str:
-    """An error message cut to ``limit`` characters (a bad document must not produce a huge message)."""
+    """An error message on one line, cut to ``limit`` characters (a bad document must not
+    produce a huge message)."""
+    msg = " ".join(msg.split())
     return msg if len(msg) <= limit else msg[:limit] + f"… ({len(msg) - limit:,} more characters)"
