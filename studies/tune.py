@@ -25,7 +25,7 @@ from studies.measure.tuning import (
     tuning_metrics,
 )
 from studies.report import plots
-from studies.report.folder import check_out_dir, report_folder, write_json
+from studies.report.folder import MARKER, check_out_dir, report_folder, write_json
 
 
 def tune_report(
@@ -86,7 +86,7 @@ def tune_report(
     with report_folder(out, overwrite) as tmp:
         _write_tables_and_plots(tmp, model.spec.name, orientation_step, t, ds, rot, rot_ex)
         summary["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["summary.json"]
+        summary["files"] = sorted(p.name for p in tmp.iterdir() if p.name != MARKER) + ["summary.json"]
         write_json(tmp / "summary.json", summary)
     return summary
 

@@ -88,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             import signal
 
             signal.signal(signal.SIGTERM, previous)
+        folder = sys.modules.get("studies.report.folder")
+        if folder is not None:  # --out locks of a command that stopped before writing its report
+            folder.release_all()
 
 
 def _exit_on_sigterm():

@@ -123,8 +123,9 @@ def _release(out: Path) -> None:
 
 
 @atexit.register
-def _release_all() -> None:
-    """Remove the lock files of checks that never got to write (an error before the report)."""
+def release_all() -> None:
+    """Drop every ``--out`` lock this process holds and remove its lock file (a command that
+    stopped before writing its report; also run at exit)."""
     for out in list(_LOCKS):
         _release(out)
 
