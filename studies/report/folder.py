@@ -100,15 +100,22 @@ def _acquire(out: Path, use: bool) -> None:
         held[1] = held[1] or use
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_lock_path(out), os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
+    while True:
+        fd = os.open(_lock_path(out), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise UnsafeOutputError(f"--out {out} is being written by another circuits run "
+                                        f"(lock {_lock_path(out)}); wait for it or choose another --out") from None
+            raise
+        try:  # the holder before us may have removed the file after we opened it: lock the current one
+            if os.stat(_lock_path(out)).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        if e.errno in (errno.EAGAIN, errno.EACCES):
-            raise UnsafeOutputError(f"--out {out} is being written by another circuits run "
-                                    f"(lock {_lock_path(out)}); wait for it or choose another --out") from None
-        raise
     _LOCKS[out] = [fd, use]
 
 
