@@ -24,8 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from .documents import load_yaml, read_text
 from .spec import ModelSpec, get_spec
 from .units import Family, FamilyKey, Unit, canonical_layer, resolve_units, set_family_source
 
@@ -195,7 +194,7 @@ def load_catalog(checkpoint: str | ModelSpec, path: str | Path | None = None) ->
     path = Path(path) if path else catalog_path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"no family catalog for {spec.name} at {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(read_text(path, "catalog"), str(path)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with a 'families' list")
     if data.get("checkpoint", spec.name) != spec.name:

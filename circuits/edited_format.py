@@ -20,6 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .documents import DocumentError, load_json
+
+#: Largest channel count of a widened convolution in an edited-model file's ``structure``.
+MAX_CHANNELS = 65_536
+#: Largest tensor (elements) a ``structure`` entry may ask for: 2²⁶ = 67 M floats, 256 MiB;
+#: the largest tensor of InceptionV1 (the classifier) has 1 M.
+MAX_STRUCTURE_ELEMENTS = 2**26
+
 #: ``format`` metadata of an edited-model file.
 EDITED_FORMAT = "circuits-edited-1"
 
@@ -69,19 +77,27 @@ class EditedMeta:
 
         def field_json(name: str, default: str, kind: type | tuple[type, ...]) -> Any:
             try:
-                value = json.loads(meta.get(name) or default)
-            except (json.JSONDecodeError, RecursionError) as e:
-                raise ValueError(f"{where}: metadata field {name!r} is not valid JSON ({e})") from None
+                value = load_json(meta.get(name) or default, "")
+            except DocumentError as e:
+                raise ValueError(f"{where}: metadata field {name!r} is not valid JSON ({str(e).removeprefix(': ')})") from None
             if not isinstance(value, kind):
                 raise ValueError(f"{where}: metadata field {name!r} has the wrong type ({type(value).__name__})")
             return value
 
+        history = field_json("edit_history", "[]", list)
+        if not all(isinstance(h, dict) for h in history):
+            raise ValueError(f"{where}: metadata field 'edit_history' must be a list of plans (objects)")
+        digest = meta.get("digest")
+        if digest is not None and not (isinstance(digest, str) and len(digest) <= 128 and digest.isalnum()):
+            raise ValueError(f"{where}: metadata field 'digest' is not a hex digest")
+        if not isinstance(meta["checkpoint"], str) or len(meta["checkpoint"]) > 100:
+            raise ValueError(f"{where}: metadata field 'checkpoint' is not a checkpoint name")
         return cls(
             checkpoint=meta["checkpoint"],
-            structure=field_json("structure", "{}", dict),
+            structure=_checked_structure(field_json("structure", "{}", dict), where),
             edit_plan=field_json("edit_plan", "null", (dict, type(None))),
-            edit_history=tuple(field_json("edit_history", "[]", list)),
-            digest=meta.get("digest"),
+            edit_history=tuple(history),
+            digest=digest,
         )
 
     def has_resample(self) -> bool:
@@ -109,3 +125,26 @@ def is_edited_file(path: str | Path) -> bool:
 
 
 __all__ = ["EDITED_FORMAT", "EditedMeta", "is_edited_file", "read_metadata"]
+
+
+def _checked_structure(structure: dict, where: str) -> dict[str, list[int]]:
+    """``structure`` metadata checked before any tensor is allocated from it: ``{str: [4 ints]}``,
+    each dimension in 1..:data:`MAX_CHANNELS`, each tensor at most :data:`MAX_STRUCTURE_ELEMENTS`.
+
+    Raises:
+        ValueError: naming ``where``, the field and the entry.
+    """
+    out: dict[str, list[int]] = {}
+    for key, shape in structure.items():
+        bad = f"{where}: metadata field 'structure' entry {key!r}"
+        if not (isinstance(shape, list) and len(shape) == 4
+                and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+            raise ValueError(f"{bad} is not a weight shape of 4 integers: {str(shape)[:80]}")
+        if not all(1 <= d <= MAX_CHANNELS for d in shape):
+            raise ValueError(f"{bad}: dimensions {shape} outside 1..{MAX_CHANNELS}")
+        numel = shape[0] * shape[1] * shape[2] * shape[3]
+        if numel > MAX_STRUCTURE_ELEMENTS:
+            raise ValueError(f"{bad} asks for a tensor of {numel:,} elements ({numel * 4 / 2**30:.1f} GiB); "
+                             f"the limit is {MAX_STRUCTURE_ELEMENTS:,}")
+        out[key] = shape
+    return out

@@ -107,7 +107,9 @@ class CircuitGraph:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "CircuitGraph":
-        data = json.loads(Path(path).read_text())
+        from .documents import load_json, read_text
+
+        data = load_json(read_text(path, "graph file"), str(path))
         return cls(_normalise(nx.node_link_graph(data, directed=True, edges="links")))
 
 

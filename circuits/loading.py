@@ -14,6 +14,7 @@ from .spec import get_spec
 from .weights import (
     WeightsError,
     canonical_path,
+    check_finite,
     data_dir,
     import_bvlc,
     load_lucid_pth,
@@ -76,8 +77,12 @@ def _load_edited(path: Path, spec) -> InceptionV1 | None:
         state = {k: f.get_tensor(k) for k in f.keys()}
     if meta.digest is not None and state_digest(state) != meta.digest:
         raise WeightsError(f"{path}: tensor contents do not match the digest stored when it was saved")
+    check_finite(state, str(path))
     model = InceptionV1(spec)
-    model.restructure(meta.structure)
+    try:
+        model.restructure(meta.structure)
+    except ValueError as e:
+        raise WeightsError(f"{path}: metadata field 'structure': {e}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

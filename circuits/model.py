@@ -229,6 +229,9 @@ class InceptionV1(nn.Module):
         #: core's cache and no op waits at an OpenMP barrier (see :meth:`forward`); ``0``
         #: disables. Not part of the state dict.
         self.batch_chunk: int = 8
+        #: refuse images outside RGB [0, 1] (:meth:`check_input_range`); set ``False`` to feed
+        #: out-of-range input on purpose. Does not change any output; not part of the state dict.
+        self.input_range_check: bool = True
         #: where the weights come from and what was done to them (:class:`~circuits.provenance.Provenance`);
         #: set by the loader, :func:`linearized` and the edits. Not part of the state dict.
         self.provenance: Provenance = Provenance()
@@ -380,7 +383,8 @@ class InceptionV1(nn.Module):
         Raises:
             ValueError: ``x`` is not a float 4-D tensor with the right channels, or
                 ``stop_at``/``start_at`` is not a stage name, or ``start_at`` is not before
-                ``stop_at``.
+                ``stop_at``; or (images, no ``start_at``) values clearly outside [0, 1]
+                (:meth:`check_input_range`; opt out with ``model.input_range_check = False``).
         """
         for arg, val in (("stop_at", stop_at), ("start_at", start_at)):
             if val is not None and val not in self.stage_names:
@@ -393,6 +397,8 @@ class InceptionV1(nn.Module):
             desc = f"shape {tuple(x.shape)} dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
             what = "RGB in [0, 1]" if start_at is None else f"the output of stage {start_at}"
             raise ValueError(f"InceptionV1 expects a float tensor (N, {want}, H, W) of {what}; got {desc}")
+        if start_at is None:
+            self.check_input_range(x)
         cl = getattr(self, "channels_last", None)  # getattr: models pickled before these existed
         if cl or (cl is None and x.device.type == "cpu"):
             x = x.contiguous(memory_format=torch.channels_last)
@@ -400,6 +406,39 @@ class InceptionV1(nn.Module):
         if 0 < c < x.shape[0] and x.device.type == "cpu" and not self._observed():
             return self._forward_chunks(x, stop_at, first, c)
         return self._forward(x, stop_at, first)
+
+    #: Slack around [0, 1] allowed by :meth:`check_input_range` (interpolation overshoot of
+    #: resampled images); far smaller than the errors it catches (0..255: max ≫ 1; torchvision's
+    #: ImageNet normalisation: about −2.1..2.6).
+    INPUT_RANGE_SLACK = 0.05
+
+    def check_input_range(self, x: Tensor) -> None:
+        """Refuse images clearly outside the documented input convention, RGB in [0, 1] (issue 13,
+        kind 5): float 0..255 (``x * 255``) or already-normalised input (torchvision's
+        ``Normalize(mean, std)``, −2..2) would run and give wrong predictions. Costs one
+        ``aminmax`` per batch. Skipped when ``self.input_range_check`` is False (the opt-out
+        for deliberate out-of-range probes), for empty batches, and for ``start_at`` passes.
+
+        Raises:
+            ValueError: naming the expected range, the observed min/max and the likely cause.
+        """
+        if not getattr(self, "input_range_check", True) or x.numel() == 0:
+            return
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+        s = self.INPUT_RANGE_SLACK
+        if lo >= -s and hi <= 1 + s:
+            return
+        if lo != lo or hi != hi:  # NaN
+            raise ValueError("InceptionV1 input contains NaN; expected RGB images in [0, 1]")
+        if hi > 1 + s and lo >= -s:
+            cause = "it looks like 0..255 pixel values: divide by 255"
+        elif lo < -s:
+            cause = ("it looks normalised (mean/std); pass un-normalised RGB in [0, 1]: the model applies its "
+                     "checkpoint's own preprocessing")
+        else:
+            cause = "scale the images to [0, 1]"
+        raise ValueError(f"InceptionV1 expects RGB images in [0, 1]; got values in [{lo:.4g}, {hi:.4g}] ({cause}). "
+                         "Set model.input_range_check = False to run out-of-range input on purpose")
 
     def _forward_chunks(self, x: Tensor, stop_at: str | None, first: int, c: int) -> Tensor:
         """:meth:`_forward` on chunks of ``c`` images, spread over the torch threads as Python

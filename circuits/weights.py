@@ -214,6 +214,15 @@ def state_digest(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def apply_umask(path: str | Path, mode: int = 0o666) -> None:
+    """``chmod path (mode & ~umask)``: files from ``tempfile.mkstemp`` are 0600 and folders from
+    ``tempfile.mkdtemp`` 0700 (pass ``mode=0o777``); this gives them the permissions a plain
+    ``open``/``mkdir`` would have given (issue 13: outputs respect the umask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, mode & ~mask)
+
+
 def save_canonical(state: Mapping[str, torch.Tensor], path: Path, checkpoint: str, source: str) -> Path:
     """Write a canonical safetensors file (atomically) with its digest in the metadata."""
     from safetensors.torch import save_file
@@ -225,6 +234,7 @@ def save_canonical(state: Mapping[str, torch.Tensor], path: Path, checkpoint: st
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=meta)
+        apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -294,7 +304,8 @@ def load_safetensors(path: Path | str, spec: ModelSpec | str, verify: bool = Tru
 
 
 def check_state(state: Mapping[str, torch.Tensor], spec: ModelSpec, where: str) -> None:
-    """Raise :class:`WeightsError` unless ``state`` has exactly the keys and shapes of ``spec``."""
+    """Raise :class:`WeightsError` unless ``state`` has exactly the keys and shapes of ``spec``
+    and every value is finite (NaN or ±inf weights are refused, naming the tensor)."""
     shapes = expected_shapes(spec)
     missing = sorted(set(shapes) - set(state))
     extra = sorted(set(state) - set(shapes))
@@ -306,6 +317,15 @@ def check_state(state: Mapping[str, torch.Tensor], spec: ModelSpec, where: str) 
     for k, shp in shapes.items():
         if tuple(state[k].shape) != shp:
             raise WeightsError(f"{where}: {k} has shape {tuple(state[k].shape)}, expected {shp}")
+    check_finite(state, where)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Raise :class:`WeightsError` naming the first tensor with NaN or infinite values."""
+    for k, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            raise WeightsError(f"{where}: {k} has {n:,} NaN or infinite value(s)")
 
 
 def convert_lucid_state_dict(sd: Mapping[str, torch.Tensor], where: str = "state dict") -> dict[str, torch.Tensor]:

@@ -41,7 +41,7 @@ def save_edited(model: InceptionV1, path: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
-    from circuits.weights import state_digest
+    from circuits.weights import apply_umask, state_digest
 
     if not isinstance(model, InceptionV1):
         raise TypeError(f"save_edited needs an InceptionV1, got {type(model).__name__}")
@@ -55,6 +55,7 @@ def save_edited(model: InceptionV1, path: str | Path) -> Path:
     os.close(fd)
     try:
         save_file(state, tmp, metadata=meta.to_metadata())
+        apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

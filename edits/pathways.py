@@ -371,6 +371,11 @@ class PrunePathway(_PathwayEdit):
         return 0.0
 
 
+#: Largest ``|factor|`` of :class:`Scale` (float32 weights times it must stay finite, and so must
+#: the activations they produce).
+MAX_SCALE_FACTOR = 1e6
+
+
 @register_edit
 @dataclass(frozen=True)
 class Scale(_PathwayEdit):
@@ -380,7 +385,8 @@ class Scale(_PathwayEdit):
     duplicated bottleneck units get the selected ``src`` weights times ``factor``), plus
 
     Args:
-        factor: a finite number.
+        factor: a finite number with ``|factor| ≤`` :data:`MAX_SCALE_FACTOR` (10⁶): larger
+            factors overflow float32 activations downstream (``1e300`` would write ``inf`` weights).
     """
 
     src: Any
@@ -393,6 +399,9 @@ class Scale(_PathwayEdit):
         f = self.factor
         if not _finite_number(f):
             raise self.error(f"factor must be a finite number, got {f!r}", field="factor")
+        if abs(float(f)) > MAX_SCALE_FACTOR:
+            raise self.error(f"factor {f!r} is beyond ±{MAX_SCALE_FACTOR:g} (it would overflow float32 weights "
+                             "or activations)", field="factor")
         object.__setattr__(self, "factor", float(f))
         self._normalise()
 

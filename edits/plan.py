@@ -460,25 +460,28 @@ class EditPlan:
     @classmethod
     def from_json(cls, text: str) -> EditPlan:
         """Parse :meth:`to_json` output. Raises :class:`EditError` on invalid JSON or content."""
+        from circuits.documents import DocumentError, load_json
+
         try:
-            d = json.loads(text)
-        except (json.JSONDecodeError, RecursionError, TypeError) as e:
-            raise EditError(f"not valid JSON: {e}") from None
+            d = load_json(text, "plan")
+        except DocumentError as e:
+            raise EditError(str(e).removeprefix("plan: ")) from None
         return cls.from_dict(d)
 
     @classmethod
     def from_yaml(cls, text: str) -> EditPlan:
-        """Parse YAML with ``yaml.safe_load`` only: tags such as ``!!python/object`` are rejected.
+        """Parse YAML with the safe loader only: tags such as ``!!python/object`` are rejected;
+        size, aliases and nesting are bounded before objects are built (:mod:`circuits.documents`).
 
         Raises:
-            EditError: invalid YAML, an unsafe tag, or invalid content.
+            EditError: invalid YAML, an unsafe tag, a document over a limit, or invalid content.
         """
-        import yaml
+        from circuits.documents import DocumentError, load_yaml
 
         try:
-            d = yaml.safe_load(text)
-        except (yaml.YAMLError, RecursionError) as e:
-            raise EditError(f"not valid YAML (only plain YAML is read, no python/* tags): {e}") from None
+            d = load_yaml(text, "plan")
+        except DocumentError as e:
+            raise EditError(str(e).removeprefix("plan: ")) from None
         return cls.from_dict(d)
 
     def save(self, path: str | Path) -> Path:
@@ -500,16 +503,19 @@ class EditPlan:
 
         Raises:
             FileNotFoundError: no such file.
-            EditError: unknown suffix, unreadable text, or invalid content.
+            EditError: unknown suffix, not a regular file, over 16 MiB (:mod:`circuits.documents`),
+                unreadable text, or invalid content.
         """
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in _SUFFIXES:
             raise EditError(f"cannot load a plan from {path.name!r}", field="path", choices=_SUFFIXES)
+        from circuits.documents import DocumentError, read_text
+
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise EditError(f"{path.name} is not UTF-8 text: {e}") from None
+            text = read_text(path, "plan")
+        except DocumentError as e:
+            raise EditError(str(e)) from None
         return cls.from_json(text) if suffix == ".json" else cls.from_yaml(text)
 
 

@@ -9,7 +9,7 @@ from circuits import load_model
 from circuits.catalog import catalog as load_cat
 from circuits.graph import DEFAULT_LAYERS, build_graph
 from studies.report.circuit_plots import family_graph_html, plot_family_graph, plot_weight_diagram
-from studies.report.folder import report_folder, write_json
+from studies.report.folder import check_out_dir, report_folder, write_json
 
 
 def run_graph(model_name: str, layers=DEFAULT_LAYERS, out: str | Path = "runs/graph", threshold: float = 0.5,
@@ -22,6 +22,7 @@ def run_graph(model_name: str, layers=DEFAULT_LAYERS, out: str | Path = "runs/gr
     feature visualizations (:mod:`studies.measure.featurevis`, ``vis_steps`` steps).
     """
     t0 = time.perf_counter()
+    check_out_dir(out, overwrite)  # before any compute
     model = load_model(model_name, weights=weights, device=device)
     cat = load_cat(model)
     g = build_graph(model, layers, cat, threshold=threshold)

@@ -49,6 +49,14 @@ class SweepConfig(StudyConfig):
         if self.mode == "mean":
             raise ValueError("--mode mean needs reference images; use `circuits study family-ablation` for mean "
                              "ablation")
+        if self.tune:  # units range-checked before any compute (``3b:999`` is a user error, not an IndexError)
+            from circuits.spec import get_spec
+            from circuits.units import resolve_targets
+
+            try:
+                resolve_targets(self.tune, get_spec(self.model))
+            except IndexError as e:
+                raise ValueError(f"--tune: {e}") from None
         super().check()
 
 

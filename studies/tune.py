@@ -27,7 +27,7 @@ from studies.measure.tuning import (
     tuning_metrics,
 )
 from studies.report import plots
-from studies.report.folder import check_out_dir, report_folder, write_json
+from studies.report.folder import MARKER, check_out_dir, report_folder, write_json
 from studies.report.order import sort_units_df
 
 #: below this many images the dataset statistics are flagged as a small sample
@@ -103,7 +103,8 @@ def tune_report(
         if vis is not None:
             _write_feature_visualizations(tmp, vis, t["metrics"], vis_steps)
         summary["wall_time_s"] = round(time.perf_counter() - t0, 1)
-        summary["files"] = sorted(p.name for p in tmp.iterdir()) + ["report.html", "summary.json", "summary.md"]
+        summary["files"] = sorted(p.name for p in tmp.iterdir() if p.name != MARKER) + ["report.html", "summary.json",
+                                                                                    "summary.md"]
         write_json(tmp / "summary.json", summary)
         _write_page(tmp, summary)
     return summary

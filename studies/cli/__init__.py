@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from circuits.weights import WeightsError
 
     user_errors = (WeightsError, *USER_ERRORS, OSError)
+    previous = _exit_on_sigterm()
     try:
         return int(func(args) or 0)
     except user_errors as e:
@@ -84,6 +85,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+        folder = sys.modules.get("studies.report.folder")
+        if folder is not None:  # --out locks of a command that stopped before writing its report
+            folder.release_all()
+
+
+def _exit_on_sigterm():
+    """SIGTERM ends the command like Ctrl-C does (temporary folders removed, workers stopped),
+    with exit status 143 (128 + 15) and one line on stderr."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):  # noqa: ANN001 - signal handler signature
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        error("terminated (SIGTERM)")
+        raise SystemExit(143)
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 PROG = "circuits"
 
@@ -42,6 +44,51 @@ def checkpoint_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(message(e)) from None
 
 
+def number(kind: type = float, lo: float | None = None, hi: float | None = None,
+           unit: str = "") -> Callable[[str], float | int]:
+    """argparse ``type=``: a finite ``kind`` (``int`` or ``float``) in ``[lo, hi]``; anything else is
+    a usage error (``circuits <command>: error: argument --x: …``, exit 2) before any compute.
+
+    The bounds of each option are its scientific or practical range (e.g. orientations 0.1–180°:
+    3,600 orientations at most; radii 0.5–1,000 px, a few times the 224 px input).
+    """
+    noun = "whole number" if kind is int else "number"
+    where = (f" between {lo:g} and {hi:g}" if lo is not None and hi is not None
+             else f" ≥ {lo:g}" if lo is not None else f" ≤ {hi:g}" if hi is not None else "")
+
+    def parse(text: str) -> float | int:
+        try:
+            v = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a {noun}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: give a {noun}{where}{unit}")
+        return v
+
+    parse.__name__ = noun  # argparse names the type in its messages
+    return parse
+
+
+def name_list(text: str) -> list[str]:
+    """argparse ``type=``: a comma-separated list of at least one non-empty name."""
+    items = [x.strip() for x in text.split(",")]
+    if not text.strip() or not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names (an empty item)")
+    return items
+
+
+# Shared option types (one definition per kind of value; ranges in each option's help).
+DEGREES = number(float, 0.1, 180.0, " degrees")  #: orientation/rotation steps
+PIXELS = number(float, 0.5, 1000.0, " px")  #: radii and stroke widths
+COUNT = number(int, 1, 10**9)  #: a number of images, units, examples …
+BATCH = number(int, 1, 65_536)  #: batch sizes
+JOBS = number(int, 1, 256)  #: worker processes
+SEED = number(int, 0, 2**63 - 1)
+RETRIES = number(int, 0, 100)
+
+
 def add_checkpoint_arg(p: argparse.ArgumentParser, default: str | None = "inceptionv1_caffe") -> None:
     p.add_argument(
         "--checkpoint", "--model", dest="checkpoint", type=checkpoint_arg, default=default, metavar="NAME",
@@ -63,10 +110,10 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
                    help="local (this machine; default) or ray (a Ray cluster; needs pip install -e '.[ray]')")
     g.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="Ray cluster to join (default: start a local Ray instance)")
-    g.add_argument("--gpus-per-task", type=float, default=0, metavar="N", help="GPUs per Ray task (default 0)")
-    g.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
+    g.add_argument("--gpus-per-task", type=number(float, 0, 1024), default=0, metavar="N", help="GPUs per Ray task (default 0)")
+    g.add_argument("--cpus-per-task", type=number(int, 1, 1024), default=1, metavar="N",
                    help="CPUs (torch threads) per Ray task (default 1)")
-    g.add_argument("--max-retries", type=int, default=2, metavar="N",
+    g.add_argument("--max-retries", type=RETRIES, default=2, metavar="N",
                    help="retries of a task that fails or whose worker dies (default 2)")
 
 
@@ -79,7 +126,10 @@ def executor_settings(args: argparse.Namespace) -> dict:
     ray_only = {"address": args.address, "gpus_per_task": args.gpus_per_task}
     if args.executor == "ray":
         settings.update(ray_only, cpus_per_task=args.cpus_per_task)
-    make_executor(**{**ray_only, **settings}, jobs=getattr(args, "jobs", 1) or 1)  # refuses ray-only options for local
+    try:  # refuses ray-only options for local; Ray missing → the install hint, exit 2
+        make_executor(**{**ray_only, **settings}, jobs=getattr(args, "jobs", 1) or 1)
+    except ImportError as e:
+        raise ValueError(f"--executor ray: {e}") from None
     return settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device
+from studies.cli.common import add_checkpoint_arg, add_device_arg, device, number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,9 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint_arg(p)
     p.add_argument("--layer", default="mixed3b")
     p.add_argument("--images", required=True, help="reference image folder for the dataset σ")
-    p.add_argument("--min-sigma", type=float, default=None, help="default: the layer's (studies.measure.discovery)")
-    p.add_argument("--min-curve-line", type=float, default=None, help="default: the layer's")
-    p.add_argument("--min-selectivity", type=float, default=None, help="default: the layer's")
+    p.add_argument("--min-sigma", type=number(float, -1e6, 1e6), default=None, help="default: the layer's (studies.measure.discovery)")
+    p.add_argument("--min-curve-line", type=number(float, -1e6, 1e6), default=None, help="default: the layer's")
+    p.add_argument("--min-selectivity", type=number(float, -1e6, 1e6), default=None, help="default: the layer's")
     p.add_argument("--weights", default=None)
     p.add_argument("--csv", default=None, help="write the per-unit table here")
     p.add_argument("--freeze", action="store_true", help="write the family into the packaged catalog")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device, error
+from studies.cli.common import COUNT, add_checkpoint_arg, add_device_arg, device, error, number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    "structural edits, and installed interventions.")
     q.add_argument("plan", metavar="PLAN", help="plan file (.json, .yaml, .yml)")
     add_checkpoint_arg(q)
-    q.add_argument("--top", type=int, default=3, help="largest changes listed per tensor (default 3)")
+    q.add_argument("--top", type=number(int, 0, 10**6), default=3, help="largest changes listed per tensor (default 3)")
     q.add_argument("--json", action="store_true", help="print the diff as JSON")
     _add_edit_common(q)
     q.set_defaults(func=_cmd_edit_diff)
@@ -55,7 +55,7 @@ def _add_edit_common(q: argparse.ArgumentParser) -> None:
     q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
     q.add_argument("--reference", metavar="DIR", default=None,
                    help="image folder for edits that measure statistics (Ablate mode 'mean' without stored means)")
-    q.add_argument("--n-reference", type=int, default=100, metavar="N",
+    q.add_argument("--n-reference", type=COUNT, default=100, metavar="N",
                    help="evenly spaced reference images to use (default 100)")
     add_device_arg(q)
 
@@ -106,12 +106,27 @@ def _cmd_edit_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...], overwrite: bool) -> None:
+    """Everything about an output file that can be wrong, checked before any compute."""
+    from studies.report.folder import check_writable
+
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{flag} {path}: must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{flag} {path} exists; pass --overwrite to replace it")
+    check_writable(path)
+
+
 def _cmd_edit_apply(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out {out}: the edited model is written as .safetensors")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
+    _check_output_file(out, "--out", (".safetensors",), args.overwrite)
+    save_plan = Path(args.save_plan).expanduser() if args.save_plan else None
+    if save_plan is not None:
+        _check_output_file(save_plan, "--save-plan", (".json", ".yaml", ".yml"), args.overwrite)
+        if save_plan.resolve() == out.resolve():
+            raise ValueError("--save-plan and --out are the same file")
     plan, _, edited, record = _applied(args)
     from edits import save_edited
 
@@ -121,8 +136,8 @@ def _cmd_edit_apply(args: argparse.Namespace) -> int:
     for h in record.interventions:
         print(f"  intervention on {h.name}: {h.note} (not a weight: re-install with EditPlan.install_interventions)")
     print(f"wrote {path}")
-    if args.save_plan:
-        print(f"wrote {record.applied_plan.save(Path(args.save_plan).expanduser())} (the applied plan)")
+    if save_plan is not None:
+        print(f"wrote {record.applied_plan.save(save_plan)} (the applied plan)")
     return 0
 
 

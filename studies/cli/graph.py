@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device
+from studies.cli.common import add_checkpoint_arg, add_device_arg, device, name_list, number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,11 +15,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "page, GraphML and node-link JSON.",
     )
     add_checkpoint_arg(p)
-    p.add_argument("--layers", default="conv2d2,mixed3a,mixed3b,mixed4a", help="comma-separated, forward order")
+    p.add_argument("--layers", type=name_list, default="conv2d2,mixed3a,mixed3b,mixed4a", help="comma-separated, forward order")
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=float, default=0.5,
+    p.add_argument("--threshold", type=number(float, 0.0, 1.0), default=0.5,
                    help="keep an edge when its L2 norm ≥ threshold × the strongest input of its destination unit")
-    p.add_argument("--vis-steps", type=int, default=0, metavar="N",
+    p.add_argument("--vis-steps", type=number(int, 0, 100_000), default=0, metavar="N",
                    help="feature-visualization thumbnails on the HTML page, N steps per family (default 0: none)")
     p.add_argument("--weights", default=None)
     p.add_argument("--overwrite", action="store_true")
@@ -30,9 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_graph(args: argparse.Namespace) -> int:
     from studies.graph import run_graph
 
-    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
-    if args.vis_steps < 0:
-        raise ValueError(f"--vis-steps must be ≥ 0; got {args.vis_steps}")
+    layers = args.layers
     s = run_graph(args.checkpoint, layers, args.out, args.threshold, args.weights, args.overwrite, str(device(args)),
                   vis_steps=args.vis_steps)
     print(f"{s['nodes']} units, {s['edges']} edges, {s['families']} families ({s['build_seconds']} s to build); "

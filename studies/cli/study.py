@@ -6,7 +6,19 @@ import argparse
 import sys
 
 from studies.cli import artificial_curves, sweep
-from studies.cli.common import add_checkpoint_arg, add_device_arg, add_executor_args, device, executor_settings
+from studies.cli.common import (
+    BATCH,
+    COUNT,
+    DEGREES,
+    JOBS,
+    SEED,
+    add_checkpoint_arg,
+    add_device_arg,
+    add_executor_args,
+    device,
+    executor_settings,
+    number,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     q.add_argument("--layer", default="mixed3b", help="layer whose curve family is ablated (default mixed3b)")
     q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
-    q.add_argument("--limit", type=int, default=None, help="classify only the first N images")
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations")
+    q.add_argument("--limit", type=COUNT, default=None, help="classify only the first N images")
+    q.add_argument("--batch-size", type=BATCH, default=64)
+    q.add_argument("--orientation-step", type=DEGREES, default=5.0, help="degrees between tuning orientations")
     q.add_argument("--no-downstream", action="store_true", help="skip the next layer's curve units")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_arg(q)
@@ -54,18 +66,18 @@ def _add_study_family_ablation(sub) -> None:
     q.add_argument("--images", required=True, help="labelled image folder (<wnid>_*.JPEG or <wnid>/)")
     q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
     q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    q.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    q.add_argument("--limit", type=COUNT, default=None, help="evaluate only the first N images")
     q.add_argument("--families", default="conv2d2/curves,mixed3a/curves,mixed3b/curves,mixed4a/curves")
     q.add_argument("--modes", default="zero,mean,resample")
-    q.add_argument("--controls", type=int, default=1, help="random control sets per family (default 1)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    q.add_argument("--reference-images", type=int, default=50, help="images for mean ablation (default 50)")
-    q.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    q.add_argument("--plans-per-pass", type=int, default=8, help="plans evaluated in one pass (default 8)")
+    q.add_argument("--controls", type=number(int, 0, 1000), default=1, help="random control sets per family (default 1)")
+    q.add_argument("--seed", type=SEED, default=0)
+    q.add_argument("--bootstrap", type=number(int, 1, 10**6), default=1000, help="bootstrap resamples (default 1000)")
+    q.add_argument("--reference-images", type=COUNT, default=50, help="images for mean ablation (default 50)")
+    q.add_argument("--jobs", type=JOBS, default=1, help="worker processes (default 1)")
+    q.add_argument("--plans-per-pass", type=number(int, 1, 1024), default=8, help="plans evaluated in one pass (default 8)")
     q.add_argument("--cache-dir", default=None, help="per-plan result cache (default $CIRCUITS_CACHE/sweeps)")
     q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
-    q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--batch-size", type=BATCH, default=64)
     q.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_arg(q)
     add_executor_args(q)
@@ -123,15 +135,15 @@ def _add_study_echo(sub) -> None:
     )
     add_checkpoint_arg(q)
     q.add_argument("--images", default=None, help="labelled image folder; without it classification is skipped")
-    q.add_argument("--limit", type=int, default=None, help="classify only the first N images")
+    q.add_argument("--limit", type=COUNT, default=None, help="classify only the first N images")
     q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
     q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    q.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations")
+    q.add_argument("--orientation-step", type=DEGREES, default=5.0, help="degrees between tuning orientations")
     q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--vis-steps", type=int, default=128,
+    q.add_argument("--batch-size", type=BATCH, default=64)
+    q.add_argument("--vis-steps", type=number(int, 0, 100_000), default=128,
                    help="feature-visualization steps for the before/after grid of the variants (0: no grid)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the feature visualizations")
+    q.add_argument("--seed", type=SEED, default=0, help="seed of the feature visualizations")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_arg(q)
     add_executor_args(q)
@@ -170,13 +182,13 @@ def _add_study_combing(sub) -> None:
     q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
     q.add_argument("--units", default=None, help="comma-separated units (default: mixed3a/curves + mixed3b/curves)")
     g = q.add_mutually_exclusive_group()
-    g.add_argument("--top-pathways", type=int, default=8, help="sources pruned per unit (default 8)")
-    g.add_argument("--share", type=float, default=None, help="prune the top sources reaching this share of the "
+    g.add_argument("--top-pathways", type=number(int, 1, 10**4), default=8, help="sources pruned per unit (default 8)")
+    g.add_argument("--share", type=number(float, 1e-6, 1.0), default=None, help="prune the top sources reaching this share of the "
                    "positive attribution to combing")
-    q.add_argument("--limit", type=int, default=None, help="classify only the first N images")
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--orientation-step", type=float, default=10.0, help="degrees between tuning orientations")
-    q.add_argument("--map-images", type=int, default=64, help="images scanned for attribution maps")
+    q.add_argument("--limit", type=COUNT, default=None, help="classify only the first N images")
+    q.add_argument("--batch-size", type=BATCH, default=64)
+    q.add_argument("--orientation-step", type=DEGREES, default=10.0, help="degrees between tuning orientations")
+    q.add_argument("--map-images", type=COUNT, default=64, help="images scanned for attribution maps")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     add_device_arg(q)
     add_executor_args(q)

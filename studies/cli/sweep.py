@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, add_executor_args, device, executor_settings
+from studies.cli.common import (
+    BATCH,
+    COUNT,
+    DEGREES,
+    JOBS,
+    SEED,
+    add_checkpoint_arg,
+    add_device_arg,
+    add_executor_args,
+    device,
+    executor_settings,
+    number,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,19 +28,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--images", default=None, help="labelled image folder to classify")
     w.add_argument("--tune", nargs="*", default=[], metavar="UNITS",
                    help="also measure radial tuning of these units / families (e.g. mixed3b/curves) under every plan")
-    w.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations (default 5)")
-    w.add_argument("--radii", type=int, default=16, help="curve radii, 8-200 px geometric (default 16)")
+    w.add_argument("--orientation-step", type=DEGREES, default=5.0, help="degrees between tuning orientations (default 5)")
+    w.add_argument("--radii", type=number(int, 1, 64), default=16, help="curve radii, 8-200 px geometric (default 16)")
     w.add_argument("--plans", nargs="*", default=[], metavar="FILE", help="plan files (.json/.yaml)")
     w.add_argument("--single-unit-ablations", metavar="FAMILY|LAYER", help="add one Ablate per unit of FAMILY (e.g. mixed3b/curves) or of a whole LAYER (e.g. mixed3b: 480 plans)")
     w.add_argument("--mode", default="zero", choices=["zero", "resample"], help="ablation mode for --single-unit-ablations")
-    w.add_argument("--limit", type=int, default=None)
-    w.add_argument("--jobs", type=int, default=1, help="worker processes of the local executor")
-    w.add_argument("--batch-size", type=int, default=64)
-    w.add_argument("--plans-per-pass", type=int, default=8, help="plans per task, sharing the unedited prefix (default 8)")
-    w.add_argument("--shard-size", type=int, default=None, help="images per task (default 16 × batch size)")
-    w.add_argument("--stimulus-batch", type=int, default=512, help="stimuli per task (default 512)")
+    w.add_argument("--limit", type=COUNT, default=None)
+    w.add_argument("--jobs", type=JOBS, default=1, help="worker processes of the local executor")
+    w.add_argument("--batch-size", type=BATCH, default=64)
+    w.add_argument("--plans-per-pass", type=number(int, 1, 1024), default=8, help="plans per task, sharing the unedited prefix (default 8)")
+    w.add_argument("--shard-size", type=number(int, 1, 10**6), default=None, help="images per task (default 16 × batch size)")
+    w.add_argument("--stimulus-batch", type=BATCH, default=512, help="stimuli per task (default 512)")
     w.add_argument("--cache-dir", default=None, help="per-plan result cache (default $CIRCUITS_CACHE/sweeps)")
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=SEED, default=0)
     w.add_argument("--out", required=True)
     w.add_argument("--overwrite", action="store_true")
     w.add_argument("--quiet", action="store_true")

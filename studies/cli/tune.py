@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device
+from studies.cli.common import COUNT, DEGREES, PIXELS, add_checkpoint_arg, add_device_arg, device, number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,18 +22,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--images", default=None, help="image folder for σ units and dataset statistics")
-    p.add_argument("--orientation-step", type=float, default=5.0, metavar="DEG",
+    p.add_argument("--orientation-step", type=DEGREES, default=5.0, metavar="DEG",
                    help="degrees between orientations (0.5 = the published 720 bins; default 5)")
-    p.add_argument("--radii", type=float, nargs="+", default=None, metavar="PX",
+    p.add_argument("--radii", type=PIXELS, nargs="+", default=None, metavar="PX",
                    help="curve radii in px (default 8 12 18 27 40 60 90 135 200)")
-    p.add_argument("--n-radii", type=int, default=None, metavar="N",
+    p.add_argument("--n-radii", type=number(int, 1, 64), default=None, metavar="N",
                    help="instead of --radii: N radii geometrically spaced from 8 to 200 px")
-    p.add_argument("--stroke-width", type=float, default=2.0, metavar="PX")
-    p.add_argument("--top-k", type=int, default=8, help="top dataset examples per unit (default 8)")
-    p.add_argument("--limit", type=int, default=None, help="dataset statistics over the first N images only")
-    p.add_argument("--reference-images", type=int, default=100, help="images for the σ reference (default 100)")
-    p.add_argument("--rotation-step", type=float, default=10.0, metavar="DEG", help="rotation tuning step")
-    p.add_argument("--vis-steps", type=int, default=0, metavar="N",
+    p.add_argument("--stroke-width", type=number(float, 0.25, 50.0, " px"), default=2.0, metavar="PX")
+    p.add_argument("--top-k", type=number(int, 1, 1000), default=8, help="top dataset examples per unit (default 8)")
+    p.add_argument("--limit", type=COUNT, default=None, help="dataset statistics over the first N images only")
+    p.add_argument("--reference-images", type=COUNT, default=100, help="images for the σ reference (default 100)")
+    p.add_argument("--rotation-step", type=DEGREES, default=10.0, metavar="DEG", help="rotation tuning step")
+    p.add_argument("--vis-steps", type=number(int, 0, 100_000), default=0, metavar="N",
                    help="also feature visualizations with N steps (featurevis.png, vis/; 512 is the usual; default 0: none)")
     p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from studies.cli.common import add_checkpoint_arg, checkpoint_arg, error
+from studies.cli.common import add_checkpoint_arg, checkpoint_arg, error, number
 
 
 class VerifyFailed(Exception):
@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     q = sub.add_parser("fetch", help="download the public BVLC files (needs internet), verify and import them")
     q.add_argument("checkpoint", type=checkpoint_arg, metavar="CHECKPOINT", help="inceptionv1_caffe")
     q.add_argument("--dest", metavar="DIR", help="folder for the downloaded files (default: <cache>/bvlc_googlenet)")
-    q.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds per request (default 20)")
+    q.add_argument("--timeout", type=number(float, 0.1, 3600.0, " s"), default=20.0, metavar="S", help="seconds per request (default 20)")
     q.set_defaults(func=_cmd_weights_fetch)
 
 

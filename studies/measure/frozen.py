@@ -59,9 +59,9 @@ def _write(path: Path, data: dict) -> None:
 
 
 def _read(path: Path, checkpoint: str) -> dict:
-    import yaml
+    from circuits.documents import load_yaml, read_text
 
-    data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    data = load_yaml(read_text(path, "catalog"), str(path)) if path.is_file() else None
     data = data or {"checkpoint": checkpoint, "families": []}
     data.setdefault("families", [])
     return data

@@ -9,6 +9,12 @@ command line. Two folder layouts are understood, and may be mixed (:data:`LAYOUT
   ``_``), e.g. ``imagenet-sample-1000/n01440764_tench.JPEG``;
 * ImageNet-style: ``ROOT/<wnid>/<anything>.JPEG`` (the label is the folder name).
 
+Only regular files are read (issue 13, kind 4): symlinks are resolved and must end at a regular
+file; FIFOs, devices, dangling or looping symlinks, files over :data:`MAX_IMAGE_BYTES` (64 MiB)
+and images over :data:`MAX_IMAGE_PIXELS` (89,478,485 pixels, PIL's decompression-bomb limit;
+checked from the header **before** decoding) are skipped and reported. A class folder that is a
+symlink back into the image root (or to a folder already listed) is not followed.
+
 Preprocessing (:func:`load_image`) is the standard single-crop evaluation: resize the short
 side to 256 px (bilinear, antialiased), centre-crop 224x224, RGB in [0, 1]; the model applies
 its checkpoint's own normalisation. Reference images for activation statistics
@@ -18,8 +24,11 @@ its checkpoint's own normalisation. Reference images for activation statistics
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
+import stat
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +43,14 @@ from torchvision.transforms.v2 import functional as TF
 
 #: File extensions (lower case) taken as images.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+
+#: Largest image file read, bytes (64 MiB; ImageNet JPEGs are ~110 kB, the largest ~15 MB).
+MAX_IMAGE_BYTES = 64 * 2**20
+#: Largest decoded image, pixels: PIL's default ``Image.MAX_IMAGE_PIXELS`` (1024³ // 4 // 3 =
+#: 89,478,485, ~256 MiB as 8-bit RGB). A 40000×40000 PNG (1.6 G pixels, 4.8 GB decoded) is refused.
+MAX_IMAGE_PIXELS = 89_478_485
+
+log = logging.getLogger("circuits")
 
 LAYOUTS = (
     "flat files ROOT/<wnid>_<name>.JPEG|jpg|jpeg|png, or ImageNet-style subfolders ROOT/<wnid>/<name>.JPEG"
@@ -53,24 +70,116 @@ def _clean(err: BaseException) -> str:
     return re.split(r"(?<=\.)\s", text, maxsplit=1)[0].rstrip(".")
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files (:data:`IMAGE_EXTENSIONS`, any case) of a folder and its subfolders,
-    sorted by path.
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()``, False where it raises (a symlink loop: ELOOP; :func:`file_problem` reports it)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` must not be read as an image, or None: it must be (or, through symlinks,
+    resolve to) a regular, non-empty file of at most :data:`MAX_IMAGE_BYTES` bytes. Never blocks
+    (only ``stat`` is called)."""
+    try:
+        st = os.stat(path)  # follows symlinks
+    except OSError as e:  # dangling symlink, symlink loop (ELOOP), no permission
+        return f"cannot read: {e.strerror or e}"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a folder" if stat.S_ISDIR(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "special")
+        return f"not a regular file ({kind})"
+    if st.st_size == 0:
+        return "empty file"
+    if st.st_size > MAX_IMAGE_BYTES:
+        return f"file of {st.st_size:,} bytes is over the limit of {MAX_IMAGE_BYTES:,} bytes"
+    return None
+
+
+def scan_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files (:data:`IMAGE_EXTENSIONS`, any case) of a folder and its subfolders, sorted
+    by path, and ``[(path, reason)]`` of the image-named entries skipped (:func:`file_problem`).
+    Symlinked subfolders are not followed.
 
     Raises:
-        FileNotFoundError: no such folder.
-        NotADirectoryError: not a folder.
-        ValueError: no image in it.
+        FileNotFoundError: no such folder. NotADirectoryError: not a folder.
     """
     folder = Path(folder).expanduser()
     if not folder.exists():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files, skipped = [], []
+    for p in sorted(folder.rglob("*")):  # pathlib's ** does not follow symlinked folders
+        if p.suffix.lower() not in IMAGE_EXTENSIONS or (p.is_dir() and not p.is_symlink()):
+            continue
+        why = file_problem(p)
+        if why is None:
+            files.append(p)
+        else:
+            skipped.append((p, why))
+    return files, skipped
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files (:data:`IMAGE_EXTENSIONS`, any case) of a folder and its subfolders,
+    sorted by path; entries that are not regular files within the size limit are skipped and
+    reported (a warning on the ``circuits`` logger: count and first reasons).
+
+    Raises:
+        FileNotFoundError: no such folder.
+        NotADirectoryError: not a folder.
+        ValueError: no image in it.
+    """
+    files, skipped = scan_images(folder)
+    if skipped:
+        shown = "; ".join(f"{p.name}: {why}" for p, why in skipped[:3])
+        log.warning("%s: skipped %d file(s) that cannot be read as images (%s%s)", folder, len(skipped), shown,
+                    "; …" if len(skipped) > 3 else "")
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
+                         + (f" ({len(skipped)} skipped: {skipped[0][1]})" if skipped else ""))
     return files
+
+
+def read_image_file(path: str | Path) -> bytes:
+    """The bytes of an image file, after :func:`file_problem` (regular file, size limit).
+
+    Raises:
+        ValueError: the reason the file is refused. OSError: it cannot be read.
+    """
+    why = file_problem(path)
+    if why is not None:
+        raise ValueError(why)
+    with open(path, "rb") as f:
+        data = f.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"file is over the limit of {MAX_IMAGE_BYTES:,} bytes")
+    return data
+
+
+def check_pixels(data: bytes) -> None:
+    """Refuse an image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels, before
+    anything is decoded (PIL reads only the header here). Files PIL cannot identify pass: the
+    decoder reports them.
+
+    Raises:
+        ValueError: ``width × height`` over the limit.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image too large to decode ({_clean(e)}); the limit is {MAX_IMAGE_PIXELS:,} pixels") from None
+    except Exception:  # noqa: BLE001 - not identified from the header: the decoders will say why
+        return
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image of {w}×{h} = {w * h:,} pixels is over the limit of {MAX_IMAGE_PIXELS:,} pixels")
 
 
 def load_image(path: str | Path, size: int = 224, resize: int = 256) -> Tensor:
@@ -92,12 +201,12 @@ def load_image(path: str | Path, size: int = 224, resize: int = 256) -> Tensor:
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: neither torchvision nor PIL can decode it (corrupt, truncated, not an
-            image); the message gives both reasons.
+        ValueError: not a regular file, over :data:`MAX_IMAGE_BYTES` or :data:`MAX_IMAGE_PIXELS`
+            (checked from the header before decoding), or neither torchvision nor PIL can
+            decode it (corrupt, truncated, not an image); the message gives both reasons.
     """
-    data = Path(path).read_bytes()
-    if not data:
-        raise ValueError("empty file")
+    data = read_image_file(path)
+    check_pixels(data)
     try:
         img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError) as tv_err:
@@ -181,22 +290,37 @@ class ImageFolderDataset(Dataset):
             self._order.append((str(path), reason is None))
 
     def _scan(self) -> list[tuple[str, Path, str | None, str | None]]:
-        """``[(relative path, path, wnid or None, reason to skip or None)]`` sorted by relative path."""
+        """``[(relative path, path, wnid or None, reason to skip or None)]`` sorted by relative path.
+
+        A class folder that is a symlink into the root (itself included) or to a folder already
+        listed is skipped, not followed (it would count images twice, under the wrong class)."""
         found: list[tuple[str, Path, str | None, str | None]] = []
-        for entry in os.scandir(self.root):
+        root = self.root.resolve()
+        seen: dict[Path, str] = {}
+        entries = sorted(os.scandir(self.root), key=lambda e: (e.is_symlink(), e.name))  # real folders first
+        for entry in entries:
             p = Path(entry.path)
-            if entry.is_dir():
-                try:
-                    subs = list(os.scandir(p))
-                except OSError as e:
-                    found.append((entry.name, p, None, f"cannot list folder: {_clean(e)}"))
-                    continue
-                for sub in subs:
-                    sp = Path(sub.path)
-                    nested = "folder nested too deep (expected ROOT/<wnid>/<image>)" if sub.is_dir() else None
-                    found.append((f"{entry.name}/{sub.name}", sp, entry.name, nested))
-            else:
+            if not _is_dir(entry):
                 found.append((entry.name, p, Path(entry.name).stem.split("_", 1)[0], None))
+                continue
+            target = p.resolve()
+            if entry.is_symlink() and (target == root or root in target.parents or target in root.parents):
+                found.append((entry.name, p, None, f"folder symlink to {target}, inside or above the image root "
+                               "(not followed: its images would be counted twice)"))
+                continue
+            if target in seen:
+                found.append((entry.name, p, None, f"same folder as {seen[target]} (not followed)"))
+                continue
+            seen[target] = entry.name
+            try:
+                subs = list(os.scandir(p))
+            except OSError as e:
+                found.append((entry.name, p, None, f"cannot list folder: {_clean(e)}"))
+                continue
+            for sub in subs:
+                sp = Path(sub.path)
+                nested = "folder nested too deep (expected ROOT/<wnid>/<image>)" if _is_dir(sub) else None
+                found.append((f"{entry.name}/{sub.name}", sp, entry.name, nested))
         found.sort(key=lambda t: t[0])
         return found
 
@@ -206,7 +330,7 @@ class ImageFolderDataset(Dataset):
         if wnid not in self.wnid_to_index:
             where = "folder name" if "/" in rel else "file-name prefix"
             return f"class {wnid!r} ({where}) is not in the model's class list"
-        return None
+        return file_problem(path)
 
     @classmethod
     def from_samples(cls, root: str | Path, wnid_to_index: Mapping[str, int], samples: Sequence[tuple[str, str, int]],
@@ -323,7 +447,9 @@ def load_reference_set(folder: str | Path, n_images: int = 100, size: int = 224)
     out = []
     for p in files[::step][:n_images]:
         try:
-            with Image.open(p) as im:
+            data = read_image_file(p)
+            check_pixels(data)
+            with Image.open(io.BytesIO(data)) as im:
                 im = im.convert("RGB")
                 out.append(TVF.to_tensor(TVF.center_crop(TVF.resize(im, 256, antialias=True), size)))
         except Exception:  # noqa: BLE001 - unreadable files are skipped, as in classification

@@ -130,7 +130,8 @@ def write_report(folder: str | Path, title: str, summary_md: str | None = None, 
         figures=_figures(folder, figures, captions or {}),
         summary_html=Markup(_markdown(summary_md)) if summary_md else "",
         tables=tabs,
-        files=sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "report.html"),
+        files=sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "report.html"
+                     and not p.name.startswith(".")),
     )
     out = folder / "report.html"
     out.write_text(page, encoding="utf-8")

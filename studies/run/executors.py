@@ -26,11 +26,15 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from studies.run import parent_watch
+from studies.run.parent_watch import ParentWatch
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = ("the Ray executor needs Ray: install the optional extra with "
@@ -190,7 +194,8 @@ class LocalExecutor(Executor):
         pending = set(attempts)
         while pending:
             ex = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                        initializer=_pool_init, initargs=(model, context, threads, env))
+                                        initializer=parent_watch.init,
+                                        initargs=(ParentWatch(), _pool_init, model, context, threads, env))
             broken = False
             try:
                 futs = {}
@@ -218,10 +223,7 @@ class LocalExecutor(Executor):
                         pending.discard(i)
                         on_done(tasks[i], result)
             except BaseException:
-                ex.shutdown(wait=False, cancel_futures=True)
-                for p in list(getattr(ex, "_processes", {}).values()):
-                    if p.is_alive():
-                        p.terminate()
+                _stop_pool(ex)
                 raise
             ex.shutdown(wait=not broken, cancel_futures=True)
             if broken:  # a worker died: the unfinished tasks go to a fresh pool, within their budget
@@ -229,6 +231,32 @@ class LocalExecutor(Executor):
                     if attempts[i] > self.max_retries:
                         pending.discard(i)
                         on_done(tasks[i], TaskFailure("worker process died (BrokenProcessPool)", attempts[i]))
+
+
+def _stop_pool(ex: cf.ProcessPoolExecutor) -> None:
+    """End a pool now (Ctrl-C, an error in the driver): cancel what has not started, terminate
+    the workers, wait for them at most 5 s, then kill what is left. Never raises: the exception
+    that brought us here is the one to report."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    try:
+        ex.shutdown(wait=False, cancel_futures=True)
+    except Exception:  # noqa: BLE001 - cleanup of a pool that may already be broken
+        pass
+    for p in procs:
+        try:
+            if p.is_alive():
+                p.terminate()
+        except Exception:  # noqa: BLE001
+            pass
+    deadline = time.monotonic() + 5.0
+    for p in procs:
+        try:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 # ---------------------------------------------------------------------------- Ray

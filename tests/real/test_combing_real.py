@@ -34,7 +34,7 @@ def test_report_files(report):
     for f in ("config.yaml", "results.csv", "combing_before_after.png", "pathways.csv", "attribution_maps.png",
               "summary.md", "report.html", "metrics.json", "plan.json"):
         assert f in names, f
-    assert not any(n.startswith(".") for n in names)
+    assert not any(n.startswith(".") and n != ".circuits-report" for n in names)  # only the marker
     m = json.loads((report / "metrics.json").read_text())
     assert m["classification"]["n_images"] == 8
     assert set(m["pruned"]) == set(UNITS.split(","))

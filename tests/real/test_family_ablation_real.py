@@ -31,7 +31,7 @@ def test_report_files(runs):
     for f in ("config.yaml", "results.csv", "per_image.csv", "class_changes.csv", "accuracy_deltas.png",
               "most_affected.png", "summary.md", "report.html", "metrics.json"):
         assert (out / f).is_file(), f
-    assert not any(p.name.startswith(".") for p in out.iterdir())
+    assert not any(p.name.startswith(".") and p.name != ".circuits-report" for p in out.iterdir())
     res = pd.read_csv(out / "results.csv")
     assert set(res["kind"]) == {"baseline", "family", "control"}
     assert len(res) == 1 + 2 * 2

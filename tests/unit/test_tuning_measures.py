@@ -27,7 +27,7 @@ def test_measures_work_for_the_lucid_architecture():
     (["3b:999"], "0..479"),
     (["mixed3b/nothing"], "no family"),
     (["3b:358", "--radii", "-4"], "radii"),
-    (["3b:358", "--orientation-step", "0"], "orientation_step"),
+    (["3b:358", "--orientation-step", "0"], "--orientation-step: 0 is out of range"),
     (["3b:358", "--images", "/nonexistent/folder"], "does not exist"),
 ])
 def test_cli_tune_errors(tmp_path, capsys, args, match):
