@@ -10,17 +10,23 @@ cache, on a local or a Ray executor (:mod:`studies.run.executors`).
 
 Tasks. The work is cut into tasks of (chunk of plans × image shard) and (chunk of plans ×
 stimulus batch). An image shard is ``shard_size`` consecutive images of the sorted image set
-(a multiple of ``batch_size``, so every shard's batches are the batches of the whole set and
-the results do not depend on the sharding: resampling draws donors within a batch). A chunk
+(a multiple of ``batch_size``; a last shard of one image joins the shard before). Results do not
+depend on the sharding or the batch size: resample ablation draws donors within fixed groups of
+dataset indices (:func:`edits.interventions.resample_groups`; shards of a sweep with such plans
+must be multiples of :data:`~edits.interventions.RESAMPLE_GROUP` images, as the default is). A chunk
 is up to ``plans_per_pass`` plans evaluated in one pass with
 :func:`studies.measure.classify.evaluate_variants`: each batch decoded once, the unedited prefix (the
 layers before the first edited one) computed once for the chunk. Stimulus tasks measure
 ``units`` on ``stimulus_batch`` consecutive stimuli with :func:`studies.measure.tuning.measure`.
 
-Cache. Each (plan, shard) result is stored in ``cache_dir/<key>/images-<shard>.pkl`` (and
-``…/stimuli-<batch>.pkl`` under the plan's stimulus key). The image key is the SHA-256 of:
-the plan's JSON (``None`` = the unedited model), the checkpoint name and a digest of the
-model's weights (:func:`circuits.weights.state_digest`), a description of the image set
+Cache. Each (plan, shard) result is stored in ``cache_dir/<key>/images-<shard>.entry`` (and
+``…/stimuli-<batch>.entry`` under the plan's stimulus key), a verified data file
+(:mod:`studies.run.cache`: no pickle, a SHA-256 checksum; a bad entry is reported, discarded
+and recomputed). The image key is the SHA-256 of: the plan's JSON (``None`` = the unedited
+model), the checkpoint name and the model's :func:`circuits.fingerprint.fingerprint` (weights,
+every buffer, forward-changing flags such as linearisation, structure and installed
+interventions: a model with a hook, or a linearised copy, never shares the plain model's
+entries; a model with a hook that cannot be fingerprinted is refused), a description of the image set
 (resolved folder, and path/size/mtime of every evaluated file), ``limit``, ``batch_size``,
 ``shard_size`` and, for plans that need reference images (mean ablation without stored
 means), a digest of the reference tensor. The stimulus key hashes the plan, checkpoint,
@@ -56,9 +62,10 @@ import torch
 from tqdm.auto import tqdm
 
 from circuits import load_model
+from circuits.fingerprint import FingerprintError, fingerprint
 from circuits.units import resolve_targets
-from circuits.weights import state_digest
 from edits import EditPlan
+from edits.interventions import RESAMPLE_GROUP, batch_coupled
 from studies.measure.classify import ClassificationResult, evaluate_variants, wnid_index
 from studies.measure.images import ImageFolderDataset
 from studies.measure.stimuli import Stimuli
@@ -200,7 +207,7 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
     if task.kind == "images":
         ds = ImageFolderDataset.from_samples(ctx.images, wnid_index(model), task.payload["samples"])
         res = evaluate_variants(models, ds, batch_size=ctx.batch_size, num_workers=ctx.num_workers, device=device,
-                                progress=False)
+                                progress=False, first_index=task.payload.get("start", 0))
         out = {n: {"per_image": r.per_image, "skipped": r.skipped} for n, r in res.items()}
     elif task.kind == "stimuli":
         start, stop = task.payload["start"], task.payload["stop"]
@@ -219,7 +226,12 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
 
 # ---------------------------------------------------------------------------- the sweep
 def _shards(n: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
+    """``[(start, stop)]`` of ``size`` images; a last shard of one image joins the one before
+    (a lone image has no resample partner within its shard)."""
+    out = [(s, min(s + size, n)) for s in range(0, n, size)]
+    if len(out) > 1 and out[-1][1] - out[-1][0] == 1:
+        out[-2:] = [(out[-2][0], n)]
+    return out
 
 
 def run_sweep(
@@ -286,9 +298,10 @@ def run_sweep(
     model = load_model(model, weights=weights and str(weights), device=device) if isinstance(model, str) else model
     plans = dict(plans)
     unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units)
+    _check_groups(plans, model, shard_size if images is not None else None)
     run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
     run.cache.mkdir(parents=True, exist_ok=True)
-    digests = (model.spec.name, state_digest(model.state_dict()), tensor_digest(reference) if reference is not None else None)
+    digests = (model.spec.name, _model_identity(model), tensor_digest(reference) if reference is not None else None)
     run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch)
     run.read_cache()
     tasks = run.tasks(run.resolved_plans(model, reference), plans_per_pass)
@@ -302,6 +315,15 @@ def run_sweep(
                        computed=[n for n in plans if n in run.computed], loaded=run.loaded, seconds=run.seconds,
                        tuning=run.collect_tuning(unit_names) if stimuli is not None else None,
                        stimulus_keys=run.skeys, failed=run.failed, tasks=n_run)
+
+
+def _model_identity(model) -> str:
+    """The model's :func:`~circuits.fingerprint.fingerprint`, or a ValueError naming what cannot be fingerprinted."""
+    try:
+        return fingerprint(model)
+    except FingerprintError as e:
+        raise ValueError(f"cannot sweep this model: its results could not be told apart from another model's "
+                         f"in the cache ({e})") from None
 
 
 def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: int, batch_size: int,
@@ -321,6 +343,15 @@ def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: in
     if stimuli is not None and not units:
         raise ValueError("stimuli given without units to measure (e.g. units=['mixed3b/curves'])")
     return shard_size
+
+
+def _check_groups(plans: dict, model, shard_size: int | None) -> None:
+    """Shards must hold whole resample groups when a plan (or the model) resamples from the batch."""
+    resamples = batch_coupled(model) or any(
+        p is not None and any(getattr(e, "mode", None) == "resample" for e in p.edits) for p in plans.values())
+    if resamples and shard_size is not None and shard_size % RESAMPLE_GROUP:
+        raise ValueError(f"shard_size ({shard_size}) must be a multiple of {RESAMPLE_GROUP} for plans with resample "
+                         "ablation: donors are drawn within groups of that many consecutive images")
 
 
 def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units):
@@ -372,7 +403,7 @@ class _SweepRun:
             desc = image_set_description(ds)
             self.keys = {n: cache_key(p, checkpoint, wdig, desc, limit, batch_size, rdig, shard_size)
                          for n, p in self.plans.items()}
-            self.parts.append(("images", self.keys, [(i, {"samples": ds.samples[a:b]})
+            self.parts.append(("images", self.keys, [(i, {"samples": ds.samples[a:b], "start": a})
                                                      for i, (a, b) in enumerate(_shards(len(ds), shard_size))]))
         if stimuli is not None:
             sdesc = stimulus_set_description(stimuli)
