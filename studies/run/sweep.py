@@ -10,10 +10,10 @@ cache, on a local or a Ray executor (:mod:`studies.run.executors`).
 
 Tasks. The work is cut into tasks of (chunk of plans × image shard) and (chunk of plans ×
 stimulus batch). An image shard is ``shard_size`` consecutive images of the sorted image set
-(a multiple of ``batch_size``; a last shard of one image joins the shard before). Results do not
-depend on the sharding or the batch size: resample ablation draws donors within fixed groups of
-dataset indices (:func:`edits.interventions.resample_groups`; shards of a sweep with such plans
-must be multiples of :data:`~edits.interventions.RESAMPLE_GROUP` images, as the default is). A chunk
+(a multiple of ``batch_size``). Results do not depend on the sharding or the batch size: resample
+ablation draws donors within fixed groups of dataset indices
+(:func:`edits.interventions.resample_groups`), and when a sweep has such plans each task
+evaluates its shard widened to whole groups and returns the shard's own rows. A chunk
 is up to ``plans_per_pass`` plans evaluated in one pass with
 :func:`studies.measure.classify.evaluate_variants`: each batch decoded once, the unedited prefix (the
 layers before the first edited one) computed once for the chunk. Stimulus tasks measure
@@ -194,6 +194,11 @@ def _edited_models(model, chunk) -> dict:
     return dict(zip([c[0] for c in chunk], edited))
 
 
+def _rows(df: pd.DataFrame, keep: list[str] | None) -> pd.DataFrame:
+    """The rows of ``df`` whose ``path`` is in ``keep`` (all when ``None``)."""
+    return df if keep is None else df[df["path"].isin(set(keep))].reset_index(drop=True)
+
+
 def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
     """Evaluate one task: ``{variant: {"per_image", "skipped"} or {"tuning"}, plus "seconds"}``.
 
@@ -208,7 +213,8 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
         ds = ImageFolderDataset.from_samples(ctx.images, wnid_index(model), task.payload["samples"])
         res = evaluate_variants(models, ds, batch_size=ctx.batch_size, num_workers=ctx.num_workers, device=device,
                                 progress=False, first_index=task.payload.get("start", 0))
-        out = {n: {"per_image": r.per_image, "skipped": r.skipped} for n, r in res.items()}
+        keep = task.payload.get("keep")
+        out = {n: {"per_image": _rows(r.per_image, keep), "skipped": _rows(r.skipped, keep)} for n, r in res.items()}
     elif task.kind == "stimuli":
         start, stop = task.payload["start"], task.payload["stop"]
         stim = ctx.stimuli.subset(range(start, stop))
@@ -226,12 +232,17 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
 
 # ---------------------------------------------------------------------------- the sweep
 def _shards(n: int, size: int) -> list[tuple[int, int]]:
-    """``[(start, stop)]`` of ``size`` images; a last shard of one image joins the one before
-    (a lone image has no resample partner within its shard)."""
-    out = [(s, min(s + size, n)) for s in range(0, n, size)]
-    if len(out) > 1 and out[-1][1] - out[-1][0] == 1:
-        out[-2:] = [(out[-2][0], n)]
-    return out
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _shard_payload(samples: list, a: int, b: int, coupled: bool) -> dict:
+    """What a task needs for shard ``[a, b)``: its samples, or (with resampling plans) the samples
+    of the whole resample groups around it, ``start`` (the dataset index of the first one) and
+    ``keep`` (the shard's own paths, the only rows the task returns)."""
+    if not coupled:
+        return {"samples": samples[a:b], "start": a}
+    start, stop = _group_span(a, b, len(samples))
+    return {"samples": samples[start:stop], "start": start, "keep": [s[0] for s in samples[a:b]]}
 
 
 def run_sweep(
@@ -298,11 +309,11 @@ def run_sweep(
     model = load_model(model, weights=weights and str(weights), device=device) if isinstance(model, str) else model
     plans = dict(plans)
     unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units)
-    _check_groups(plans, model, shard_size if images is not None else None)
     run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
     run.cache.mkdir(parents=True, exist_ok=True)
     digests = (model.spec.name, _model_identity(model), tensor_digest(reference) if reference is not None else None)
-    run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch)
+    run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch,
+                  _coupled(plans, model))
     run.read_cache()
     tasks = run.tasks(run.resolved_plans(model, reference), plans_per_pass)
     in_process = isinstance(executor, LocalExecutor) and executor.jobs == 1
@@ -345,13 +356,26 @@ def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: in
     return shard_size
 
 
-def _check_groups(plans: dict, model, shard_size: int | None) -> None:
-    """Shards must hold whole resample groups when a plan (or the model) resamples from the batch."""
-    resamples = batch_coupled(model) or any(
+def _coupled(plans: dict, model) -> bool:
+    """Whether a plan (or the model) resamples from the batch (its images' donors are other images)."""
+    return batch_coupled(model) or any(
         p is not None and any(getattr(e, "mode", None) == "resample" for e in p.edits) for p in plans.values())
-    if resamples and shard_size is not None and shard_size % RESAMPLE_GROUP:
-        raise ValueError(f"shard_size ({shard_size}) must be a multiple of {RESAMPLE_GROUP} for plans with resample "
-                         "ablation: donors are drawn within groups of that many consecutive images")
+
+
+def _group_span(a: int, b: int, n: int) -> tuple[int, int]:
+    """The images ``[start, stop)`` a task evaluates for shard ``[a, b)`` of ``n`` when plans
+    resample: the shard widened to whole resample groups (:data:`RESAMPLE_GROUP` consecutive
+    indices; a lone last image belongs to the group before, as in
+    :func:`studies.measure.classify.evaluate_variants`), so donors never depend on the sharding."""
+    g = RESAMPLE_GROUP
+    lone_tail = n > 1 and n % g == 1
+
+    def group(i: int) -> int:
+        return i // g - (1 if lone_tail and i == n - 1 else 0)
+
+    last = group(b - 1)
+    stop = n if lone_tail and last == (n - 1) // g - 1 else min((last + 1) * g, n)
+    return group(a) * g, stop
 
 
 def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units):
@@ -396,14 +420,14 @@ class _SweepRun:
     computed: set[str] = field(default_factory=set)
 
     def add_parts(self, ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu,
-                  stimulus_batch) -> None:
+                  stimulus_batch, coupled: bool = False) -> None:
         """The cache keys and the pieces (image shards, stimulus batches) of every plan."""
         checkpoint, wdig, rdig = digests
         if ds is not None:
             desc = image_set_description(ds)
             self.keys = {n: cache_key(p, checkpoint, wdig, desc, limit, batch_size, rdig, shard_size)
                          for n, p in self.plans.items()}
-            self.parts.append(("images", self.keys, [(i, {"samples": ds.samples[a:b], "start": a})
+            self.parts.append(("images", self.keys, [(i, _shard_payload(ds.samples, a, b, coupled))
                                                      for i, (a, b) in enumerate(_shards(len(ds), shard_size))]))
         if stimuli is not None:
             sdesc = stimulus_set_description(stimuli)
