@@ -118,7 +118,7 @@ def _frame_arrays(name: str, df: pd.DataFrame) -> tuple[list, dict[str, np.ndarr
     for j, col in enumerate(df.columns):
         v = df[col]
         arr_name = f"{name}.{j}"
-        if v.dtype != object:
+        if pd.api.types.is_bool_dtype(v.dtype) or pd.api.types.is_numeric_dtype(v.dtype):
             arr, enc = v.to_numpy(), "plain"
         elif all(isinstance(x, str) for x in v):
             arr, enc = np.array(v.tolist(), dtype=str).reshape(len(v)), "str"
