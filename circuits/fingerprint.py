@@ -183,3 +183,34 @@ def own_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` without the hooks others attached to it (:func:`strip_foreign_hooks`):
     what an edit works on. The caller's model is not changed."""
     return strip_foreign_hooks(copy.deepcopy(model))
+
+
+#: Attributes that are execution settings or history, not what a saved file must reproduce.
+_NOT_SAVED = frozenset({"training", "channels_last", "batch_chunk", "provenance"})
+
+
+def behaviour_differences(model: nn.Module, reference: nn.Module) -> list[str]:
+    """Where ``model``'s forward-changing flags or module classes differ from ``reference``'s
+    (same module paths expected): ``["mixed3b.b1x1.relu: False (expected True)", …]``; empty when
+    none. Tensors and hooks are not compared; ``provenance.linear_surrogate`` is.
+    Used to refuse saving a model whose file would not reproduce it (:func:`edits.io.save_edited`)."""
+    ref = dict(reference.named_modules(remove_duplicate=False))
+    out = []
+    if getattr(getattr(model, "provenance", None), "linear_surrogate", False):
+        out.append("provenance.linear_surrogate: True (a linearized copy)")
+    for path, mod in model.named_modules(remove_duplicate=False):
+        other = ref.get(path)
+        if other is None or type(other) is not type(mod):
+            out.append(f"{path or '(model)'}: {_qualname(mod)} (expected {_qualname(other) if other is not None else 'nothing'})")
+            continue
+        for k, v in vars(mod).items():
+            if k in _MODULE_INTERNALS or k in _SKIP or k in _NOT_SAVED:
+                continue
+            w = vars(other).get(k, "<missing>")
+            try:
+                same = _encode(v, k) == _encode(w, k)
+            except FingerprintError:
+                same = False
+            if not same:
+                out.append(f"{path + '.' if path else ''}{k}: {v!r:.40} (expected {w!r:.40})")
+    return out

@@ -120,3 +120,18 @@ def test_hooks_on_the_callers_model_do_not_travel_into_edited_copies(model):
     again, _ = EditPlan([Ablate("3b:1")]).apply(r)
     assert has_hook(again, rec.interventions[0])
     assert fingerprint(again) != fingerprint(EditPlan([Ablate("3b:1")]).apply(model)[0])
+
+
+def test_saving_refuses_what_the_file_cannot_reproduce(model, tmp_path):
+    from edits import save_edited
+
+    with pytest.raises(ValueError, match=r"cannot save this model.*linear_surrogate.*conv2d0\.relu"):
+        save_edited(linearized(model), tmp_path / "lin.safetensors")
+    bgr = own_copy(model)
+    bgr.preprocess.fn.bgr = not bgr.preprocess.fn.bgr
+    with pytest.raises(ValueError, match=r"preprocess\.fn\.bgr"):
+        save_edited(bgr, tmp_path / "bgr.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    widened = own_copy(model)
+    widened.mixed3b.resize_conv("5x5_bottleneck", out_channels=widened.mixed3b.b5x5_bottleneck.conv.out_channels + 1)
+    assert save_edited(widened, tmp_path / "w.safetensors").exists()  # structure is in the file
