@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .fingerprint import own_copy
 from .layers import (  # noqa: F401  (the building blocks, importable from circuits.model)
     Conv0,
     ConvUnit,
@@ -65,7 +66,6 @@ from .names import (
     split_linear_path_path,
     split_module_path,
 )
-from .fingerprint import own_copy
 from .provenance import Provenance
 from .spec import ModelSpec, get_spec
 

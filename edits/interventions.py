@@ -41,7 +41,7 @@ ActivationFn = Callable[[Tensor], Union[Tensor, None]]
 
 __all__ = [
     "RESAMPLE_GROUP", "ActivationFn", "ActivationHook", "InstalledHook", "MeanUnits", "Patch", "ResampleUnits",
-    "ZeroUnits", "batch_coupled", "check_hook_points", "derangement", "install_hook", "intervene", "mean_units",
+    "ZeroUnits", "batch_coupled", "check_hook_points", "derangement", "group_batches", "group_ids", "install_hook", "intervene", "mean_units",
     "patch", "remove_hook", "resample_groups", "resample_units", "zero_units",
 ]
 
@@ -356,6 +356,32 @@ def resample_groups(groups: Sequence[int] | Tensor) -> Iterator[None]:
         yield
     finally:
         _GROUPS.reset(token)
+
+
+def group_ids(n: int, first: int = 0) -> Tensor:
+    """``(n,)`` resample group of images ``first … first+n-1`` of a set of ``first + n`` images:
+    ``index // RESAMPLE_GROUP``, the last image joining the group before when it is alone."""
+    ids = torch.arange(first, first + n) // RESAMPLE_GROUP
+    total = first + n
+    if n and total > 1 and total % RESAMPLE_GROUP == 1:
+        ids[-1] -= 1
+    return ids
+
+
+def group_batches(n: int, batch_size: int, first: int = 0) -> list[tuple[int, int, Tensor]]:
+    """``[(start, stop, group ids)]``: consecutive whole resample groups of ``n`` images, about
+    ``batch_size`` images per batch (at least one group): the batches a loop over a fixed set
+    (reference images, stimuli) runs a batch-coupled model on (:func:`batch_coupled`)."""
+    ids = group_ids(n, first)
+    bounds = [0, *[i for i in range(1, n) if ids[i] != ids[i - 1]], n]
+    out, start = [], 0
+    for a, b in zip(bounds[1:-1], bounds[2:]):
+        if b - start > batch_size:
+            out.append((start, a, ids[start:a]))
+            start = a
+    if n:
+        out.append((start, n, ids[start:n]))
+    return out
 
 
 def _group_seed(seed: int, group: int) -> int:

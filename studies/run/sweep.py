@@ -219,7 +219,7 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
         start, stop = task.payload["start"], task.payload["stop"]
         stim = ctx.stimuli.subset(range(start, stop))
         for name, m in models.items():
-            df = measure(m, list(ctx.units), stim, pre_relu=ctx.pre_relu, device=device)
+            df = measure(m, list(ctx.units), stim, pre_relu=ctx.pre_relu, device=device, first_index=start)
             df["stimulus"] += start
             out[name] = {"tuning": df}
     else:  # pragma: no cover - the driver only makes these two kinds
@@ -312,6 +312,9 @@ def run_sweep(
     run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
     run.cache.mkdir(parents=True, exist_ok=True)
     digests = (model.spec.name, _model_identity(model), tensor_digest(reference) if reference is not None else None)
+    if stimuli is not None and _coupled(plans, model) and stimulus_batch % RESAMPLE_GROUP:
+        raise ValueError(f"stimulus_batch ({stimulus_batch}) must be a multiple of {RESAMPLE_GROUP} for plans with "
+                         "resample ablation: donors are drawn within groups of that many consecutive stimuli")
     run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch,
                   _coupled(plans, model))
     run.read_cache()

@@ -92,3 +92,20 @@ def test_distinct_names_are_kept(model, tmp_path):
     assert list(build_plans(cfg, model)) == ["a", "b"]
     assert plan_file_name("ablate-mixed3b:379") == "ablate-mixed3b_379.json"
     assert plan_file_name("../../etc/x") == ".._.._etc_x.json"
+
+
+def test_stimulus_and_reference_loops_never_depend_on_the_batch_size(model):
+    from edits.ablate import unit_means
+    from studies.measure.stimuli import curves, orientation_grid
+    from studies.measure.tuning import measure
+
+    units = [f"mixed3b:{i}" for i in range(32)]
+    edited = EditPlan([Ablate(units, mode="resample", seed=2)]).apply(model)[0]
+    stim = curves(orientation_grid(40), [40.0])
+    assert len(stim) == 9  # 8 + 1: the last batch of 8 holds one stimulus
+    r = {b: measure(edited, units, stim, pre_relu=False, batch_size=b)["response"].to_numpy() for b in (1, 2, 8)}
+    assert (r[1] == r[2]).all() and (r[1] == r[8]).all()
+    plain = measure(model, units, stim, pre_relu=False, batch_size=8)["response"].to_numpy()
+    assert not (plain == r[1]).all()  # it did resample
+    ref = torch.rand(9, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    assert unit_means(edited, ["mixed4a:0"], ref, batch_size=1) == unit_means(edited, ["mixed4a:0"], ref, batch_size=8)
