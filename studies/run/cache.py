@@ -75,22 +75,23 @@ def plan_json(plan: EditPlan | None) -> str:
     return "null" if plan is None else json.dumps(plan.to_dict(), sort_keys=True)
 
 
-def cache_key(plan: EditPlan | None, checkpoint: str, weights_digest: str, images: dict, limit: int | None,
+def cache_key(plan: EditPlan | None, checkpoint: str, model_fingerprint: str, images: dict, limit: int | None,
               batch_size: int, reference_digest: str | None = None, shard_size: int | None = None) -> str:
-    """The image cache key of one plan (see the module docstring)."""
+    """The image cache key of one plan (see :mod:`studies.run.sweep`); ``model_fingerprint`` is
+    :func:`circuits.fingerprint.fingerprint` of the unedited model."""
     needs_ref = plan is not None and bool(plan.needs_reference())
-    return sha({"v": CACHE_VERSION, "plan": plan_json(plan), "checkpoint": checkpoint, "model": weights_digest,
+    return sha({"v": CACHE_VERSION, "plan": plan_json(plan), "checkpoint": checkpoint, "model": model_fingerprint,
                  "images": images, "limit": limit, "batch_size": batch_size, "shard_size": shard_size,
                  "reference": reference_digest if needs_ref else None})
 
 
-def stimulus_cache_key(plan: EditPlan | None, checkpoint: str, weights_digest: str, stimuli: dict,
+def stimulus_cache_key(plan: EditPlan | None, checkpoint: str, model_fingerprint: str, stimuli: dict,
                        units: Sequence[str], pre_relu: bool, stimulus_batch: int,
                        reference_digest: str | None = None) -> str:
     """The stimulus cache key of one plan (see the module docstring)."""
     needs_ref = plan is not None and bool(plan.needs_reference())
     return sha({"v": CACHE_VERSION, "kind": "stimuli", "plan": plan_json(plan), "checkpoint": checkpoint,
-                 "weights": weights_digest, "stimuli": stimuli, "units": list(units), "pre_relu": pre_relu,
+                 "model": model_fingerprint, "stimuli": stimuli, "units": list(units), "pre_relu": pre_relu,
                  "stimulus_batch": stimulus_batch, "reference": reference_digest if needs_ref else None})
 
 

@@ -65,7 +65,7 @@ from circuits import load_model
 from circuits.fingerprint import FingerprintError, fingerprint
 from circuits.units import resolve_targets
 from edits import EditPlan
-from edits.interventions import RESAMPLE_GROUP, batch_coupled
+from edits.interventions import RESAMPLE_GROUP
 from studies.measure.classify import ClassificationResult, evaluate_variants, wnid_index
 from studies.measure.images import ImageFolderDataset
 from studies.measure.stimuli import Stimuli
@@ -83,6 +83,7 @@ from studies.run.cache import (
     write_entry,
 )
 from studies.run.executors import Executor, LocalExecutor, Task, TaskFailure
+from studies.run.shards import resamples, shard_payload, shard_rows, shards
 
 #: Test hook: a JSON object in this environment variable makes tasks fail on purpose (see
 #: :func:`_inject_faults`); the executors forward every ``CIRCUITS_*`` variable to workers.
@@ -194,11 +195,6 @@ def _edited_models(model, chunk) -> dict:
     return dict(zip([c[0] for c in chunk], edited))
 
 
-def _rows(df: pd.DataFrame, keep: list[str] | None) -> pd.DataFrame:
-    """The rows of ``df`` whose ``path`` is in ``keep`` (all when ``None``)."""
-    return df if keep is None else df[df["path"].isin(set(keep))].reset_index(drop=True)
-
-
 def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
     """Evaluate one task: ``{variant: {"per_image", "skipped"} or {"tuning"}, plus "seconds"}``.
 
@@ -214,7 +210,8 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
         res = evaluate_variants(models, ds, batch_size=ctx.batch_size, num_workers=ctx.num_workers, device=device,
                                 progress=False, first_index=task.payload.get("start", 0))
         keep = task.payload.get("keep")
-        out = {n: {"per_image": _rows(r.per_image, keep), "skipped": _rows(r.skipped, keep)} for n, r in res.items()}
+        out = {n: {"per_image": shard_rows(r.per_image, keep), "skipped": shard_rows(r.skipped, keep)}
+               for n, r in res.items()}
     elif task.kind == "stimuli":
         start, stop = task.payload["start"], task.payload["stop"]
         stim = ctx.stimuli.subset(range(start, stop))
@@ -231,20 +228,6 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------------------- the sweep
-def _shards(n: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def _shard_payload(samples: list, a: int, b: int, coupled: bool) -> dict:
-    """What a task needs for shard ``[a, b)``: its samples, or (with resampling plans) the samples
-    of the whole resample groups around it, ``start`` (the dataset index of the first one) and
-    ``keep`` (the shard's own paths, the only rows the task returns)."""
-    if not coupled:
-        return {"samples": samples[a:b], "start": a}
-    start, stop = _group_span(a, b, len(samples))
-    return {"samples": samples[start:stop], "start": start, "keep": [s[0] for s in samples[a:b]]}
-
-
 def run_sweep(
     plans: Mapping[str, EditPlan | None],
     images: str | Path | None,
@@ -312,11 +295,11 @@ def run_sweep(
     run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
     run.cache.mkdir(parents=True, exist_ok=True)
     digests = (model.spec.name, _model_identity(model), tensor_digest(reference) if reference is not None else None)
-    if stimuli is not None and _coupled(plans, model) and stimulus_batch % RESAMPLE_GROUP:
+    if stimuli is not None and resamples(plans, model) and stimulus_batch % RESAMPLE_GROUP:
         raise ValueError(f"stimulus_batch ({stimulus_batch}) must be a multiple of {RESAMPLE_GROUP} for plans with "
                          "resample ablation: donors are drawn within groups of that many consecutive stimuli")
     run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch,
-                  _coupled(plans, model))
+                  resamples(plans, model))
     run.read_cache()
     tasks = run.tasks(run.resolved_plans(model, reference), plans_per_pass)
     in_process = isinstance(executor, LocalExecutor) and executor.jobs == 1
@@ -357,28 +340,6 @@ def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: in
     if stimuli is not None and not units:
         raise ValueError("stimuli given without units to measure (e.g. units=['mixed3b/curves'])")
     return shard_size
-
-
-def _coupled(plans: dict, model) -> bool:
-    """Whether a plan (or the model) resamples from the batch (its images' donors are other images)."""
-    return batch_coupled(model) or any(
-        p is not None and any(getattr(e, "mode", None) == "resample" for e in p.edits) for p in plans.values())
-
-
-def _group_span(a: int, b: int, n: int) -> tuple[int, int]:
-    """The images ``[start, stop)`` a task evaluates for shard ``[a, b)`` of ``n`` when plans
-    resample: the shard widened to whole resample groups (:data:`RESAMPLE_GROUP` consecutive
-    indices; a lone last image belongs to the group before, as in
-    :func:`studies.measure.classify.evaluate_variants`), so donors never depend on the sharding."""
-    g = RESAMPLE_GROUP
-    lone_tail = n > 1 and n % g == 1
-
-    def group(i: int) -> int:
-        return i // g - (1 if lone_tail and i == n - 1 else 0)
-
-    last = group(b - 1)
-    stop = n if lone_tail and last == (n - 1) // g - 1 else min((last + 1) * g, n)
-    return group(a) * g, stop
 
 
 def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units):
@@ -430,14 +391,14 @@ class _SweepRun:
             desc = image_set_description(ds)
             self.keys = {n: cache_key(p, checkpoint, wdig, desc, limit, batch_size, rdig, shard_size)
                          for n, p in self.plans.items()}
-            self.parts.append(("images", self.keys, [(i, _shard_payload(ds.samples, a, b, coupled))
-                                                     for i, (a, b) in enumerate(_shards(len(ds), shard_size))]))
+            self.parts.append(("images", self.keys, [(i, shard_payload(ds.samples, a, b, coupled))
+                                                     for i, (a, b) in enumerate(shards(len(ds), shard_size))]))
         if stimuli is not None:
             sdesc = stimulus_set_description(stimuli)
             self.skeys = {n: stimulus_cache_key(p, checkpoint, wdig, sdesc, unit_names, pre_relu, stimulus_batch, rdig)
                           for n, p in self.plans.items()}
             self.parts.append(("stimuli", self.skeys, [(i, {"start": a, "stop": b})
-                                                       for i, (a, b) in enumerate(_shards(len(stimuli), stimulus_batch))]))
+                                                       for i, (a, b) in enumerate(shards(len(stimuli), stimulus_batch))]))
 
     def read_cache(self) -> None:
         """Load the finished entries; the rest is :attr:`missing`."""

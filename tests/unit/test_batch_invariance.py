@@ -8,7 +8,7 @@ from circuits.model import InceptionV1
 from edits import Ablate, EditPlan
 from edits.interventions import RESAMPLE_GROUP, ResampleUnits, resample_groups
 from studies.measure.classify import _forward_batches
-from studies.run.sweep import _group_span
+from studies.run.shards import group_span
 from studies.sweep_study import SweepConfig, build_plans, plan_file_name
 
 
@@ -55,8 +55,8 @@ def test_donors_come_from_the_group_and_depend_on_dataset_index_only():
 
 
 def test_sweep_shards_widen_to_whole_groups():
-    assert _group_span(8, 9, 9) == (0, 9) and _group_span(0, 4, 9) == (0, 9)
-    assert _group_span(12, 16, 20) == (8, 16) and _group_span(16, 17, 17) == (8, 17) and _group_span(0, 8, 16) == (0, 8)
+    assert group_span(8, 9, 9) == (0, 9) and group_span(0, 4, 9) == (0, 9)
+    assert group_span(12, 16, 20) == (8, 16) and group_span(16, 17, 17) == (8, 17) and group_span(0, 8, 16) == (0, 8)
 
 
 @pytest.fixture(scope="module")
