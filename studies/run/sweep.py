@@ -291,13 +291,9 @@ def run_sweep(
     executor.check()
     model = load_model(model, weights=weights and str(weights), device=device) if isinstance(model, str) else model
     plans = dict(plans)
-    unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units)
+    unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units, stimulus_batch)
     run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
-    run.cache.mkdir(parents=True, exist_ok=True)
     digests = (model.spec.name, _model_identity(model), tensor_digest(reference) if reference is not None else None)
-    if stimuli is not None and resamples(plans, model) and stimulus_batch % RESAMPLE_GROUP:
-        raise ValueError(f"stimulus_batch ({stimulus_batch}) must be a multiple of {RESAMPLE_GROUP} for plans with "
-                         "resample ablation: donors are drawn within groups of that many consecutive stimuli")
     run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch,
                   resamples(plans, model))
     run.read_cache()
@@ -342,7 +338,7 @@ def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: in
     return shard_size
 
 
-def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units):
+def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units, stimulus_batch: int = 512):
     """Validate the plans (before any compute), resolve the units and scan the image folder:
     ``(unit names, dataset or None, resolved image folder or None)``."""
     for name, plan in plans.items():
@@ -354,6 +350,9 @@ def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units):
     if stimuli is not None:
         if not isinstance(stimuli, Stimuli) or len(stimuli) == 0:
             raise ValueError("stimuli must be a non-empty studies.measure.stimuli.Stimuli table")
+        if resamples(plans, model) and stimulus_batch % RESAMPLE_GROUP:
+            raise ValueError(f"stimulus_batch ({stimulus_batch}) must be a multiple of {RESAMPLE_GROUP} for plans "
+                             "with resample ablation: donors are drawn within groups of that many consecutive stimuli")
         unit_names = tuple(str(u) for u in resolve_targets(units, model.spec)[0])
     ds = None
     if images is not None:
@@ -402,6 +401,7 @@ class _SweepRun:
 
     def read_cache(self) -> None:
         """Load the finished entries; the rest is :attr:`missing`."""
+        self.cache.mkdir(parents=True, exist_ok=True)
         for kind, kmap, pieces in self.parts:
             for i, payload in pieces:
                 for name in self.plans:
