@@ -13,7 +13,7 @@ stimulus batch). An image shard is ``shard_size`` consecutive images of the sort
 (a multiple of ``batch_size``). Results do not depend on the sharding or the batch size: resample
 ablation draws donors within fixed groups of dataset indices
 (:func:`edits.interventions.resample_groups`), and when a sweep has such plans each task
-evaluates its shard widened to whole groups and returns the shard's own rows. A chunk
+evaluates its shard (or stimulus batch) widened to whole groups and returns its own rows. A chunk
 is up to ``plans_per_pass`` plans evaluated in one pass with
 :func:`studies.measure.classify.evaluate_variants`: each batch decoded once, the unedited prefix (the
 layers before the first edited one) computed once for the chunk. Stimulus tasks measure
@@ -65,7 +65,6 @@ from circuits import load_model
 from circuits.fingerprint import FingerprintError, fingerprint
 from circuits.units import resolve_targets
 from edits import EditPlan
-from edits.interventions import RESAMPLE_GROUP
 from studies.measure.classify import ClassificationResult, evaluate_variants, wnid_index
 from studies.measure.images import ImageFolderDataset
 from studies.measure.stimuli import Stimuli
@@ -83,7 +82,7 @@ from studies.run.cache import (
     write_entry,
 )
 from studies.run.executors import Executor, LocalExecutor, Task, TaskFailure
-from studies.run.shards import resamples, shard_payload, shard_rows, shards
+from studies.run.shards import group_span, resamples, shard_payload, shard_rows, shards
 
 #: Test hook: a JSON object in this environment variable makes tasks fail on purpose (see
 #: :func:`_inject_faults`); the executors forward every ``CIRCUITS_*`` variable to workers.
@@ -214,11 +213,12 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
                for n, r in res.items()}
     elif task.kind == "stimuli":
         start, stop = task.payload["start"], task.payload["stop"]
-        stim = ctx.stimuli.subset(range(start, stop))
+        a, b = task.payload.get("span", (start, stop))  # widened to whole resample groups with resampling plans
+        stim = ctx.stimuli.subset(range(a, b))
         for name, m in models.items():
-            df = measure(m, list(ctx.units), stim, pre_relu=ctx.pre_relu, device=device, first_index=start)
-            df["stimulus"] += start
-            out[name] = {"tuning": df}
+            df = measure(m, list(ctx.units), stim, pre_relu=ctx.pre_relu, device=device, first_index=a)
+            df["stimulus"] += a
+            out[name] = {"tuning": df[(df["stimulus"] >= start) & (df["stimulus"] < stop)].reset_index(drop=True)}
     else:  # pragma: no cover - the driver only makes these two kinds
         raise ValueError(f"unknown task kind {task.kind!r}")
     dt = time.perf_counter() - t0
@@ -291,7 +291,7 @@ def run_sweep(
     executor.check()
     model = load_model(model, weights=weights and str(weights), device=device) if isinstance(model, str) else model
     plans = dict(plans)
-    unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units, stimulus_batch)
+    unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units)
     run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
     digests = (model.spec.name, _model_identity(model), tensor_digest(reference) if reference is not None else None)
     run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch,
@@ -338,7 +338,7 @@ def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: in
     return shard_size
 
 
-def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units, stimulus_batch: int = 512):
+def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units):
     """Validate the plans (before any compute), resolve the units and scan the image folder:
     ``(unit names, dataset or None, resolved image folder or None)``."""
     for name, plan in plans.items():
@@ -350,9 +350,6 @@ def _check_inputs(plans: dict, model, images, limit, reference, stimuli, units, 
     if stimuli is not None:
         if not isinstance(stimuli, Stimuli) or len(stimuli) == 0:
             raise ValueError("stimuli must be a non-empty studies.measure.stimuli.Stimuli table")
-        if resamples(plans, model) and stimulus_batch % RESAMPLE_GROUP:
-            raise ValueError(f"stimulus_batch ({stimulus_batch}) must be a multiple of {RESAMPLE_GROUP} for plans "
-                             "with resample ablation: donors are drawn within groups of that many consecutive stimuli")
         unit_names = tuple(str(u) for u in resolve_targets(units, model.spec)[0])
     ds = None
     if images is not None:
@@ -396,8 +393,9 @@ class _SweepRun:
             sdesc = stimulus_set_description(stimuli)
             self.skeys = {n: stimulus_cache_key(p, checkpoint, wdig, sdesc, unit_names, pre_relu, stimulus_batch, rdig)
                           for n, p in self.plans.items()}
-            self.parts.append(("stimuli", self.skeys, [(i, {"start": a, "stop": b})
-                                                       for i, (a, b) in enumerate(shards(len(stimuli), stimulus_batch))]))
+            self.parts.append(("stimuli", self.skeys, [
+                (i, {"start": a, "stop": b, "span": group_span(a, b, len(stimuli)) if coupled else (a, b)})
+                for i, (a, b) in enumerate(shards(len(stimuli), stimulus_batch))]))
 
     def read_cache(self) -> None:
         """Load the finished entries; the rest is :attr:`missing`."""

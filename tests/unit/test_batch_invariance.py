@@ -1,6 +1,7 @@
 """Issue 13, kind 6 (no real data): resample donors depend on dataset indices, never on batching;
 and kind 1's reserved baseline name and unique plan file names in sweeps."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -109,3 +110,15 @@ def test_stimulus_and_reference_loops_never_depend_on_the_batch_size(model):
     assert not (plain == r[1]).all()  # it did resample
     ref = torch.rand(9, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     assert unit_means(edited, ["mixed4a:0"], ref, batch_size=1) == unit_means(edited, ["mixed4a:0"], ref, batch_size=8)
+
+
+def test_stimulus_sweeps_never_depend_on_the_stimulus_batch(model, tmp_path):
+    from studies.measure.stimuli import curves, orientation_grid
+    from studies.run.sweep import run_sweep
+
+    units = [f"mixed3b:{i}" for i in range(32)]
+    plans = {"r": EditPlan([Ablate(units, mode="resample", seed=2)])}
+    stim = curves(orientation_grid(40), [40.0])  # 9 stimuli
+    runs = [run_sweep(plans, None, model=model, stimuli=stim, units=units, pre_relu=False, stimulus_batch=s,
+                      cache_dir=tmp_path / str(s)).tuning for s in (6, 512)]  # batches of 6 + 3, or one of 9
+    pd.testing.assert_frame_equal(runs[0], runs[1], check_exact=True)
