@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .fingerprint import own_copy
 from .layers import (  # noqa: F401  (the building blocks, importable from circuits.model)
     Conv0,
     ConvUnit,
@@ -557,11 +558,10 @@ def linearized(model: InceptionV1, biases: bool = True) -> InceptionV1:
     the same stride and zero padding; local response normalisation → identity. This is the
     network whose Jacobian the expanded weights equal (Visualizing Weights, Distill 2020:
     "expanded weights" with nonlinearities removed or replaced by their closest linear op).
-    With ``biases=False`` every bias is zeroed, making the copy exactly linear.
+    With ``biases=False`` every bias is zeroed, making the copy exactly linear. Hooks others
+    attached to ``model`` are not copied (:func:`circuits.fingerprint.own_copy`).
     """
-    import copy
-
-    m = copy.deepcopy(model)
+    m = own_copy(model)
     for mod in m.modules():
         if isinstance(mod, ConvUnit):
             mod.relu = False

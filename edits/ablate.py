@@ -7,6 +7,7 @@ row) and ``resample`` to an activation intervention (:mod:`edits.interventions`)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from .base import (
     producing_conv,
     register_edit,
 )
-from .interventions import ActivationFn, ResampleUnits
+from .interventions import ActivationFn, ResampleUnits, batch_coupled, group_batches, resample_groups
 
 #: What an :class:`Ablate` can accept as ``units``.
 UnitsLike = Union[str, Unit, Family, tuple, Iterable[Union[str, Unit, Family, tuple]]]
@@ -324,9 +325,13 @@ def unit_means(
     layers = group_by_layer(units)
     sums = {layer: torch.zeros(len(idx), dtype=torch.float64) for layer, idx in layers.items()}
     count = dict.fromkeys(layers, 0)
-    for start in range(0, reference.shape[0], batch_size):
-        batch = reference[start:start + batch_size].to(device, torch.float32)
-        acts = model.run(batch, list(layers))
+    coupled = batch_coupled(model)  # resampling from the batch: whole resample groups per pass
+    spans = (group_batches(reference.shape[0], batch_size) if coupled else
+             [(s, min(s + batch_size, reference.shape[0]), None) for s in range(0, reference.shape[0], batch_size)])
+    for start, stop, ids in spans:
+        batch = reference[start:stop].to(device, torch.float32)
+        with resample_groups(ids) if coupled else contextlib.nullcontext():
+            acts = model.run(batch, list(layers))
         for layer, idx in layers.items():
             a = acts[layer][:, idx].double()
             sums[layer] += a.sum(dim=[d for d in range(a.dim()) if d != 1]).cpu()

@@ -24,21 +24,25 @@ function is attached to — for ``"mixed3b"`` that is the mixed3b unit index (0.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Union
 
 import torch
 from torch import Tensor, nn
 
+from circuits.fingerprint import hook_key
+
 #: An intervention: the activation in, its replacement (same shape) or ``None`` (unchanged) out.
 ActivationFn = Callable[[Tensor], Union[Tensor, None]]
 
 __all__ = [
-    "ActivationFn", "ActivationHook", "InstalledHook", "MeanUnits", "Patch", "ResampleUnits", "ZeroUnits",
-    "check_hook_points", "derangement", "install_hook", "intervene", "mean_units", "patch", "remove_hook",
-    "resample_units", "zero_units",
+    "RESAMPLE_GROUP", "ActivationFn", "ActivationHook", "InstalledHook", "MeanUnits", "Patch", "ResampleUnits",
+    "ZeroUnits", "batch_coupled", "check_hook_points", "derangement", "group_batches", "group_ids", "install_hook", "intervene", "mean_units",
+    "patch", "remove_hook", "resample_groups", "resample_units", "zero_units",
 ]
 
 
@@ -72,10 +76,25 @@ class ActivationHook:
         ValueError: ``fn`` returned something that is not a tensor of the activation's shape.
     """
 
-    def __init__(self, name: str, fn: ActivationFn, note: str = ""):
+    #: ``True`` for hooks that :func:`install_hook` made part of a model (an edit plan's
+    #: interventions): they travel into the copies edits make (:func:`circuits.fingerprint.own_copy`);
+    #: the temporary ones of :func:`intervene` do not.
+    persistent: bool = False
+
+    def __init__(self, name: str, fn: ActivationFn, note: str = "", persistent: bool = False):
         self.name = name
         self.fn = fn
         self.note = note
+        self.persistent = persistent
+
+    def fingerprint_key(self) -> dict:
+        """What this hook does, for :func:`circuits.fingerprint.fingerprint`: the hook point and
+        the function's own key.
+
+        Raises:
+            FingerprintError: the function declares no ``fingerprint_key()`` (a user's function).
+        """
+        return {"name": self.name, "fn": hook_key(self.fn, f"hook point {self.name!r}")}
 
     def __call__(self, module: nn.Module, inputs, output: Tensor) -> Tensor | None:
         new = self.fn(output)
@@ -154,7 +173,7 @@ def install_hook(model: nn.Module, name: str, fn: ActivationFn, note: str = "") 
     life; deep copies of the model carry them too. For temporary hooks use :func:`intervene`.
     """
     check_hook_points(model, [name])
-    handle = _hook_points(model)[name].register_forward_hook(ActivationHook(name, fn, note))
+    handle = _hook_points(model)[name].register_forward_hook(ActivationHook(name, fn, note, persistent=True))
     return InstalledHook(name, handle.id, note)
 
 
@@ -221,6 +240,9 @@ class ZeroUnits:
         out[:, idx] = 0
         return out
 
+    def fingerprint_key(self) -> dict:
+        return {"channels": list(self.channels)}
+
     def __repr__(self) -> str:
         return f"zero_units({list(self.channels)})"
 
@@ -244,6 +266,9 @@ class MeanUnits:
         out = a.clone()
         out[:, idx] = _per_channel(self.means, a).expand_as(out[:, idx])
         return out
+
+    def fingerprint_key(self) -> dict:
+        return {"channels": list(self.channels), "means": self.means}
 
     def __repr__(self) -> str:
         return f"mean_units({list(self.channels)}, {[round(float(v), 6) for v in self.means]})"
@@ -276,6 +301,9 @@ class Patch:
         out[:, idx] = src[:, idx] if src.shape[1] == a.shape[1] else _take(src, len(self.channels), self)
         return out
 
+    def fingerprint_key(self) -> dict:
+        return {"channels": None if self.channels is None else list(self.channels), "source": self.source}
+
     def __repr__(self) -> str:
         which = "all channels" if self.channels is None else f"channels {list(self.channels)}"
         return f"patch({self.name!r}, {tuple(self.source.shape)}, {which})"
@@ -302,8 +330,73 @@ def derangement(n: int, seed: int) -> Tensor:
     return perm
 
 
+#: Images per resample group (:func:`resample_groups`): consecutive dataset indices ``8g … 8g+7``.
+RESAMPLE_GROUP = 8
+
+_GROUPS: ContextVar[Tensor | None] = ContextVar("circuits_resample_groups", default=None)
+
+
+@contextmanager
+def resample_groups(groups: Sequence[int] | Tensor) -> Iterator[None]:
+    """Context manager: the resample group of each image of the forward passes run inside it.
+
+    Set by the evaluation loops (:func:`studies.measure.classify.evaluate_variants`), which
+    cut the images into groups of :data:`RESAMPLE_GROUP` consecutive dataset indices (group
+    ``g`` = indices ``8g … 8g+7``; an image left alone in its group — the last image when the
+    count is 8k+1, or one whose group-mates failed to load — joins a neighbouring group) and run
+    each group as its own forward pass. A :class:`ResampleUnits` without ``source`` then draws
+    every image's donor within its group, with a derangement seeded by ``(seed, g)``: the donor
+    of an image depends only on its dataset index, never on the batch size or the sharding.
+
+    Args:
+        groups: ``(N,)`` group numbers, one per image of the batch (equal numbers = one group).
+    """
+    token = _GROUPS.set(torch.as_tensor(groups, dtype=torch.long).flatten().cpu())
+    try:
+        yield
+    finally:
+        _GROUPS.reset(token)
+
+
+def group_ids(n: int, first: int = 0) -> Tensor:
+    """``(n,)`` resample group of images ``first … first+n-1`` of a set of ``first + n`` images:
+    ``index // RESAMPLE_GROUP``, the last image joining the group before when it is alone."""
+    ids = torch.arange(first, first + n) // RESAMPLE_GROUP
+    total = first + n
+    if n and total > 1 and total % RESAMPLE_GROUP == 1:
+        ids[-1] -= 1
+    return ids
+
+
+def group_batches(n: int, batch_size: int, first: int = 0) -> list[tuple[int, int, Tensor]]:
+    """``[(start, stop, group ids)]``: consecutive whole resample groups of ``n`` images, about
+    ``batch_size`` images per batch (at least one group): the batches a loop over a fixed set
+    (reference images, stimuli) runs a batch-coupled model on (:func:`batch_coupled`)."""
+    ids = group_ids(n, first)
+    bounds = [0, *[i for i in range(1, n) if ids[i] != ids[i - 1]], n]
+    out, start = [], 0
+    for a, b in zip(bounds[1:-1], bounds[2:]):
+        if b - start > batch_size:
+            out.append((start, a, ids[start:a]))
+            start = a
+    if n:
+        out.append((start, n, ids[start:n]))
+    return out
+
+
+def _group_seed(seed: int, group: int) -> int:
+    h = hashlib.sha256(f"resample:{seed}:{group}".encode()).digest()
+    return int.from_bytes(h[:8], "little") >> 1
+
+
 class ResampleUnits:
     """``fn(a)``: channels replaced by the same channels of other images (see :func:`resample_units`)."""
+
+    #: donors come from the other images of the batch (or of the resample group): evaluation
+    #: loops must run whole resample groups (:func:`resample_groups`)
+    @property
+    def batch_coupled(self) -> bool:
+        return self.source is None
 
     def __init__(self, channels: int | Iterable[int], seed: int = 0, source: Tensor | None = None):
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
@@ -313,9 +406,27 @@ class ResampleUnits:
         self.source = None if source is None else source.detach()
 
     def sources(self, n: int) -> Tensor:
-        """For a batch of ``n`` images: the index (into the batch, or into ``source``) each image draws from."""
+        """For a batch of ``n`` images: the index (into the batch, or into ``source``) each image draws from.
+
+        Inside :func:`resample_groups`, each image draws from its own group (a derangement of the
+        group seeded by ``(seed, group)``); outside, the whole batch is one group (``derangement(n, seed)``).
+
+        Raises:
+            ValueError: a group (or the batch) of fewer than 2 images; group numbers for another batch size.
+        """
         if self.source is None:
-            return derangement(n, self.seed)
+            groups = _GROUPS.get()
+            if groups is None:
+                return derangement(n, self.seed)
+            if groups.numel() != n:
+                raise ValueError(f"{self!r}: resample groups are set for {groups.numel()} images, the batch has {n}")
+            src = torch.empty(n, dtype=torch.long)
+            for g in torch.unique_consecutive(groups).tolist():
+                pos = (groups == g).nonzero()[:, 0]
+                if pos.numel() < 2:
+                    raise ValueError(f"resampling needs at least 2 images per group; group {g} has 1")
+                src[pos] = pos[derangement(pos.numel(), _group_seed(self.seed, g))]
+            return src
         g = torch.Generator().manual_seed(self.seed)
         return torch.randint(self.source.shape[0], (n,), generator=g)
 
@@ -336,9 +447,23 @@ class ResampleUnits:
         out[:, idx] = donors.index_select(0, src).index_select(1, idx)
         return out
 
+    def fingerprint_key(self) -> dict:
+        return {"channels": list(self.channels), "seed": self.seed, "source": self.source,
+                "group": RESAMPLE_GROUP if self.source is None else None, "scheme": 2}
+
     def __repr__(self) -> str:
         where = "batch" if self.source is None else f"reference {tuple(self.source.shape)}"
         return f"resample_units({list(self.channels)}, seed={self.seed}, from {where})"
+
+
+def batch_coupled(model: nn.Module) -> bool:
+    """Whether an intervention on ``model`` mixes images of a batch (resampling without a
+    ``source``): such a model must be evaluated in whole resample groups (:func:`resample_groups`)."""
+    for mod in model.modules():
+        for hk in mod._forward_hooks.values():
+            if getattr(getattr(hk, "fn", None), "batch_coupled", False) is True:
+                return True
+    return False
 
 
 def zero_units(units: int | Iterable[int]) -> ZeroUnits:
@@ -378,7 +503,9 @@ def resample_units(units: int | Iterable[int], seed: int = 0, source: Tensor | N
     """An intervention replacing channels ``units`` of each image by those of another image.
 
     Without ``source``, image ``i`` of the batch takes the channels of image ``perm[i]`` where
-    ``perm = derangement(N, seed)`` (never itself; the batch needs ≥ 2 images). With ``source``
+    ``perm = derangement(N, seed)`` (never itself; the batch needs ≥ 2 images); evaluations over a
+    dataset draw within fixed groups of dataset indices instead (:func:`resample_groups`), so
+    their results do not depend on the batch size or the sharding. With ``source``
     (reference activations of the same hook point, ``(M, C, h, w)``), image ``i`` takes those of
     reference image ``randint(M)`` drawn with ``seed``. Every channel of one image comes from the
     same donor image. Deterministic given the seed and the batch size.

@@ -38,6 +38,9 @@ def save_edited(model: InceptionV1, path: str | Path) -> Path:
 
     Raises:
         TypeError: ``model`` is not an :class:`InceptionV1`.
+        ValueError: the model has forward-changing state that the file cannot hold (a
+            :func:`~circuits.model.linearized` copy, changed preprocessing flags, a replaced
+            module; :func:`circuits.fingerprint.behaviour_differences`), before anything is written.
     """
     from safetensors.torch import save_file
 
@@ -45,6 +48,7 @@ def save_edited(model: InceptionV1, path: str | Path) -> Path:
 
     if not isinstance(model, InceptionV1):
         raise TypeError(f"save_edited needs an InceptionV1, got {type(model).__name__}")
+    _check_reproducible(model)
     path = Path(path).expanduser()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     prov = model.provenance
@@ -89,6 +93,20 @@ def load_edited(path: str | Path, device: str | torch.device = "cpu") -> Incepti
         return _load(meta["checkpoint"], weights=path, device=device)
     except WeightsError as e:
         raise ValueError(str(e)) from None
+
+
+def _check_reproducible(model: InceptionV1) -> None:
+    """Refuse a model that the file format cannot reproduce: flags that are not weights (a
+    :func:`~circuits.model.linearized` copy, changed preprocessing, a replaced module)."""
+    from circuits.fingerprint import behaviour_differences
+
+    with torch.device("meta"):
+        reference = InceptionV1(model.spec).restructure(model.structure())
+    diff = behaviour_differences(model, reference)
+    if diff:
+        raise ValueError("cannot save this model: an edited-model file holds weights, structure and plans, and "
+                         f"loading it would give a different model; it differs in {'; '.join(diff[:5])}"
+                         + (f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""))
 
 
 #: Former name of :func:`save_edited` (kept: it does what it says).

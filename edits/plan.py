@@ -3,7 +3,10 @@
 An :class:`EditPlan` is an ordered list of edits (frozen dataclasses such as :class:`Ablate`).
 It is data: it round-trips through ``to_dict``/``to_json``/``save`` and validates against a
 :class:`~circuits.spec.ModelSpec` before anything is copied or computed. Applying it
-deep-copies the model and rewrites weights of the copy; the caller's model is never modified::
+deep-copies the model and rewrites weights of the copy; the caller's model is never modified, and
+hooks others attached to it (a user's forward hook, an active :func:`~edits.interventions.intervene`)
+do not travel into the copy — only the interventions earlier plans installed, which are part of an
+edited model (:func:`circuits.fingerprint.own_copy`)::
 
     plan = EditPlan([Ablate(["3b:379", "3b:385"])], name="no-curves")
     edited, record = plan.apply(model)      # `model` untouched
@@ -36,7 +39,6 @@ Units are addressed as in :mod:`circuits.units` (``"3b:379"``, ``"mixed3b:379"``
 
 from __future__ import annotations
 
-import copy
 import json
 import warnings
 from collections.abc import Iterable, Mapping
@@ -47,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from circuits.fingerprint import own_copy
 from circuits.model import InceptionV1
 from circuits.spec import ModelSpec, get_spec
 
@@ -157,7 +160,7 @@ class EditRecord:
         for h in self.interventions:
             if not has_hook(edited, h):
                 raise EditError(f"cannot undo: the model does not carry the intervention {h.note!r} on {h.name}")
-        restored = copy.deepcopy(edited)
+        restored = own_copy(edited)
         # Replay backwards on the copy, checking each slice just before restoring it (later ops
         # may overwrite an earlier op's slice; structural ops resize tensors in between).
         with torch.no_grad():
@@ -333,7 +336,7 @@ class EditPlan:
                 )
         if reference is not None:
             _check_reference(reference)
-        edited = copy.deepcopy(model)
+        edited = own_copy(model)  # the model itself: hooks others attached to it stay behind
         originals: dict[str, Tensor] = {}
         backups: list[SliceBackup | StructOp] = []
         hooks: list[InstalledHook] = []

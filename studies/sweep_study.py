@@ -5,6 +5,7 @@ cached per (plan, shard) so an interrupted sweep resumes — locally or on a Ray
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,20 +61,43 @@ class SweepConfig(StudyConfig):
         super().check()
 
 
+#: The variant name of the unedited model in a sweep's tables (reserved: no plan may take it).
+BASELINE = "unedited"
+
+
+def plan_file_name(name: str) -> str:
+    """The file name (``plans/<name>.json``) of a variant: characters other than letters, digits,
+    ``.``, ``_`` and ``-`` become ``_`` (``ablate-mixed3b:379`` → ``ablate-mixed3b_379.json``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".json"
+
+
+def _add_plan(plans: dict[str, EditPlan], files: dict[str, str], name: str, plan: EditPlan, origin: str) -> None:
+    """Add one variant; refuses the baseline's name and names that equal, or sanitise to the same
+    file name (case-insensitively) as, a variant already there."""
+    f = plan_file_name(name).casefold()
+    if f == plan_file_name(BASELINE).casefold():
+        raise ValueError(f"{origin}: the variant name {name!r} is reserved for the unedited baseline; rename it")
+    if f in files:
+        raise ValueError(f"{origin}: the variant name {name!r} collides with {files[f]!r} (both would be "
+                         f"plans/{plan_file_name(name)}); variant names must be unique — rename one")
+    files[f] = name
+    plans[name] = plan
+
+
 def build_plans(cfg: SweepConfig, model) -> dict[str, EditPlan]:
     """Plans from files (variant = file stem) and/or one Ablate per unit of a family
     (``mixed3b/curves``) or of a whole layer (``mixed3b``: 480 plans; ``3b`` also works).
 
     Raises:
         KeyError: an unknown family or layer (the message lists the valid ones).
-        ValueError: no plans, two plan files with one name, or a plan that does not validate.
+        ValueError: no plans, a plan named like the baseline (:data:`BASELINE`, e.g. a file
+            ``unedited.json``), two variants whose names are equal or give the same file name
+            (:func:`plan_file_name`, case-insensitively), or a plan that does not validate.
     """
     plans: dict[str, EditPlan] = {}
+    files: dict[str, str] = {}
     for f in cfg.plans:
-        name = Path(f).stem
-        if name in plans:
-            raise ValueError(f"two plan files are named {name!r}; variant names must be unique")
-        plans[name] = EditPlan.load(f)
+        _add_plan(plans, files, Path(f).stem, EditPlan.load(f), f"plan file {f}")
     if cfg.single_unit_ablations:
         target = cfg.single_unit_ablations
         if "/" in target:  # a family key, through the one unit/family parser; else a whole layer
@@ -86,7 +110,7 @@ def build_plans(cfg: SweepConfig, model) -> dict[str, EditPlan]:
             name = f"ablate-{layer}:{u}"
             edit = (Ablate(f"{layer}:{u}", mode=cfg.mode, seed=cfg.seed) if cfg.mode == "resample"
                     else Ablate(f"{layer}:{u}", mode=cfg.mode))
-            plans[name] = EditPlan([edit], name=name)
+            _add_plan(plans, files, name, EditPlan([edit], name=name), "--single-unit-ablations")
     if not plans:
         raise ValueError("no plans: pass --plans FILE ... and/or --single-unit-ablations FAMILY")
     for p in plans.values():
@@ -119,7 +143,7 @@ def run_sweep_study(cfg: SweepConfig, out: str | Path, overwrite: bool = False, 
     plans = build_plans(cfg, model)
     stim = tuning_stimuli(cfg) if cfg.tune else None
     t_sweep = time.perf_counter()
-    res = run_sweep({"unedited": None, **plans}, cfg.images or None, model=model, limit=cfg.limit,
+    res = run_sweep({BASELINE: None, **plans}, cfg.images or None, model=model, limit=cfg.limit,
                     batch_size=cfg.batch_size, device=cfg.device, progress=progress, executor=executor,
                     plans_per_pass=cfg.plans_per_pass, shard_size=cfg.shard_size, cache_dir=cfg.cache_dir,
                     stimuli=stim, units=cfg.tune or None, stimulus_batch=cfg.stimulus_batch, log=log)
@@ -180,7 +204,7 @@ def _write_report(tmp: Path, cfg: SweepConfig, plans: dict, res, summ, met, metr
     metrics["provenance"] = write_config(tmp / "config.yaml", "sweep", cfg, model)
     (tmp / "plans").mkdir()
     for name, p in plans.items():
-        p.save(tmp / "plans" / f"{name.replace(':', '_')}.json")
+        p.save(tmp / "plans" / plan_file_name(name))
     summ.to_csv(tmp / "results.csv", index=False)
     if cfg.images:
         res.per_image.drop(columns=["top5"], errors="ignore").to_csv(tmp / "per_image.csv", index=False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from circuits.fingerprint import FingerprintError, fingerprint
 from circuits.labels import class_wnids
+from circuits.layers import observer
+from edits.interventions import RESAMPLE_GROUP, batch_coupled, resample_groups
 from studies.measure.images import LAYOUTS, ImageFolderDataset
 
 __all__ = [
@@ -154,33 +158,34 @@ def evaluate(
 
 
 def shared_prefix(models: Mapping[str, nn.Module]) -> str | None:
-    """The last stage after which every model in ``models`` is identical (same parameters,
-    bitwise, and no hooks installed), or ``None`` when they differ from the start.
+    """The last stage after which every model in ``models`` is identical, or ``None`` when they
+    differ from the start.
 
-    Variants of one model that differ only from mixed3b on share ``"mixed3a"``: their
-    prefix can be computed once per batch (:func:`evaluate_variants`).
+    Identical means: the same stage sequence and, stage by stage, the same
+    :func:`circuits.fingerprint.fingerprint` (parameters, every buffer — the preprocessing
+    ``mean`` included —, every forward-changing flag such as the linearisation switches or the
+    channel order, the structure and the declared interventions). A stage whose fingerprint
+    cannot be taken (a user's hook) ends the prefix, and so does any hook on a model itself or
+    a global module hook. Variants of one model that differ only from mixed3b on share
+    ``"mixed3a"``: their prefix can be computed once per batch (:func:`evaluate_variants`).
     """
     ms = list(models.values())
     if len(ms) < 2 or not all(hasattr(m, "stage_names") for m in ms):
         return None
-    base = ms[0]
+    if any(observer(m, recurse=False) for m in ms) or len({tuple(m.stage_names) for m in ms}) != 1:
+        return None
     last = None
-    for stage in base.stage_names:
+    for stage in ms[0].stage_names:
         if stage in ("avgpool0", "logits"):
             break
         mods = [getattr(m, "preprocess" if stage == "input" else stage, None) for m in ms]
         if any(x is None for x in mods):
             break
-        if any(bool(h._forward_hooks) or bool(h._forward_pre_hooks) for mod in mods for h in mod.modules()):
+        try:
+            prints = {fingerprint(mod) for mod in mods}
+        except FingerprintError:
             break
-        ref = mods[0].state_dict()
-        same = True
-        for other in mods[1:]:
-            st = other.state_dict()
-            if st.keys() != ref.keys() or any(st[k].shape != ref[k].shape or not torch.equal(st[k], ref[k]) for k in ref):
-                same = False
-                break
-        if not same:
+        if len(prints) != 1:
             break
         last = stage
     return last
@@ -195,6 +200,7 @@ def evaluate_variants(
     limit: int | None = None,
     progress: bool = True,
     share_prefix: bool = True,
+    first_index: int = 0,
 ) -> dict[str, ClassificationResult]:
     """:func:`evaluate` for several models (e.g. edit variants) in one pass over the images.
 
@@ -207,6 +213,13 @@ def evaluate_variants(
         models: ``{name: model}``, all of one checkpoint, all on ``device``.
         images, batch_size, num_workers, device, limit, progress: as :func:`evaluate`.
         share_prefix: compute the common prefix once (default True).
+        first_index: the dataset index of the first image, when ``images`` is a shard of a
+            larger set (:mod:`studies.run.sweep`): resample groups are numbered from it.
+
+    Batch composition. Results never depend on ``batch_size``: a model with an intervention
+    that mixes the images of a batch (resample ablation without reference activations) is run
+    one resample group of dataset indices at a time (:func:`edits.interventions.resample_groups`),
+    so an image's donor, and its logits bit for bit, depend only on its dataset index.
 
     Returns:
         ``{name: ClassificationResult}``.
@@ -220,6 +233,8 @@ def evaluate_variants(
         num_workers = min(2, os.cpu_count() or 1)
     if num_workers < 0:
         raise ValueError(f"num_workers must be ≥ 0, got {num_workers}")
+    if isinstance(first_index, bool) or not isinstance(first_index, int) or first_index < 0:
+        raise ValueError(f"first_index must be an integer ≥ 0, got {first_index!r}")
     device = torch.device(device)
     model = _check_models(models, device)
     prefix = shared_prefix(models) if share_prefix else None
@@ -232,7 +247,7 @@ def evaluate_variants(
     for m in models.values():
         m.eval()
     try:
-        out = _classify_batches(models, ds, loader, prefix, device, progress)
+        out = _classify_batches(models, ds, loader, prefix, device, progress, first_index)
     finally:
         for n, m in models.items():
             m.train(was_training[n])
@@ -270,7 +285,7 @@ def _labelled_images(images: str | Path | ImageFolderDataset, model: nn.Module, 
 
 
 def _classify_batches(models: Mapping[str, nn.Module], ds: ImageFolderDataset, loader: DataLoader,
-                      prefix: str | None, device: torch.device, progress: bool):
+                      prefix: str | None, device: torch.device, progress: bool, first_index: int = 0):
     """Top-k predictions (among real classes) and the true-class logit of every model, batch by
     batch: ``(sample index chunks, {name: top-k chunks}, {name: logit chunks}, failed loads)``."""
     model = next(iter(models.values()))
@@ -284,24 +299,68 @@ def _classify_batches(models: Mapping[str, nn.Module], ds: ImageFolderDataset, l
     logit_chunks: dict[str, list[Tensor]] = {n: [] for n in models}
     failed: list[tuple[int, str]] = []
     labels_all = torch.tensor([s[2] for s in ds.samples], dtype=torch.int64)
+    grouped = any(batch_coupled(m) for m in models.values())
     with torch.inference_mode(), tqdm(total=len(ds), desc=f"classify {ds.root.name}", unit="img",
                                       file=sys.stderr, disable=None if progress else True) as bar:
-        for n_batch, (batch, idx, fails) in enumerate(loader):
+        for n_batch, (batch, idx, gids, fails) in enumerate(_forward_batches(loader, grouped, first_index)):
             if n_batch % TRIM_EVERY == TRIM_EVERY - 1:
                 release_free_memory()
             failed.extend(fails)
             if len(idx):
                 x = batch.to(device, non_blocking=True)
-                h = model(x, stop_at=prefix) if prefix is not None else x
                 lab = labels_all[idx].to(device)
-                for name, m in models.items():
-                    logits = (m(h, start_at=prefix) if prefix is not None else m(h)).float()
-                    logit_chunks[name].append(logits.gather(1, lab[:, None])[:, 0].cpu())
-                    logits = logits.masked_fill(~valid, float("-inf"))
-                    top_chunks[name].append(logits.topk(k, dim=1).indices.cpu())
+                with resample_groups(gids) if gids is not None else nullcontext():
+                    h = model(x, stop_at=prefix) if prefix is not None else x
+                    for name, m in models.items():
+                        logits = (m(h, start_at=prefix) if prefix is not None else m(h)).float()
+                        logit_chunks[name].append(logits.gather(1, lab[:, None])[:, 0].cpu())
+                        logits = logits.masked_fill(~valid, float("-inf"))
+                        top_chunks[name].append(logits.topk(k, dim=1).indices.cpu())
                 idx_chunks.append(idx)
             bar.update(len(idx) + len(fails))
     return idx_chunks, top_chunks, logit_chunks, failed
+
+
+def _forward_batches(loader: DataLoader, grouped: bool, first_index: int):
+    """``(images, sample indices, resample groups or None, failed loads)`` per forward pass.
+
+    Without batch-coupled interventions, the loader's batches. With them (resampling from the
+    batch: :func:`edits.interventions.batch_coupled`), one forward pass per resample group of
+    :data:`~edits.interventions.RESAMPLE_GROUP` consecutive dataset indices (numbered from
+    ``first_index``; an image alone in its group joins a neighbouring group), whatever the
+    batch size: donors, and every float of the result, then depend on the dataset index only."""
+    if not grouped:
+        for batch, idx, fails in loader:
+            yield batch, idx, None, fails
+        return
+    pending, cur, xs, ids = None, None, [], []
+    for batch, idx, fails in loader:
+        if fails:
+            yield torch.empty(0), torch.empty(0, dtype=torch.long), None, fails
+        for j, i in enumerate(idx.tolist()):
+            g = (first_index + i) // RESAMPLE_GROUP
+            if g != cur and ids:
+                pending = yield from _settle(pending, (torch.stack(xs), torch.tensor(ids), cur))
+                xs, ids = [], []
+            cur = g
+            xs.append(batch[j])
+            ids.append(i)
+    if ids:
+        pending = yield from _settle(pending, (torch.stack(xs), torch.tensor(ids), cur))
+    if pending is not None:
+        yield pending[0], pending[1], torch.full((len(pending[1]),), pending[2]), []
+
+
+def _settle(pending, group):
+    """Run ``pending`` (a finished group) unless it or ``group`` has a single image, which then
+    joins the other; returns the group now pending."""
+    if pending is None:
+        return group
+    if len(group[1]) == 1 or len(pending[1]) == 1:
+        gid = pending[2] if len(group[1]) == 1 else group[2]
+        return torch.cat([pending[0], group[0]]), torch.cat([pending[1], group[1]]), gid
+    yield pending[0], pending[1], torch.full((len(pending[1]),), pending[2]), []
+    return group
 
 
 def _results(models: Mapping[str, nn.Module], ds: ImageFolderDataset, model: nn.Module, idx_chunks, top_chunks,

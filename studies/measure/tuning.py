@@ -47,6 +47,7 @@ from circuits.model import (
 )
 from circuits.names import hook_name
 from circuits.units import Family, Unit, group_by_layer, resolve_units
+from edits.interventions import batch_coupled, group_batches, resample_groups
 from studies.measure import stimuli as S
 from studies.measure.statistics import as_reference, reference_statistics
 from studies.measure.stimuli import Stimuli
@@ -63,6 +64,7 @@ def measure(
     device: str | torch.device | None = None,
     progress: bool = False,
     fast: bool | None = None,
+    first_index: int = 0,
 ) -> pd.DataFrame:
     """Response of each unit to each stimulus, at the receptive-field centre.
 
@@ -77,6 +79,10 @@ def measure(
         progress: show a progress bar (stderr).
         fast: ``None`` (default) uses the fast cone path when the model allows it (module
             docstring), ``True`` requires it (``ValueError`` otherwise), ``False`` never uses it.
+        first_index: index of the first stimulus in a larger table (a sweep's stimulus batch):
+            a model that resamples from the batch runs whole resample groups of stimuli per pass,
+            numbered from it (:func:`edits.interventions.resample_groups`), so ``batch_size``
+            never changes a response.
 
     Returns:
         Tidy DataFrame, one row per (unit, stimulus): ``unit`` ("mixed3b:379"), ``layer``,
@@ -106,7 +112,7 @@ def measure(
             elif fast:
                 raise ValueError(f"fast path unavailable for {layer}: {why}")
         if resp is None:
-            resp = _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress)
+            resp = _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress, first_index)
         for j, i in enumerate(idx):
             df = stimuli.meta.copy()
             df.insert(0, "index", i)
@@ -124,12 +130,19 @@ def _measure_fast(model, plan, idx, stimuli, pre_relu, batch_size, device, progr
     return (r if pre_relu else r.relu()).numpy()
 
 
-def _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress) -> np.ndarray:
+def _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress, first_index=0) -> np.ndarray:
     size, pos, center = measurement_window(model.spec, layer)
     stim = stimuli.at(size, center)
     name = hook_name(layer, pre_relu=pre_relu)
     sel = torch.tensor(idx)
     chunks = []
+    if batch_coupled(model):  # resampling from the batch: whole resample groups of stimuli per pass
+        for a, b, ids in tqdm(group_batches(len(stim), batch_size, first_index), disable=not progress,
+                              desc=f"stimuli → {layer}", unit="batch", leave=False):
+            with resample_groups(ids):
+                act = model.run(stim.render(slice(a, b)).to(device), [name])[name]
+            chunks.append(act[:, sel, pos, pos].float().cpu())
+        return torch.cat(chunks).numpy()
     n_batches = -(-len(stim) // batch_size)
     for _, imgs in tqdm(stim.batches(batch_size), total=n_batches, disable=None if progress else True,
                         desc=f"stimuli → {layer}", unit="batch", leave=False):

@@ -10,17 +10,23 @@ cache, on a local or a Ray executor (:mod:`studies.run.executors`).
 
 Tasks. The work is cut into tasks of (chunk of plans × image shard) and (chunk of plans ×
 stimulus batch). An image shard is ``shard_size`` consecutive images of the sorted image set
-(a multiple of ``batch_size``, so every shard's batches are the batches of the whole set and
-the results do not depend on the sharding: resampling draws donors within a batch). A chunk
+(a multiple of ``batch_size``). Results do not depend on the sharding or the batch size: resample
+ablation draws donors within fixed groups of dataset indices
+(:func:`edits.interventions.resample_groups`), and when a sweep has such plans each task
+evaluates its shard (or stimulus batch) widened to whole groups and returns its own rows. A chunk
 is up to ``plans_per_pass`` plans evaluated in one pass with
 :func:`studies.measure.classify.evaluate_variants`: each batch decoded once, the unedited prefix (the
 layers before the first edited one) computed once for the chunk. Stimulus tasks measure
 ``units`` on ``stimulus_batch`` consecutive stimuli with :func:`studies.measure.tuning.measure`.
 
-Cache. Each (plan, shard) result is stored in ``cache_dir/<key>/images-<shard>.pkl`` (and
-``…/stimuli-<batch>.pkl`` under the plan's stimulus key). The image key is the SHA-256 of:
-the plan's JSON (``None`` = the unedited model), the checkpoint name and a digest of the
-model's weights (:func:`circuits.weights.state_digest`), a description of the image set
+Cache. Each (plan, shard) result is stored in ``cache_dir/<key>/images-<shard>.entry`` (and
+``…/stimuli-<batch>.entry`` under the plan's stimulus key), a verified data file
+(:mod:`studies.run.cache`: no pickle, a SHA-256 checksum; a bad entry is reported, discarded
+and recomputed). The image key is the SHA-256 of: the plan's JSON (``None`` = the unedited
+model), the checkpoint name and the model's :func:`circuits.fingerprint.fingerprint` (weights,
+every buffer, forward-changing flags such as linearisation, structure and installed
+interventions: a model with a hook, or a linearised copy, never shares the plain model's
+entries; a model with a hook that cannot be fingerprinted is refused), a description of the image set
 (resolved folder, and path/size/mtime of every evaluated file), ``limit``, ``batch_size``,
 ``shard_size`` and, for plans that need reference images (mean ablation without stored
 means), a digest of the reference tensor. The stimulus key hashes the plan, checkpoint,
@@ -56,8 +62,8 @@ import torch
 from tqdm.auto import tqdm
 
 from circuits import load_model
+from circuits.fingerprint import FingerprintError, fingerprint
 from circuits.units import resolve_targets
-from circuits.weights import state_digest
 from edits import EditPlan
 from studies.measure.classify import ClassificationResult, evaluate_variants, wnid_index
 from studies.measure.images import ImageFolderDataset
@@ -76,6 +82,7 @@ from studies.run.cache import (
     write_entry,
 )
 from studies.run.executors import Executor, LocalExecutor, Task, TaskFailure
+from studies.run.shards import group_span, resamples, shard_payload, shard_rows, shards
 
 #: Test hook: a JSON object in this environment variable makes tasks fail on purpose (see
 #: :func:`_inject_faults`); the executors forward every ``CIRCUITS_*`` variable to workers.
@@ -200,15 +207,18 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
     if task.kind == "images":
         ds = ImageFolderDataset.from_samples(ctx.images, wnid_index(model), task.payload["samples"])
         res = evaluate_variants(models, ds, batch_size=ctx.batch_size, num_workers=ctx.num_workers, device=device,
-                                progress=False)
-        out = {n: {"per_image": r.per_image, "skipped": r.skipped} for n, r in res.items()}
+                                progress=False, first_index=task.payload.get("start", 0))
+        keep = task.payload.get("keep")
+        out = {n: {"per_image": shard_rows(r.per_image, keep), "skipped": shard_rows(r.skipped, keep)}
+               for n, r in res.items()}
     elif task.kind == "stimuli":
         start, stop = task.payload["start"], task.payload["stop"]
-        stim = ctx.stimuli.subset(range(start, stop))
+        a, b = task.payload.get("span", (start, stop))  # widened to whole resample groups with resampling plans
+        stim = ctx.stimuli.subset(range(a, b))
         for name, m in models.items():
-            df = measure(m, list(ctx.units), stim, pre_relu=ctx.pre_relu, device=device)
-            df["stimulus"] += start
-            out[name] = {"tuning": df}
+            df = measure(m, list(ctx.units), stim, pre_relu=ctx.pre_relu, device=device, first_index=a)
+            df["stimulus"] += a
+            out[name] = {"tuning": df[(df["stimulus"] >= start) & (df["stimulus"] < stop)].reset_index(drop=True)}
     else:  # pragma: no cover - the driver only makes these two kinds
         raise ValueError(f"unknown task kind {task.kind!r}")
     dt = time.perf_counter() - t0
@@ -218,10 +228,6 @@ def run_task(model, ctx: SweepContext, task: Task) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------------------- the sweep
-def _shards(n: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
 def run_sweep(
     plans: Mapping[str, EditPlan | None],
     images: str | Path | None,
@@ -287,9 +293,9 @@ def run_sweep(
     plans = dict(plans)
     unit_names, ds, images = _check_inputs(plans, model, images, limit, reference, stimuli, units)
     run = _SweepRun(plans, Path(cache_dir or default_cache_dir()), log, [], {n: None for n in plans})
-    run.cache.mkdir(parents=True, exist_ok=True)
-    digests = (model.spec.name, state_digest(model.state_dict()), tensor_digest(reference) if reference is not None else None)
-    run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch)
+    digests = (model.spec.name, _model_identity(model), tensor_digest(reference) if reference is not None else None)
+    run.add_parts(ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu, stimulus_batch,
+                  resamples(plans, model))
     run.read_cache()
     tasks = run.tasks(run.resolved_plans(model, reference), plans_per_pass)
     in_process = isinstance(executor, LocalExecutor) and executor.jobs == 1
@@ -302,6 +308,15 @@ def run_sweep(
                        computed=[n for n in plans if n in run.computed], loaded=run.loaded, seconds=run.seconds,
                        tuning=run.collect_tuning(unit_names) if stimuli is not None else None,
                        stimulus_keys=run.skeys, failed=run.failed, tasks=n_run)
+
+
+def _model_identity(model) -> str:
+    """The model's :func:`~circuits.fingerprint.fingerprint`, or a ValueError naming what cannot be fingerprinted."""
+    try:
+        return fingerprint(model)
+    except FingerprintError as e:
+        raise ValueError(f"cannot sweep this model: its results could not be told apart from another model's "
+                         f"in the cache ({e})") from None
 
 
 def _check_settings(plans, images, stimuli, units, jobs: int, plans_per_pass: int, batch_size: int,
@@ -365,24 +380,26 @@ class _SweepRun:
     computed: set[str] = field(default_factory=set)
 
     def add_parts(self, ds, stimuli, digests, limit, batch_size, shard_size, unit_names, pre_relu,
-                  stimulus_batch) -> None:
+                  stimulus_batch, coupled: bool = False) -> None:
         """The cache keys and the pieces (image shards, stimulus batches) of every plan."""
         checkpoint, wdig, rdig = digests
         if ds is not None:
             desc = image_set_description(ds)
             self.keys = {n: cache_key(p, checkpoint, wdig, desc, limit, batch_size, rdig, shard_size)
                          for n, p in self.plans.items()}
-            self.parts.append(("images", self.keys, [(i, {"samples": ds.samples[a:b]})
-                                                     for i, (a, b) in enumerate(_shards(len(ds), shard_size))]))
+            self.parts.append(("images", self.keys, [(i, shard_payload(ds.samples, a, b, coupled))
+                                                     for i, (a, b) in enumerate(shards(len(ds), shard_size))]))
         if stimuli is not None:
             sdesc = stimulus_set_description(stimuli)
             self.skeys = {n: stimulus_cache_key(p, checkpoint, wdig, sdesc, unit_names, pre_relu, stimulus_batch, rdig)
                           for n, p in self.plans.items()}
-            self.parts.append(("stimuli", self.skeys, [(i, {"start": a, "stop": b})
-                                                       for i, (a, b) in enumerate(_shards(len(stimuli), stimulus_batch))]))
+            self.parts.append(("stimuli", self.skeys, [
+                (i, {"start": a, "stop": b, "span": group_span(a, b, len(stimuli)) if coupled else (a, b)})
+                for i, (a, b) in enumerate(shards(len(stimuli), stimulus_batch))]))
 
     def read_cache(self) -> None:
         """Load the finished entries; the rest is :attr:`missing`."""
+        self.cache.mkdir(parents=True, exist_ok=True)
         for kind, kmap, pieces in self.parts:
             for i, payload in pieces:
                 for name in self.plans:

@@ -43,7 +43,7 @@ def local_run(caffe_model, images_dir, tmp_path_factory):
 
 
 def _cache_files(cache):
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*.pkl"))
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*.entry"))
 
 
 def test_ray_equals_local_and_shares_the_cache(ray_local, local_run, caffe_model, images_dir, tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_resume_across_executors(ray_local, local_run, caffe_model, images_dir, 
                       **_kw(caffe_model, tmp_path))
     assert first.computed == ["unedited", "3b-9"]
     # one shard of one plan lost: the local executor recomputes only that and the new plans
-    (tmp_path / first.keys["3b-9"] / "images-00001.pkl").unlink()
+    (tmp_path / first.keys["3b-9"] / "images-00001.entry").unlink()
     second = run_sweep(plans, images_dir, executor=LocalExecutor(threads=1), **_kw(caffe_model, tmp_path))
     assert second.loaded == ["unedited"] and second.computed == ["3b-9", "3a-resample", "3b-curves"]
     # image shard 0: the 2 new plans (1 task); shard 1: the lost entry + 2 new plans (2 tasks of ≤ 2);

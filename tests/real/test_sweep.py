@@ -23,8 +23,8 @@ def test_resume_recomputes_only_missing(caffe_model, images_dir, tmp_path):
     assert first.computed == list(_plans()) and first.loaded == []
     assert len(first.per_image) == 18 and list(first.per_image["variant"].unique()) == list(_plans())
     assert not [p for p in cache.rglob(".*")]  # no partial entries left
-    assert sorted(p.name for p in (cache / first.keys["3b-zero"]).iterdir()) == ["images-00000.pkl", "images-00001.pkl"]
-    (cache / first.keys["3b-zero"] / "images-00001.pkl").unlink()
+    assert sorted(p.name for p in (cache / first.keys["3b-zero"]).iterdir()) == ["images-00000.entry", "images-00001.entry"]
+    (cache / first.keys["3b-zero"] / "images-00001.entry").unlink()
     log = []
     second = run_sweep(_plans(), images_dir, log=log.append, **kw)
     assert second.computed == ["3b-zero"] and sorted(second.loaded) == ["3a-resample", "unedited"]
