@@ -364,7 +364,7 @@ class RayExecutor(Executor):
         if self.address is not None:
             ray.init(address=self.address, **kw)
         else:
-            ray.init(num_cpus=self.num_cpus, **kw)
+            ray.init(address="local", num_cpus=self.num_cpus, **kw)  # a new local instance, never a stale cluster
         return ray, True
 
     def run(self, fn: TaskFn, model, context, tasks: Sequence[Task], on_done: OnDone) -> None:
