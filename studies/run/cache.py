@@ -57,11 +57,12 @@ def image_set_description(dataset) -> dict:
     root = Path(dataset.root).resolve()
     files = []
     for p, _, _ in dataset.samples:
+        rel = os.path.relpath(p, dataset.root)  # relative to the folder as given: the same through a symlink
         try:
             st = os.stat(p)
-            files.append([os.path.relpath(p, root), st.st_size, st.st_mtime_ns])
+            files.append([rel, st.st_size, st.st_mtime_ns])
         except OSError:
-            files.append([os.path.relpath(p, root), None, None])
+            files.append([rel, None, None])
     return {"root": str(root), "n": len(files), "files_sha256": sha(files)}
 
 
