@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from studies.report.html import write_report
+from studies.report.provenance import run_provenance
 
 
 # ============================================================================ dataset
@@ -132,7 +133,7 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
                        skipped=stats.skipped, seed=seed, k=k, top_k=top_k, rotation_step=rotation_step,
                        ranges=[dict(label=r.label, lo=r.lo, hi=r.hi, kind=r.kind) for r in obs.ranges],
                        pass_s=round(t_pass, 1), pass_images_per_s=round(stats.n_images / t_pass, 2),
-                       wall_time_s=round(time.perf_counter() - t0, 1))
+                       wall_time_s=round(time.perf_counter() - t0, 1), provenance=run_provenance(model, seed=seed))
         write_json(tmp / "run.json", summary)
         cmd = (f"circuits dataset {' '.join(targets)} --images {images} --out {out} --seed {seed}"
                + (f" --limit {limit}" if limit else ""))
@@ -218,6 +219,8 @@ def run_attribute(model, unit: str, image, out, positions: str = "active", overw
         if fl:
             P.plot_attribution_flow(img, fl, str(u), tmp / "flow.png")
         write_json(tmp / "run.json", dict(unit=str(u), image=str(image), positions=positions, method="gated",
+                                          target="Σ over the attributed positions of mask·(pre-activation − bias)",
+                                          provenance=run_provenance(model, seed=seed),
                                           checkpoint=model.spec.name))
         write_report(tmp, f"Attribution of {u}: {model.spec.name}")
     s = dict(totals=totals, families=[{k: v for k, v in f.items() if k not in ("activation", "attribution")}

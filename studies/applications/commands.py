@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from studies.report.html import write_report
+from studies.report.provenance import run_provenance
 
 from .extraction import binarize, canny, curve_families, curve_map
 from .splines import TraceResult, trace
@@ -180,6 +181,7 @@ def run_factor(model, paths: Sequence[str | Path], layer: str, k: int, out: str 
         plot_factors(images, names, up, f.top_units(8), layer, tmp / "factors.png", fits)
         load_df.to_csv(tmp / "loadings.csv", index=False)
         np.savez_compressed(tmp / "maps.npz", maps=f.maps, loadings=f.loadings)
+        summ["provenance"] = run_provenance(model)
         write_json(tmp / "summary.json", summ)
         write_report(tmp, "NMF factors")
     return summ

@@ -63,9 +63,11 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"equivariance {eq['family_score']:.3f} vs shuffled {eq['control']['mean']:.3f} "
           f"(p95 {eq['control']['p95']:.3f}, p = {eq['control']['p_value']:.4f}); template {m['template_unit']}")
     for r in m["classification"] or []:
+        def pct(x):
+            return "n/a" if x is None else f"{100 * x:.0f}"
         rec = "" if r["top1_recovered"] is None else (
-            f", recovered {100 * r['top1_recovered']:.0f}% [{100 * r['top1_recovered_low']:.0f}, "
-            f"{100 * r['top1_recovered_high']:.0f}]")
+            f", recovered {pct(r['top1_recovered'])}% [{pct(r['top1_recovered_low'])}, "
+            f"{pct(r['top1_recovered_high'])}] (95 % CI)")
         print(f"{r['variant']}: top-1 {r['top1_acc']:.4f} top-5 {r['top5_acc']:.4f}{rec}")
     if not m["classification"]:
         print("classification skipped (no --images)")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from studies.report.html import write_report
+from studies.report.provenance import run_provenance
 
 
 def add_parser(subparsers) -> None:
@@ -136,6 +137,7 @@ def write_vis(model, units, out, settings, objective: str = "neuron", pre_relu: 
                        paths=sorted({r.path for r in results.values()}), cached=all(r.cached for r in results.values()),
                        seconds_optimising=round(sum(r.seconds for r in results.values()), 1),
                        wall_time_s=round(time.perf_counter() - t0, 1), cache_keys=sorted({r.key for r in results.values()}))
+        summary["provenance"] = run_provenance(model, seed=settings.seed)
         summary["files"] = sorted(p.name for p in tmp.iterdir() if not p.name.startswith(".")) + ["summary.json"]
         write_json(tmp / "summary.json", summary)
         write_report(tmp, "Feature visualization")

@@ -65,7 +65,11 @@ def _table(caption: str, df: pd.DataFrame, source: str | None = None) -> _Table:
 
 
 def _figures(folder: Path, figures: Sequence | None, captions: Mapping[str, str]) -> list[_Figure]:
-    names = [str(f) for f in figures] if figures is not None else sorted(p.name for p in folder.glob("*.png"))
+    if figures is None:  # every PNG: the folder's own first, then those of its subfolders (e.g. units/)
+        found = [p.relative_to(folder) for p in folder.rglob("*.png") if not p.name.startswith(".")]
+        names = [p.as_posix() for p in sorted(found, key=lambda p: (len(p.parts), p.as_posix()))]
+    else:
+        names = [str(f) for f in figures]
     out = []
     for name in names:
         p = folder / name
