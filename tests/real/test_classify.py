@@ -233,7 +233,15 @@ def test_dataset_directly(messy):
         ImageFolderDataset(messy, {}, size=300, resize=256)
 
 
-def test_progress_bar_goes_to_stderr(caffe_model, images_dir, capsys):
+def test_progress_bar_goes_to_stderr(caffe_model, images_dir, capsys, monkeypatch):
+    """The bar is on stderr when it is a terminal, quiet when it is not (a log file, CI) or
+    with ``progress=False``; nothing ever goes to stdout."""
+    import sys
+
+    evaluate(caffe_model, images_dir, limit=2, num_workers=0, progress=True)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""  # stderr is not a terminal here
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     evaluate(caffe_model, images_dir, limit=2, num_workers=0, progress=True)
     out = capsys.readouterr()
     assert out.out == "" and "2/2" in out.err
