@@ -59,7 +59,8 @@ def test_butterfly_factor_drives_the_butterfly_classes(caffe_model, images_dir):
 def test_cli_curves_and_trace_write_their_files(caffe_model, images_dir, tmp_path, capsys):
     img = str(images_dir / "n02279972_monarch.JPEG")
     assert main(["curves", img, "--out", str(tmp_path / "c"), "--max-side", "128"]) == 0
-    assert {p.name for p in (tmp_path / "c").iterdir()} == {"curves.png", "maps.npz", "summary.csv"}
+    assert {p.name for p in (tmp_path / "c").iterdir()} == {"curves.png", "maps.npz", "summary.csv", "report.html",
+                                                          ".circuits-report"}
     with np.load(tmp_path / "c" / "maps.npz", allow_pickle=False) as z:
         assert z["n02279972_monarch"].shape[1] == 128
     r = run_trace(caffe_model, img, tmp_path / "t", max_side=128, steps=40)  # what `circuits trace` runs
