@@ -135,6 +135,22 @@ class ArtificialCurvesConfig(StudyConfig):
             raise ValueError(f"--shuffles must be ≥ 1 and --bootstrap ≥ 100, got {self.n_shuffles}, {self.bootstrap}")
 
 
+def _check_layers(family, src) -> None:
+    """The hand-written family reads its source family through one inception block: ``src`` must
+    be a family of the mixed layer just before ``family``'s (e.g. mixed3a → mixed3b).
+
+    Raises:
+        ValueError: naming both families and the layer expected.
+    """
+    from circuits.spec import MIXED_LAYERS
+
+    i = MIXED_LAYERS.index(family.layer) if family.layer in MIXED_LAYERS else -1
+    if i < 1 or src.layer != MIXED_LAYERS[i - 1]:
+        want = f"a family of {MIXED_LAYERS[i - 1]}" if i >= 1 else "a family of the previous mixed layer"
+        raise ValueError(f"--family {family.key} with --src-family {src.key}: the source must be {want} "
+                         f"(the family must be in {', '.join(MIXED_LAYERS[1:])})")
+
+
 def measure_equivariance(model, family, src, n_shuffles: int, seed: int) -> tuple[EquivarianceResult, torch.Tensor]:
     """Equivariance of ``family``'s expanded weights from ``src`` (catalog orientations)."""
     pats = learned_patterns(model, family.layer, list(family.units), list(src.units))
@@ -283,6 +299,7 @@ def run_artificial_curves(cfg: ArtificialCurvesConfig, out: str | Path, overwrit
     cfg, model, t0, quiet = op.config, op.model, op.t0, op.quiet
     cat = load_catalog(model.spec)
     family, src = cat[cfg.family], cat[cfg.src_family]
+    _check_layers(family, src)
     executor = make_executor(**{"jobs": cfg.jobs, **dict(cfg.executor)})  # local or ray (studies.executors)
     _log(f"loaded {model.spec.name}; {family.key} ({len(family)} units) from {src.key} ({len(src)})", t0, quiet)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from studies.cli.common import number
+
 
 def _common(p: argparse.ArgumentParser, families: bool = True) -> None:
     from studies.cli.common import add_checkpoint_arg
@@ -36,9 +38,11 @@ def add_curves(subparsers) -> None:
         "skimage's Canny edges; writes curves.png, maps.npz, summary.csv.")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     _common(p)
-    p.add_argument("--power", type=float, default=4.0, help="exponent of the activations in the objective (default 4)")
+    p.add_argument("--power", type=number(float, 0.5, 16.0), default=4.0,
+                   help="exponent of the activations in the objective (default 4)")
     p.add_argument("--quantile", type=float, default=0.92, help="mark pixels above this quantile of each map")
-    p.add_argument("--canny-sigma", type=float, default=2.0, help="Canny's Gaussian sigma, px (default 2)")
+    p.add_argument("--canny-sigma", type=number(float, 0.1, 50.0, " px"), default=2.0,
+                   help="Canny's Gaussian sigma, px (default 2)")
     p.add_argument("--max-side", type=int, default=512, help="shrink images whose longer side exceeds this (px)")
     p.set_defaults(func=_cmd_curves)
 
@@ -63,7 +67,7 @@ def add_trace(subparsers) -> None:
     p.add_argument("--rounds", type=int, default=2,
                    help="seeding rounds, each on what the splines kept so far leave unexplained (default 2)")
     p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
-    p.add_argument("--tau", type=float, default=0.15,
+    p.add_argument("--tau", type=number(float, 0.0, 1.0), default=0.15,
                    help="map level (fraction of its 99.5th percentile) below which a spline shrinks (default 0.15)")
     p.add_argument("--max-side", type=int, default=512, help="shrink images whose longer side exceeds this (px)")
     p.set_defaults(func=_cmd_trace)
@@ -88,7 +92,7 @@ def add_factor(subparsers) -> None:
     _common(p, families=False)
     p.add_argument("--layer", default="mixed4d", help="Lucid layer name (default mixed4d)")
     p.add_argument("--k", type=int, default=4, help="number of factors (default 4)")
-    p.add_argument("--size", type=int, default=224, help="centre crop, px (default 224)")
+    p.add_argument("--size", type=number(int, 64, 1024, " px"), default=224, help="centre crop, px (default 224)")
     p.add_argument("--splines", type=int, default=3, help="splines per image on the traced factor (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_factor)

@@ -49,14 +49,14 @@ def load_study_config(path: str | Path):
     """
     import dataclasses
 
-    import yaml
+    from circuits.documents import load_yaml, read_text
 
     path = Path(path)
     if path.is_dir():
         path = path / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file")
-    doc = yaml.safe_load(path.read_text())
+    doc = load_yaml(read_text(path, "study config"), f"study config {path}")
     if not isinstance(doc, dict) or "study" not in doc:
         raise ValueError(f"{path} is not a study config (no `study:` key; written by `circuits study ...` since "
                          "config_format 1)")
@@ -71,6 +71,12 @@ def load_study_config(path: str | Path):
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {unknown} for {study}; valid: {sorted(names)}")
+    for f in dataclasses.fields(cls):  # the types the study expects (a list where a path goes fails here)
+        v = fields.get(f.name)
+        want = {"str | None": (str, type(None)), "str": (str,), "int": (int,), "int | None": (int, type(None)),
+                "float": (int, float), "bool": (bool,)}.get(str(f.type))
+        if f.name in fields and want and (not isinstance(v, want) or (isinstance(v, bool) and bool not in want)):
+            raise ValueError(f"{path}: setting {f.name} must be {f.type}; got {v!r}")
     return study, cls(**fields), getattr(module, fn)
 
 
