@@ -168,6 +168,13 @@ def valid_edits(draw, kind: str):
 
     if kind == "Ablate":
         return draw(valid_ablations())
+    if kind == "HandwrittenFamily":
+        from edits import HandwrittenFamily
+
+        template = draw(st.sampled_from(["learned", "analytic"]))
+        unit = draw(st.sampled_from(["mixed3b:368", "mixed3b:330", "mixed3b:358"])) if template == "learned" else None
+        return HandwrittenFamily("mixed3b/curves", "mixed3a/curves", template=template, template_unit=unit,
+                                 rest=draw(st.sampled_from(["zero", "keep"])))
     block = draw(st.sampled_from(["mixed3b", "mixed4a"]))
     src_layer, src_w = {"mixed3b": ("mixed3a", 256), "mixed4a": ("mixed3b", 480)}[block]
     if kind in ("PrunePathway", "Scale"):
@@ -233,7 +240,7 @@ def test_every_registered_edit_type_round_trips_and_applies(caffe_model):
     """One valid example of each registered type: to_dict → JSON → from_json and to_yaml →
     from_yaml give an equal edit, which validates and applies (changes weights or installs an
     intervention). A type registered without an example here fails."""
-    from edits import Linearize, PrunePathway, ReplaceUnits, Scale, SetWeights
+    from edits import HandwrittenFamily, Linearize, PrunePathway, ReplaceUnits, Scale, SetWeights
 
     examples = {
         "Ablate": Ablate(["mixed3b:379", "mixed3b:10"], mode="mean", means=[1.5, 0.0]),
@@ -243,6 +250,7 @@ def test_every_registered_edit_type_round_trips_and_applies(caffe_model):
         "SetWeights": SetWeights("mixed3b_5x5:59", _kernel((32, 5, 5), 1), bias=0.5),
         "ReplaceUnits": ReplaceUnits(["mixed3b_3x3:1", "mixed3b_3x3:2"], [_kernel((128, 3, 3), 2),
                                                                            _kernel((128, 3, 3), 3)]),
+        "HandwrittenFamily": HandwrittenFamily("mixed3b/curves", "mixed3a/curves", template_unit="mixed3b:368"),
     }
     assert set(examples) == set(EDIT_TYPES)
     for name, cls in EDIT_TYPES.items():
