@@ -83,8 +83,8 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
     from circuits.units import resolve_targets
     from studies.measure.activation_stats import DEFAULT_RANGES, ActivationObserver, finish
     from studies.measure.attribution import ATTRIBUTABLE
-    from studies.measure.dataset import rotation_tuning, unit_statistics
-    from studies.measure.images import list_images as image_files
+    from studies.measure.dataset import dataset_files, rotation_tuning, unit_statistics
+    from studies.measure.images import report_skipped
     from studies.measure.rotation import family_rotation_tuning, neighbour_average
     from studies.report import dataset_plots as P
     from studies.report.folder import check_out_dir, log_step, report_folder, write_json
@@ -96,13 +96,15 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
         raise ValueError(f"give units of one layer (got {', '.join(sorted(layers))})")
     cat = catalog(model)
     fams = [cat[lab] for lab in labels if "/" in lab]
-    files = image_files(images)[:limit] if limit else image_files(images)
+    files, too_small = dataset_files(model.spec, sorted(layers), images, limit)
     check_out_dir(out, overwrite)
+    report_skipped(images, too_small, "are too small for the dataset analysis")
     obs = ActivationObserver(model, ranges or DEFAULT_RANGES, k=k, seed=seed)
     log_step(f"dataset pass over {len(files)} images ({len(units)} units)", t0, quiet)
     stats = unit_statistics(model, units, files, k=top_k, batch_size=batch_size, observers=[obs],
                             progress=not quiet and sys.stderr.isatty())
     t_pass = time.perf_counter() - t0
+    report_skipped(images, stats.skipped, "could not be decoded")
     rep = finish(obs, stats, files, model)
     log_step("rotation tuning of the top examples", t0, quiet)
     rot, _ = rotation_tuning(model, stats, step=rotation_step)
@@ -130,7 +132,7 @@ def run_dataset(model, targets: list[str], images, out, limit: int | None = None
         for u in units:
             _unit_figures(model, u, rep, stats, tmp / "units", overlays, flow_fams if flow else [])
         summary = dict(targets=list(targets), checkpoint=model.spec.name, images=str(images), n_images=stats.n_images,
-                       skipped=stats.skipped, seed=seed, k=k, top_k=top_k, rotation_step=rotation_step,
+                       skipped=too_small + stats.skipped, seed=seed, k=k, top_k=top_k, rotation_step=rotation_step,
                        ranges=[dict(label=r.label, lo=r.lo, hi=r.hi, kind=r.kind) for r in obs.ranges],
                        pass_s=round(t_pass, 1), pass_images_per_s=round(stats.n_images / t_pass, 2),
                        wall_time_s=round(time.perf_counter() - t0, 1), provenance=run_provenance(model, seed=seed))

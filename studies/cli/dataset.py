@@ -71,11 +71,11 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     from studies.cli.common import device as _device
     from studies.dataset_analysis import run_dataset
     from studies.measure.activation_stats import parse_ranges
-    from studies.measure.images import list_images as image_files
+    from studies.measure.dataset import dataset_files
     from studies.report.folder import check_out_dir
 
     try:
-        resolve_targets(args.targets, get_spec(args.checkpoint))
+        units, _ = resolve_targets(args.targets, get_spec(args.checkpoint))
     except IndexError as e:
         raise ValueError(str(e)) from None
     ranges = parse_ranges(args.ranges) if args.ranges else None
@@ -83,7 +83,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1; got {v}")
-    image_files(args.images)
+    dataset_files(get_spec(args.checkpoint), sorted({u.layer for u in units}), args.images, args.limit)
     check_out_dir(args.out, args.overwrite)
     torch.manual_seed(args.seed)
     model = load_model(args.checkpoint, weights=args.weights, device=_device(args))

@@ -383,6 +383,10 @@ def _range_rows(obs: ActivationObserver, u: str, hist: _FineHistogram, n: int, e
                               if ev_total > 0 else float("nan"), n_examples=len(sample["key"]))
 
 
+#: columns of :attr:`ActivationReport.examples` (also when no position fell in any range)
+EXAMPLE_COLUMNS = ("unit", "layer", "index", "range", "rank", "path", "row", "col", "x", "y", "activation", "key")
+
+
 def finish(obs: ActivationObserver, stats: DatasetStats, files: Sequence[str | Path], model: InceptionV1,
            bins: int = 100) -> ActivationReport:
     """Tables and crops of ``obs`` after :func:`studies.dataset.unit_statistics` ran with it on
@@ -438,4 +442,4 @@ def finish(obs: ActivationObserver, stats: DatasetStats, files: Sequence[str | P
                 cr.append(_crop(cache[fi], x, y, rf.size, fill))
             crops[u][r.label] = torch.stack(cr) if cr else torch.empty(0, 3, rf.size, rf.size)
     return ActivationReport(pd.DataFrame(summary), pd.DataFrame(ev_rows), pd.DataFrame(range_rows),
-                            pd.DataFrame(ex_rows), crops, files)
+                            pd.DataFrame(ex_rows, columns=list(EXAMPLE_COLUMNS)), crops, files)

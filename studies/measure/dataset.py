@@ -50,7 +50,7 @@ from circuits.cone import cone_responses, fast_path_problem, plan_for_units
 from circuits.geometry import receptive_field
 from circuits.model import InceptionV1
 from circuits.units import Unit, group_by_layer, resolve_units
-from studies.measure.images import ImageFiles, ImageFolderDataset, list_images, load_image
+from studies.measure.images import ImageFiles, ImageFolderDataset, image_size, list_images, load_image
 from studies.measure.unit_acts import unit_pre_activations
 
 #: Fine histogram: at most this many bins per unit before neighbours are merged.
@@ -191,6 +191,58 @@ def _interior(spec, layer: str, n: int, size: int) -> tuple[int, int]:
     return lo, hi
 
 
+def check_layer_fits(spec, layer: str, size: int = 224) -> None:
+    """Refuse a layer whose receptive field is wider than the ``size``-px image crop: no position
+    of it sees only the image, so it has no top examples to crop (``interior_only``).
+
+    Raises:
+        ValueError: naming the layer, its receptive field and the deepest layer that fits.
+    """
+    from circuits.names import LAYERS
+
+    rf = receptive_field(spec, layer, size)
+    if rf.size <= size:
+        return
+    fits = [lay for lay in LAYERS if receptive_field(spec, lay, size).size <= size]
+    raise ValueError(f"{layer} units see {rf.size} px (their receptive field), more than the {size} px image "
+                     f"crop, so no position's receptive field lies inside an image and there are no dataset "
+                     f"examples to crop; give units of a layer up to {fits[-1]} (receptive field ≤ {size} px)")
+
+
+def dataset_files(spec, layers: Sequence[str], images: str | Path | Sequence[str | Path], limit: int | None = None,
+                  size: int = 224) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The image files a dataset analysis of ``layers`` reads, checked before any compute:
+    ``(files, skipped)`` with ``skipped`` ``[(path, reason)]`` the files (of the first ``limit``)
+    whose short side, read from the header, is smaller than the widest receptive field of
+    ``layers``: such an image is mostly interpolation after the resize to 256 px, and a 1×1
+    image is one colour everywhere.
+
+    Raises:
+        ValueError: a layer wider than the crop (:func:`check_layer_fits`), or every image too small
+            (naming the size needed and the smallest image). FileNotFoundError /
+            NotADirectoryError: no folder.
+    """
+    for layer in layers:
+        check_layer_fits(spec, layer, size)
+    files = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+    files = files[:limit] if limit else files
+    need = max(receptive_field(spec, layer, size).size for layer in layers)
+    wide = max(layers, key=lambda layer: receptive_field(spec, layer, size).size)
+    kept, skipped = [], []
+    for f in files:
+        wh = image_size(f)
+        if wh is not None and min(wh) < need:
+            skipped.append((str(f), f"{wh[0]}×{wh[1]} px is smaller than the {need} px receptive field of {wide}"))
+        else:
+            kept.append(f)
+    if files and not kept:
+        raise ValueError(f"all {len(files)} images are smaller than the {need} px receptive field of {wide} "
+                         f"(e.g. {Path(skipped[0][0]).name}: {skipped[0][1].split(' is ')[0]}); the dataset "
+                         f"analysis needs images whose short side is at least {need} px (they are resized to a "
+                         f"256 px short side and centre-cropped to {size} px)")
+    return kept, skipped
+
+
 def _crop(img: Tensor, cx: float, cy: float, size: int, fill: Tensor) -> Tensor:
     """``size``-px square of ``img`` (3, H, W) whose centre pixel is (cx, cy); fill outside."""
     h, w = img.shape[-2:]
@@ -243,6 +295,7 @@ def unit_statistics(
 
     Raises:
         KeyError / IndexError: a unit not in the model (before reading any image).
+        ValueError: with ``interior_only``, a layer wider than the crop (:func:`check_layer_fits`).
         FileNotFoundError / NotADirectoryError / ValueError: no folder, no images, bad
             ``k``/``bins``/``batch_size``/``limit``, or no image could be decoded.
     """
@@ -254,6 +307,9 @@ def unit_statistics(
             raise ValueError(f"{name} must be an integer ≥ 1; got {v!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be an integer ≥ 1; got {limit!r}")
+    if interior_only:
+        for layer in dict.fromkeys(u.layer for u in units):
+            check_layer_fits(model.spec, layer, 224)
     files = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     if not files:
         raise ValueError("no image files given")

@@ -122,6 +122,34 @@ def scan_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]
     return files, skipped
 
 
+def report_skipped(where: str | Path, skipped: Sequence[tuple[str | Path, str]],
+                   what: str = "cannot be read as images", shown: int = 3) -> None:
+    """One warning on the ``circuits`` logger for files left out: ``WHERE: skipped N file(s) that
+    WHAT (name: reason; … the first ``shown``)``; nothing when ``skipped`` is empty. The command
+    line prints it as ``circuits: …`` on stderr (also with ``--quiet``)."""
+    if not skipped:
+        return
+    first = "; ".join(f"{Path(p).name}: {why}" for p, why in skipped[:shown])
+    log.warning("%s: skipped %d file(s) that %s (%s%s)", where, len(skipped), what, first,
+                "; …" if len(skipped) > shown else "")
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` in px from the image file's header (nothing is decoded), or ``None``
+    when PIL cannot identify it (the decoder reports why later)."""
+    from PIL import Image
+
+    if file_problem(path) is not None:  # never open a FIFO or a device
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except Exception:  # noqa: BLE001 - unidentified, unreadable or a bomb: load_image says why
+        return None
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files (:data:`IMAGE_EXTENSIONS`, any case) of a folder and its subfolders,
     sorted by path; entries that are not regular files within the size limit are skipped and
@@ -133,10 +161,7 @@ def list_images(folder: str | Path) -> list[Path]:
         ValueError: no image in it.
     """
     files, skipped = scan_images(folder)
-    if skipped:
-        shown = "; ".join(f"{p.name}: {why}" for p, why in skipped[:3])
-        log.warning("%s: skipped %d file(s) that cannot be read as images (%s%s)", folder, len(skipped), shown,
-                    "; …" if len(skipped) > 3 else "")
+    report_skipped(folder, skipped)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
                          + (f" ({len(skipped)} skipped: {skipped[0][1]})" if skipped else ""))

@@ -134,3 +134,36 @@ def test_attribution_vector_visualization_raises_its_direction(caffe_model, samp
     res = _attribution_vis(caffe_model, "mixed3a", vec, steps=24, seed=0)
     assert res.images.shape[0] == 1 and res.images.min() >= 0 and res.images.max() <= 1
     assert res.history[-1, 0] > res.history[0, 0] + 0.5 * abs(res.history[0, 0])
+
+
+def test_cli_dataset_reports_skipped_files_and_survives_a_one_colour_image(images_dir, tmp_path, caplog,
+                                                                            caffe_model):
+    """Undecodable and too-small files are named (one warning line each, on the ``circuits`` logger the
+    command prints to stderr) and in run.json; a folder of one black image (no example in most
+    activation ranges) still gives a report, not ``error: unit``."""
+    import json
+    import logging
+
+    from PIL import Image
+
+    from studies.cli import main
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "a.JPEG").symlink_to(sorted(images_dir.glob("*.JPEG"))[0])
+    (root / "bad.JPEG").write_bytes(b"\xff\xd8 not a jpeg")
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(root / "dot.png")
+    out = tmp_path / "ds"
+    opts = ["--k", "1", "--top-k", "1", "--rotation-step", "180", "--no-flow", "--quiet"]
+    with caplog.at_level(logging.WARNING, logger="circuits"):
+        assert main(["dataset", "3b:9", "--images", str(root), "--out", str(out), *opts]) == 0
+    err = "\n".join(r.getMessage() for r in caplog.records)
+    assert "skipped 1 file(s) that could not be decoded (bad.JPEG: ValueError: cannot decode image" in err
+    assert "skipped 1 file(s) that are too small for the dataset analysis (dot.png: 1×1 px is smaller than" in err
+    run = json.loads((out / "run.json").read_text())
+    assert run["n_images"] == 1 and sorted(p.split("/")[-1] for p, _ in run["skipped"]) == ["bad.JPEG", "dot.png"]
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    Image.new("RGB", (240, 240), (0, 0, 0)).save(grey / "black.png")
+    assert main(["dataset", "3b:9", "--images", str(grey), "--out", str(tmp_path / "g"), *opts]) == 0
+    assert pd.read_csv(tmp_path / "g" / "summary.csv")["unit"].tolist() == ["mixed3b:9"]
