@@ -131,8 +131,16 @@ class ArtificialCurvesConfig(StudyConfig):
             raise ValueError(f"--orientation-step must be in (0, 90] degrees, got {self.orientation_step}")
         if self.rest not in RESTS:
             raise ValueError(f"--rest must be one of {', '.join(RESTS)}, got {self.rest!r}")
-        if self.n_shuffles < 1 or self.bootstrap < 100:
-            raise ValueError(f"--shuffles must be ≥ 1 and --bootstrap ≥ 100, got {self.n_shuffles}, {self.bootstrap}")
+        if self.n_shuffles < 1:
+            raise ValueError(f"--shuffles must be ≥ 1, got {self.n_shuffles}")
+        if self.bootstrap < 100:
+            raise ValueError(f"--bootstrap must be ≥ 100, got {self.bootstrap}")
+        if self.jobs < 1:
+            raise ValueError(f"--jobs must be ≥ 1, got {self.jobs}")
+        self.check_refs("--family", self.family)
+        self.check_refs("--src-family", self.src_family)
+        if self.template_unit is not None:
+            self.check_refs("--template-unit", self.template_unit)
 
 
 def _check_layers(family, src) -> None:

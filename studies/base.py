@@ -63,6 +63,27 @@ class StudyConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be ≥ 1, got {self.limit}")
 
+    def check_refs(self, option: str, refs) -> list:
+        """Resolve units/families ``refs`` (``"3b:379"``, ``"mixed3b/curves"``, lists) against the
+        checkpoint's spec and packaged catalog, before any model is loaded.
+
+        Returns:
+            the :class:`~circuits.units.Unit` list.
+
+        Raises:
+            ValueError: an unknown layer, unit or family; the message starts with ``option`` and
+                lists the valid choices.
+        """
+        import circuits.catalog  # noqa: F401 - registers the catalogs as the family source
+        from circuits.spec import get_spec
+        from circuits.units import resolve_units
+
+        try:
+            return resolve_units(refs, get_spec(self.model))
+        except (KeyError, IndexError, ValueError) as e:
+            text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise ValueError(f"{option} {refs if isinstance(refs, str) else ','.join(map(str, refs))}: {text}") from None
+
     def check_images(self) -> None:
         """Further checks of the ``images`` folder once it is known to exist (default: none)."""
 

@@ -87,6 +87,8 @@ class CombingConfig(StudyConfig):
 
     def check(self) -> None:
         super().check()
+        if self.units:
+            self.check_refs("--units", self.units)
         if self.share is not None and not 0 < self.share <= 1:
             raise ValueError(f"--share must be in (0, 1], got {self.share}")
         if self.top_pathways < 1:

@@ -68,7 +68,10 @@ class CurveAblationConfig(StudyConfig):
     downstream: bool = True
 
     def check(self) -> None:
-        canonical_layer(self.layer)
+        try:
+            canonical_layer(self.layer)
+        except KeyError as e:
+            raise KeyError(f"--layer: {e.args[0]}") from None
         super().check()
 
 

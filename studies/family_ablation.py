@@ -79,12 +79,14 @@ class FamilyAblationConfig(StudyConfig):
     def check(self) -> None:
         bad = [m for m in self.modes if m not in ABLATE_MODES]
         if bad or not self.modes:
-            raise ValueError(f"--modes: {bad or 'none given'}; choose from {', '.join(ABLATE_MODES)}")
+            raise ValueError(f"--modes {','.join(bad) if bad else '(none given)'}: choose from {', '.join(ABLATE_MODES)}")
         if not self.families:
             raise ValueError("--families: none given")
         if self.controls < 0 or self.bootstrap < 1 or self.jobs < 1:
             raise ValueError("--controls must be ≥ 0, --bootstrap and --jobs ≥ 1")
         super().check()
+        for f in self.families:
+            self.check_refs("--families", f)
 
     def check_images(self) -> None:
         try:

@@ -26,7 +26,7 @@ import torch
 from studies.report.html import write_report
 
 from .benchmark import CANNY_GRID, Counts, score_set, tune
-from .extraction import binarize, canny, curve_map, gaussian_blur
+from .extraction import binarize, canny, curve_families, curve_map, gaussian_blur
 from .scenes import make_scenes
 from .splines import bezier_np, mean_distance, trace
 
@@ -211,9 +211,10 @@ def run_bench_curves(cfg: BenchConfig, out: str | Path, overwrite: bool = False,
 
     Raises:
         ReportExistsError: ``out`` non-empty without ``overwrite`` (before any compute).
-        ValueError: split sizes < 1.
+        ValueError: split sizes < 1, power ≤ 0. KeyError: an unknown family (all before the model is loaded).
     """
     from circuits import load_model
+    from circuits.spec import get_spec
     from studies.report.folder import check_out_dir, log_step, report_folder, write_json
 
     from .figures import plot_bench_examples, plot_traces
@@ -222,6 +223,9 @@ def run_bench_curves(cfg: BenchConfig, out: str | Path, overwrite: bool = False,
     for k in ("n_tune", "n_test", "n_trace"):
         if getattr(cfg, k) < 1:
             raise ValueError(f"--{k.replace('_', '-')} must be ≥ 1; got {getattr(cfg, k)}")
+    if not cfg.power > 0:
+        raise ValueError(f"--power must be > 0; got {cfg.power}")
+    curve_families(get_spec(cfg.model), cfg.families)
     t0 = time.perf_counter()
 
     def log(msg: str) -> None:

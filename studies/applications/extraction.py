@@ -45,7 +45,8 @@ def curve_families(model, families: str | Sequence[str] | None = None) -> list:
     """The catalog families to use.
 
     Args:
-        model: an :class:`~circuits.model.InceptionV1`.
+        model: an :class:`~circuits.model.InceptionV1` (or its :class:`~circuits.spec.ModelSpec`: the
+            families can be checked before the model is loaded).
         families: ``None`` → :data:`DEFAULT_FAMILIES` present in the model's catalog;
             ``"all"`` → every family of the catalog named ``curves`` (or with a ``curves``
             alias); a key (``"mixed3b/curves"``, ``"3b/curves"``) or a list / comma-separated
@@ -58,7 +59,8 @@ def curve_families(model, families: str | Sequence[str] | None = None) -> list:
         KeyError: an unknown family (the message lists the valid ones).
         ValueError: no curve family in the catalog.
     """
-    cat = catalog(model)
+    spec = getattr(model, "spec", model)
+    cat = catalog(spec)
     if families is None:
         keys = [k for k in DEFAULT_FAMILIES if k in cat]
     elif families == "all":
@@ -68,7 +70,7 @@ def curve_families(model, families: str | Sequence[str] | None = None) -> list:
         keys = [k for k in keys if k]
     fams = [cat[k] for k in keys]
     if not fams:
-        raise ValueError(f"no curve family selected for {model.spec.name}; valid families: {', '.join(cat)}")
+        raise ValueError(f"no curve family selected for {spec.name}; valid families: {', '.join(cat)}")
     return fams
 
 

@@ -7,26 +7,63 @@ is done in :mod:`studies.applications` (imported when a command runs, so ``--hel
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from studies.cli.common import number
+from studies.cli.common import COUNT, add_out_args, add_seed_arg, add_weights_arg, number
 
 
 def _common(p: argparse.ArgumentParser, families: bool = True) -> None:
     from studies.cli.common import add_checkpoint_arg
 
     add_checkpoint_arg(p)
-    p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_weights_arg(p)
     if families:
         p.add_argument("--families", default=None, metavar="KEYS",
                        help="curve families, comma-separated (e.g. mixed3b/curves), or 'all' (every curves family "
                             "of the checkpoint's catalog); default mixed3a/curves,mixed3b/curves")
-    p.add_argument("--out", required=True, metavar="DIR", help="report folder to write")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_out_args(p, metavar="DIR")
+
+
+POWER = number(float, 0.5, 16.0)  #: exponent of the curve objective (studies.applications.extraction)
+MAX_SIDE = number(int, 32, 8192, " px")
+
+
+def _check(args) -> None:
+    """Every check that needs no model, before it is loaded: ``--out``, ``--families`` (against the
+    checkpoint's catalog), ``--layer``, ``--quantile``.
+
+    Raises:
+        KeyError / ValueError: naming the option and the valid values; ReportExistsError: ``--out``.
+    """
+    from circuits.spec import get_spec
+    from circuits.units import canonical_layer
+    from studies.applications.extraction import curve_families
+    from studies.cli.common import message
+    from studies.report.folder import check_out_dir
+
+    spec = get_spec(args.checkpoint)
+    if getattr(args, "quantile", None) is not None and not 0 < args.quantile < 1:
+        raise ValueError(f"--quantile must be in (0, 1); got {args.quantile}")
+    if hasattr(args, "families"):
+        try:
+            curve_families(spec, args.families)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"--families {args.families}: {message(e)}") from None
+    if hasattr(args, "layer"):
+        try:
+            canonical_layer(args.layer, spec)
+        except KeyError as e:
+            raise KeyError(f"--layer: {message(e)}") from None
+    plan = getattr(args, "combing_plan", None)
+    if plan and not Path(plan).is_file():
+        raise FileNotFoundError(f"--combing-plan {plan} does not exist")
+    check_out_dir(args.out, args.overwrite)
 
 
 def _model(args):
     from circuits import load_model
 
+    _check(args)
     return load_model(args.checkpoint, weights=args.weights)
 
 
@@ -38,12 +75,14 @@ def add_curves(subparsers) -> None:
         "skimage's Canny edges; writes curves.png, maps.npz, summary.csv.")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     _common(p)
-    p.add_argument("--power", type=number(float, 0.5, 16.0), default=4.0,
-                   help="exponent of the activations in the objective (default 4)")
-    p.add_argument("--quantile", type=float, default=0.92, help="mark pixels above this quantile of each map")
+    p.add_argument("--power", type=POWER, default=4.0,
+                   help="exponent of the activations in the objective, 0.5–16 (default 4)")
+    p.add_argument("--quantile", type=number(float, 0.0, 1.0), default=0.92,
+                   help="mark pixels above this quantile of each map, in (0, 1)")
     p.add_argument("--canny-sigma", type=number(float, 0.1, 50.0, " px"), default=2.0,
                    help="Canny's Gaussian sigma, px (default 2)")
-    p.add_argument("--max-side", type=int, default=512, help="shrink images whose longer side exceeds this (px)")
+    p.add_argument("--max-side", type=MAX_SIDE, default=512,
+                   help="shrink images whose longer side exceeds this, px (32–8192)")
     p.set_defaults(func=_cmd_curves)
 
 
@@ -63,13 +102,15 @@ def add_trace(subparsers) -> None:
         "writes trace.png, splines.svg (the image with the splines as <path>s) and splines.csv.")
     p.add_argument("image", metavar="IMAGE")
     _common(p)
-    p.add_argument("--splines", type=int, default=8, help="seeds in all (strongest peaks of the map); default 8")
-    p.add_argument("--rounds", type=int, default=2,
+    p.add_argument("--splines", type=number(int, 1, 1000), default=8,
+                   help="seeds in all (strongest peaks of the map); default 8")
+    p.add_argument("--rounds", type=number(int, 1, 100), default=2,
                    help="seeding rounds, each on what the splines kept so far leave unexplained (default 2)")
-    p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
+    p.add_argument("--steps", type=number(int, 1, 100_000), default=200, help="optimiser steps (default 200)")
     p.add_argument("--tau", type=number(float, 0.0, 1.0), default=0.15,
                    help="map level (fraction of its 99.5th percentile) below which a spline shrinks (default 0.15)")
-    p.add_argument("--max-side", type=int, default=512, help="shrink images whose longer side exceeds this (px)")
+    p.add_argument("--max-side", type=MAX_SIDE, default=512,
+                   help="shrink images whose longer side exceeds this, px (32–8192)")
     p.set_defaults(func=_cmd_trace)
 
 
@@ -91,10 +132,11 @@ def add_factor(subparsers) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     _common(p, families=False)
     p.add_argument("--layer", default="mixed4d", help="Lucid layer name (default mixed4d)")
-    p.add_argument("--k", type=int, default=4, help="number of factors (default 4)")
+    p.add_argument("--k", type=number(int, 1, 1024), default=4, help="number of factors (default 4)")
     p.add_argument("--size", type=number(int, 64, 1024, " px"), default=224, help="centre crop, px (default 224)")
-    p.add_argument("--splines", type=int, default=3, help="splines per image on the traced factor (default 3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--splines", type=number(int, 1, 1000), default=3,
+                   help="splines per image on the traced factor (default 3)")
+    add_seed_arg(p, "the NMF initialisation (scikit-learn random_state)")
     p.set_defaults(func=_cmd_factor)
 
 
@@ -116,13 +158,14 @@ def add_bench_curves(subparsers) -> None:
         "combing artefacts before/after the combing edit; spline distance and time. Writes table.md, extraction.csv, "
         "by_background.csv, tracing.csv, examples.png, tracing.png, config.json.")
     _common(p)
-    p.add_argument("--power", type=float, default=4.0)
-    p.add_argument("--n-tune", type=int, default=24, help="tuning scenes (default 24)")
-    p.add_argument("--n-test", type=int, default=48, help="test scenes (default 48)")
-    p.add_argument("--n-trace", type=int, default=24, help="scenes with occluders for spline tracing (default 24)")
-    p.add_argument("--size", type=int, default=128, help="scene side, px (default 128)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tol", type=float, default=2.0, help="match tolerance, px (default 2)")
+    p.add_argument("--power", type=POWER, default=4.0,
+                   help="exponent of the activations in the curve map's objective, 0.5–16 (default 4)")
+    p.add_argument("--n-tune", type=COUNT, default=24, help="tuning scenes (default 24)")
+    p.add_argument("--n-test", type=COUNT, default=48, help="test scenes (default 48)")
+    p.add_argument("--n-trace", type=COUNT, default=24, help="scenes with occluders for spline tracing (default 24)")
+    p.add_argument("--size", type=number(int, 64, 1024, " px"), default=128, help="scene side, px (default 128)")
+    add_seed_arg(p, "the synthetic scenes (tuning, test and tracing splits)")
+    p.add_argument("--tol", type=number(float, 0.0, 100.0, " px"), default=2.0, help="match tolerance, px (default 2)")
     p.add_argument("--combing-plan", default=None, metavar="PLAN",
                    help="edit plan of the combing edit (e.g. a combing study's plan.json); default: built")
     p.add_argument("--no-edit", action="store_true", help="skip the combing-edit rows")
@@ -132,10 +175,7 @@ def add_bench_curves(subparsers) -> None:
 def _cmd_bench(args) -> int:
     from studies.applications.bench_curves import BenchConfig, run_bench_curves
 
-    if args.size < 64:
-        raise ValueError(f"--size must be ≥ 64 px; got {args.size}")
-    if args.tol < 0:
-        raise ValueError(f"--tol must be ≥ 0 px; got {args.tol}")
+    _check(args)
     cfg = BenchConfig(model=args.checkpoint, weights=args.weights, families=args.families, power=args.power,
                       n_tune=args.n_tune, n_test=args.n_test, n_trace=args.n_trace, size=args.size, seed=args.seed,
                       tol=args.tol, combing_plan=args.combing_plan, edit=not args.no_edit)

@@ -8,7 +8,15 @@ import argparse
 
 def add_parser(subparsers) -> None:
     """Add ``artificial-curves`` to the ``circuits study`` subcommands."""
-    from studies.cli.common import add_checkpoint_arg, add_device_arg, add_executor_args
+    from studies.cli.common import (
+        add_checkpoint_arg,
+        add_device_arg,
+        add_executor_args,
+        add_out_args,
+        add_quiet_arg,
+        add_seed_arg,
+        add_weights_arg,
+    )
 
     q = subparsers.add_parser(
         "artificial-curves",
@@ -23,10 +31,9 @@ def add_parser(subparsers) -> None:
     )
     add_checkpoint_arg(q)
     q.add_argument("--images", default=None, help="labelled image folder; without it classification is skipped")
-    q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
-    q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_out_args(q)
     q.add_argument("--limit", type=int, default=None, help="classify only the first N images")
-    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_weights_arg(q)
     q.add_argument("--family", default="mixed3b/curves", help="family written (default mixed3b/curves)")
     q.add_argument("--src-family", default="mixed3a/curves", help="its source family (default mixed3a/curves)")
     q.add_argument("--template-unit", default=None, help="learned template unit (default: chosen by equivariance)")
@@ -36,12 +43,12 @@ def add_parser(subparsers) -> None:
     q.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations")
     q.add_argument("--shuffles", type=int, default=1000, help="shuffled-orientation controls (default 1000)")
     q.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    q.add_argument("--seed", type=int, default=0)
+    add_seed_arg(q, "the shuffled-orientation controls and the bootstrap resamples")
     q.add_argument("--no-combing", action="store_true", help="skip the combing index")
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--jobs", type=int, default=1, help="worker processes of the local executor")
     q.add_argument("--cache-dir", default=None, help="sweep cache (default $CIRCUITS_CACHE/sweeps)")
-    q.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_arg(q)
     add_device_arg(q)
     add_executor_args(q)
     q.set_defaults(func=run_command)

@@ -53,8 +53,12 @@ def number(kind: type = float, lo: float | None = None, hi: float | None = None,
     3,600 orientations at most; radii 0.5–1,000 px, a few times the 224 px input).
     """
     noun = "whole number" if kind is int else "number"
-    where = (f" between {lo:g} and {hi:g}" if lo is not None and hi is not None
-             else f" ≥ {lo:g}" if lo is not None else f" ≤ {hi:g}" if hi is not None else "")
+
+    def shown(v: float) -> str:  # whole numbers in full (9223372036854775807, not 9.22337e+18)
+        return f"{int(v)}" if kind is int else f"{v:g}"
+
+    where = (f" between {shown(lo)} and {shown(hi)}" if lo is not None and hi is not None
+             else f" ≥ {shown(lo)}" if lo is not None else f" ≤ {shown(hi)}" if hi is not None else "")
 
     def parse(text: str) -> float | int:
         try:
@@ -95,6 +99,44 @@ def add_checkpoint_arg(p: argparse.ArgumentParser, default: str | None = "incept
         help="inceptionv1_caffe (BVLC GoogLeNet) or inceptionv1 (Lucid's inception5h)"
         + (f"; default {default}" if default else ""),
     )
+
+
+def add_out_args(p: argparse.ArgumentParser, help: str = "report folder (must be empty or absent unless --overwrite)",
+                 metavar: str | None = None, replaces: str = "a non-empty --out") -> None:
+    """Add the required ``--out`` and ``--overwrite`` (checked by
+    :func:`studies.report.folder.check_out_dir` before any compute)."""
+    p.add_argument("--out", required=True, metavar=metavar, help=help)
+    p.add_argument("--overwrite", action="store_true", help=f"replace {replaces}")
+
+
+def add_weights_arg(p: argparse.ArgumentParser, help: str = "weights file (default: the user cache)") -> None:
+    """Add ``--weights`` (a weights file for ``load_model``; default the verified file in the user cache)."""
+    p.add_argument("--weights", default=None, metavar="FILE", help=help)
+
+
+def add_seed_arg(p: argparse.ArgumentParser, controls: str, default: int = 0) -> None:
+    """Add ``--seed`` (a whole number 0 … 2⁶³−1); ``controls`` says what it seeds, for the help."""
+    p.add_argument("--seed", type=SEED, default=default, metavar="N", help=f"seed of {controls} (default {default})")
+
+
+def add_quiet_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--quiet``."""
+    p.add_argument("--quiet", action="store_true", help="no progress output (warnings are still printed)")
+
+
+def layer_arg(option: str, name: str, checkpoint: str) -> str:
+    """The canonical Lucid name of layer ``name`` given to ``option`` (``3b`` → ``mixed3b``).
+
+    Raises:
+        KeyError: an unknown layer; the message starts with ``option`` and lists the valid layers.
+    """
+    from circuits.spec import get_spec
+    from circuits.units import canonical_layer
+
+    try:
+        return canonical_layer(name, get_spec(checkpoint))
+    except KeyError as e:
+        raise KeyError(f"{option}: {message(e)}") from None
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
@@ -148,8 +190,8 @@ def device(args: argparse.Namespace):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"--device {name!r} is not a device ({e}); use cpu, cuda, cuda:N, mps or auto") from None
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N, mps or auto") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")

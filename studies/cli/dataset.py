@@ -12,6 +12,16 @@ import torch
 # ============================================================================ parsers
 def add_parser(subparsers) -> None:
     """Register ``dataset`` and ``attribute`` on the ``circuits`` sub-command parser."""
+    from studies.cli.common import (
+        BATCH,
+        COUNT,
+        DEGREES,
+        add_out_args,
+        add_quiet_arg,
+        add_seed_arg,
+        add_weights_arg,
+        number,
+    )
     from studies.cli.common import add_checkpoint_arg as _add_checkpoint_arg
     from studies.cli.common import add_device_arg as _add_device_arg
 
@@ -24,21 +34,21 @@ def add_parser(subparsers) -> None:
         "rotation tuning of the top examples (fig. 13), attribution flow of each unit's top example (fig. 8).")
     p.add_argument("targets", nargs="+", metavar="UNIT_OR_FAMILY", help="e.g. 3b:358 or mixed3b/curves")
     p.add_argument("--images", required=True, help="image folder (read recursively, sorted)")
-    p.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--limit", type=int, default=None, help="first N images (sorted) only")
-    p.add_argument("--seed", type=int, default=0, help="seed of the range-example sampling (default 0)")
-    p.add_argument("--k", type=int, default=8, help="examples per activation range (default 8)")
-    p.add_argument("--top-k", type=int, default=8, help="top examples per unit for rotation tuning (default 8)")
+    add_out_args(p)
+    p.add_argument("--limit", type=COUNT, default=None, help="first N images (sorted) only")
+    add_seed_arg(p, "the random choice of examples in each activation range")
+    p.add_argument("--k", type=COUNT, default=8, help="examples per activation range (default 8)")
+    p.add_argument("--top-k", type=COUNT, default=8, help="top examples per unit for rotation tuning (default 8)")
     p.add_argument("--ranges", default=None, metavar="SPEC",
                    help="activation ranges: quantiles q0.99:1,q0.9:0.99 or values 400:800,0:400,-300:0 "
                    "(default q0.99:1,q0.9:0.99,q0.45:0.55,q0:0.01)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--rotation-step", type=float, default=10.0, metavar="DEG")
+    p.add_argument("--batch-size", type=BATCH, default=32)
+    p.add_argument("--rotation-step", type=DEGREES, default=10.0, metavar="DEG",
+                   help="degrees between the rotations of the top examples, 0.1–180 (default 10)")
     p.add_argument("--no-overlays", action="store_true", help="range examples without attribution overlays")
     p.add_argument("--no-flow", action="store_true", help="skip the per-unit attribution flow figures")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_quiet_arg(p)
+    add_weights_arg(p)
     _add_checkpoint_arg(p)
     _add_device_arg(p)
     p.set_defaults(func=_cmd_dataset)
@@ -50,15 +60,14 @@ def add_parser(subparsers) -> None:
         "(studies.measure.attribution); writes CSVs and the family-flow figure (Curve Detectors fig. 8).")
     q.add_argument("unit", help="e.g. 3b:358")
     q.add_argument("image", help="an image file")
-    q.add_argument("--out", required=True)
-    q.add_argument("--overwrite", action="store_true")
+    add_out_args(q)
     q.add_argument("--positions", default="active", choices=["active", "all", "max"],
                    help="which positions of the unit's map to attribute (default active: pre-ReLU > 0)")
-    q.add_argument("--vis-steps", type=int, default=0, metavar="N",
+    q.add_argument("--vis-steps", type=number(int, 0, 100_000), default=0, metavar="N",
                    help="also a feature visualization of the attribution vector to the previous layer (a direction "
                    "objective, Curve Detectors fig. 8), N steps (default 0: none; 512 is the usual)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the feature visualization (default 0)")
-    q.add_argument("--weights", default=None)
+    add_seed_arg(q, "the feature visualization of the attribution vector (its random start and transforms)")
+    add_weights_arg(q)
     _add_checkpoint_arg(q)
     _add_device_arg(q)
     q.set_defaults(func=_cmd_attribute)
@@ -79,11 +88,10 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     except IndexError as e:
         raise ValueError(str(e)) from None
     ranges = parse_ranges(args.ranges) if args.ranges else None
-    for name in ("limit", "k", "top_k", "batch_size"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1; got {v}")
-    dataset_files(get_spec(args.checkpoint), sorted({u.layer for u in units}), args.images, args.limit)
+    layers = sorted({u.layer for u in units})
+    if len(layers) != 1:
+        raise ValueError(f"give units of one layer (got {', '.join(layers)})")
+    dataset_files(get_spec(args.checkpoint), layers, args.images, args.limit)
     check_out_dir(args.out, args.overwrite)
     torch.manual_seed(args.seed)
     model = load_model(args.checkpoint, weights=args.weights, device=_device(args))
@@ -105,15 +113,17 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     from circuits.units import resolve_targets
     from studies.cli.common import device as _device
     from studies.dataset_analysis import run_attribute
+    from studies.report.folder import check_out_dir
 
-    if args.vis_steps < 0:
-        raise ValueError(f"--vis-steps must be ≥ 0; got {args.vis_steps}")
     try:
-        resolve_targets([args.unit], get_spec(args.checkpoint))
+        units, _ = resolve_targets([args.unit], get_spec(args.checkpoint))
     except IndexError as e:
         raise ValueError(str(e)) from None
+    if len(units) != 1:
+        raise ValueError(f"attribute takes one unit such as 3b:358; {args.unit} is {len(units)} units")
     if not Path(args.image).is_file():
         raise FileNotFoundError(f"image {args.image} does not exist")
+    check_out_dir(args.out, args.overwrite)
     model = load_model(args.checkpoint, weights=args.weights, device=_device(args))
     s = run_attribute(model, args.unit, args.image, args.out, args.positions, args.overwrite,
                       vis_steps=args.vis_steps, seed=args.seed)

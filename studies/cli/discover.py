@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device, number
+from studies.cli.common import add_checkpoint_arg, add_device_arg, add_weights_arg, device, layer_arg, number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,12 +16,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "into the packaged catalog of the checkpoint.",
     )
     add_checkpoint_arg(p)
-    p.add_argument("--layer", default="mixed3b")
+    p.add_argument("--layer", default="mixed3b", help="layer to search (Lucid name, e.g. mixed3b; default mixed3b)")
     p.add_argument("--images", required=True, help="reference image folder for the dataset σ")
     p.add_argument("--min-sigma", type=number(float, -1e6, 1e6), default=None, help="default: the layer's (studies.measure.discovery)")
     p.add_argument("--min-curve-line", type=number(float, -1e6, 1e6), default=None, help="default: the layer's")
     p.add_argument("--min-selectivity", type=number(float, -1e6, 1e6), default=None, help="default: the layer's")
-    p.add_argument("--weights", default=None)
+    add_weights_arg(p)
     p.add_argument("--csv", default=None, help="write the per-unit table here")
     p.add_argument("--freeze", action="store_true", help="write the family into the packaged catalog")
     add_device_arg(p)
@@ -34,6 +35,9 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     from studies.measure.images import load_reference_set
     from studies.measure.statistics import reference_statistics
 
+    args.layer = layer_arg("--layer", args.layer, args.checkpoint)
+    if not Path(args.images).expanduser().is_dir():
+        raise FileNotFoundError(f"--images {args.images} is not a folder")
     model = load_model(args.checkpoint, weights=args.weights, device=device(args))
     ref = load_reference_set(args.images, 100)
     print(f"σ from {len(ref.images)} reference images ({ref.description})", file=sys.stderr)

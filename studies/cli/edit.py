@@ -77,6 +77,8 @@ def _applied(args: argparse.Namespace):
         i, kind, field = need[0]
         raise ValueError(f"{args.plan}: edits[{i}] ({kind}) field {field!r} is measured on reference images: "
                          "pass --reference DIR (e.g. $CIRCUITS_DATA/imagenet-sample-1000)")
+    if args.reference and not Path(args.reference).expanduser().is_dir():
+        raise FileNotFoundError(f"--reference {args.reference} is not a folder")
     model = load_model(args.checkpoint, weights=args.weights, device=device(args))
     reference = None
     if need:

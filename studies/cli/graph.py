@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from studies.cli.common import add_checkpoint_arg, add_device_arg, device, name_list, number
+from studies.cli.common import (
+    add_checkpoint_arg,
+    add_device_arg,
+    add_out_args,
+    add_weights_arg,
+    device,
+    layer_arg,
+    name_list,
+    number,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,13 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_checkpoint_arg(p)
     p.add_argument("--layers", type=name_list, default="conv2d2,mixed3a,mixed3b,mixed4a", help="comma-separated, forward order")
-    p.add_argument("--out", required=True)
+    add_out_args(p)
     p.add_argument("--threshold", type=number(float, 0.0, 1.0), default=0.5,
                    help="keep an edge when its L2 norm ≥ threshold × the strongest input of its destination unit")
     p.add_argument("--vis-steps", type=number(int, 0, 100_000), default=0, metavar="N",
                    help="feature-visualization thumbnails on the HTML page, N steps per family (default 0: none)")
-    p.add_argument("--weights", default=None)
-    p.add_argument("--overwrite", action="store_true")
+    add_weights_arg(p)
     add_device_arg(p)
     p.set_defaults(func=_cmd_graph)
 
@@ -30,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_graph(args: argparse.Namespace) -> int:
     from studies.graph import run_graph
 
-    layers = args.layers
+    layers = [layer_arg("--layers", name, args.checkpoint) for name in args.layers]
     s = run_graph(args.checkpoint, layers, args.out, args.threshold, args.weights, args.overwrite, str(device(args)),
                   vis_steps=args.vis_steps)
     print(f"{s['nodes']} units, {s['edges']} edges, {s['families']} families ({s['build_seconds']} s to build); "

@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     """Register ``circuits vis``."""
     from studies.cli.common import add_checkpoint_arg as _add_checkpoint_arg
     from studies.cli.common import add_device_arg as _add_device_arg
+    from studies.cli.common import add_out_args, add_seed_arg, add_weights_arg, number
 
     p = subparsers.add_parser(
         "vis", help="feature visualization: optimise an image per unit, write PNGs, a family grid and metrics",
@@ -37,20 +38,23 @@ def add_parser(subparsers) -> None:
     p.add_argument("units", nargs="+", metavar="UNITS", help="units or families: 3b:379, mixed3b:379, mixed3b/curves")
     _add_checkpoint_arg(p)
     p.add_argument("--plan", default=None, help="an edit plan file (.json/.yaml): visualise the edited model")
-    p.add_argument("--weights", default=None, help="explicit weights file (or an edited model from `edit apply`)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--steps", type=int, default=512, help="optimisation steps (default 512)")
-    p.add_argument("--size", type=int, default=None,
+    add_weights_arg(p, "explicit weights file (or an edited model from `edit apply`); default: the user cache")
+    add_out_args(p, "output folder (must be empty or absent unless --overwrite)")
+    p.add_argument("--steps", type=number(int, 1, 100_000), default=512, help="optimisation steps (default 512)")
+    p.add_argument("--size", type=number(int, 16, 1024, " px"), default=None,
                    help="picture side in px (default: the layer's receptive-field window, 96 px for mixed3b; "
                    "128 for --objective channel)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--objective", choices=("neuron", "channel"), default="neuron")
-    p.add_argument("--pre-relu", dest="pre_relu", action="store_true", default=True,
-                   help="maximise the pre-ReLU value (default)")
-    p.add_argument("--post-relu", dest="pre_relu", action="store_false", help="maximise the post-ReLU value")
-    p.add_argument("--param", choices=("fft", "pixel"), default="fft")
+    add_seed_arg(p, "the optimisation: the random start image and the random transforms of each step")
+    p.add_argument("--objective", choices=("neuron", "channel"), default="neuron",
+                   help="neuron: the unit at the centre of its receptive field; channel: its mean over the whole map")
+    relu = p.add_mutually_exclusive_group()
+    relu.add_argument("--pre-relu", dest="pre_relu", action="store_true", default=True,
+                      help="maximise the pre-ReLU value (the default)")
+    relu.add_argument("--post-relu", dest="pre_relu", action="store_false",
+                      help="maximise the post-ReLU value instead")
+    p.add_argument("--param", choices=("fft", "pixel"), default="fft",
+                   help="image parameterization: fft (Fourier, decorrelated colour) or pixel")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
-    p.add_argument("--overwrite", action="store_true")
     _add_device_arg(p)
     p.set_defaults(func=run)
 
