@@ -232,7 +232,8 @@ def document_defaults(parser: argparse.ArgumentParser) -> None:
         if not a.help:
             a.help = next((GENERIC_HELP[o] for o in a.option_strings if o in GENERIC_HELP), "")
         d = a.default
-        if d is None or d is False or d is argparse.SUPPRESS or isinstance(a, argparse._StoreTrueAction) or d == []:
+        if d is None or d is False or d is argparse.SUPPRESS or d == [] or isinstance(
+                a, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # a flag: its help says what it does
             continue
         if "default" not in (a.help or ""):
             shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else d

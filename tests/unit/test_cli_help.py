@@ -23,7 +23,8 @@ def test_every_option_has_help_with_its_default():
         if not a.help:
             missing.append(where)
         d = a.default
-        stated = d is None or d is False or d == [] or isinstance(a, argparse._StoreTrueAction)
+        stated = d is None or d is False or d == [] or isinstance(a, (argparse._StoreTrueAction,
+                                                                      argparse._StoreFalseAction))
         if not stated and "default" not in a.help:
             no_default.append(where)
     assert not missing, f"options without help: {missing}"
@@ -31,3 +32,26 @@ def test_every_option_has_help_with_its_default():
     assert "replay" in COMMANDS
     assert "(default: 64)" in next(a.help for p, a in _options(build_parser())
                                   if p == ("study", "family-ablation") and "--batch-size" in a.option_strings)
+
+
+def _help(path: tuple, option: str) -> str:
+    return next(a.help for p, a in _options(build_parser()) if p == path and option in a.option_strings)
+
+
+def test_vis_relu_flags_state_one_default():
+    """--pre-relu is the default; --post-relu must not claim to be one (both said "default")."""
+    assert "default" in _help(("vis",), "--pre-relu")
+    assert "default" not in _help(("vis",), "--post-relu")
+    args = build_parser().parse_args(["vis", "3b:9", "--out", "o"])
+    assert args.pre_relu is True and build_parser().parse_args(["vis", "3b:9", "--out", "o", "--post-relu"]).pre_relu is False
+
+
+def test_seed_help_says_what_the_seed_controls():
+    from studies.cli.common import GENERIC_HELP
+
+    said = {("vis",): "the random start image and the random transforms", ("factor",): "NMF initialisation",
+            ("bench-curves",): "synthetic scenes", ("dataset",): "examples in each activation range",
+            ("attribute",): "feature visualization", ("study", "artificial-curves"): "shuffled-orientation controls"}
+    for path, what in said.items():
+        h = _help(path, "--seed")
+        assert h.startswith("seed of ") and what in h and GENERIC_HELP["--seed"] not in h, (path, h)
