@@ -38,6 +38,7 @@ from .model import (
     ConvUnit,
     InceptionBlock,
     InceptionV1,
+    LinearPath,
     LocalResponseNorm,
     Preprocess,
     StridedMaxPool,
@@ -158,8 +159,10 @@ def _relu_unit(mod: nn.Module) -> bool:
     return type(mod) is ConvUnit and mod.relu is True
 
 
-def _standard_stage(model: InceptionV1, name: str) -> bool:
-    """Whether trunk stage ``name`` is the standard module the cone reproduces (any weights)."""
+def _standard_stage(model: InceptionV1, name: str, linear_paths: bool = False) -> bool:
+    """Whether trunk stage ``name`` is the standard module the cone reproduces (any weights);
+    with ``linear_paths`` an inception block may carry :class:`~circuits.model.LinearPath`
+    modules (plain convolutions of its input, ``edits.Linearize``)."""
     mod = getattr(model, name)
     if name == "conv2d0":
         return _relu_unit(mod) and type(mod.conv) is Conv0 and mod.conv.groups == 1
@@ -169,16 +172,20 @@ def _standard_stage(model: InceptionV1, name: str) -> bool:
         return type(mod.fn) is StridedMaxPool and not mod.fn.linear
     if name.startswith("localresponsenorm"):
         return type(mod.fn) in (LocalResponseNorm, nn.LocalResponseNorm)  # same formula
-    return (type(mod) is InceptionBlock and not mod.pool_linear and not len(mod.linear_paths)
+    paths_ok = (all(type(lp) is LinearPath and type(lp.conv) is nn.Conv2d for lp in mod.linear_paths.values())
+                if linear_paths else not len(mod.linear_paths))
+    return (type(mod) is InceptionBlock and not mod.pool_linear and paths_ok
             and all(_relu_unit(mod.unit(c)) and _plain_conv(mod.unit(c).conv, k) for c, k in CONV_KERNEL.items()))
 
 
-def fast_path_problem(model: nn.Module, layer: str | None = None) -> str | None:
+def fast_path_problem(model: nn.Module, layer: str | None = None, linear_paths: bool = False) -> str | None:
     """Why the cone cannot compute ``layer`` (default: any layer) of ``model``, or ``None``.
 
     The cone re-implements the forward pass from the model's own weights, so it needs the
     standard modules (edited weights are fine) and nobody observing the model
-    (:func:`circuits.model.observer`; interventions use hooks).
+    (:func:`circuits.model.observer`; interventions use hooks). With ``linear_paths`` the
+    target ``layer``'s block may carry :class:`~circuits.model.LinearPath` modules (the echo
+    study's ``Linearize`` edits), which the cone computes too.
     """
     if not isinstance(model, InceptionV1):
         return f"not an InceptionV1 ({type(model).__name__})"
@@ -191,7 +198,7 @@ def fast_path_problem(model: nn.Module, layer: str | None = None) -> str | None:
         return "preprocess is not the standard module"
     stages = TRUNK if layer is None else TRUNK[:TRUNK.index(layer) + 1]
     for name in stages:
-        if not _standard_stage(model, name):
+        if not _standard_stage(model, name, linear_paths and name == layer):
             return f"stage {name} is not the standard module (edited structure or linear surrogate)"
     return None
 
@@ -199,19 +206,48 @@ def fast_path_problem(model: nn.Module, layer: str | None = None) -> str | None:
 # ============================================================================ forward
 def _fold_preprocess(model: InceptionV1) -> tuple[Tensor, Tensor]:
     """conv2d0's weight and bias acting on RGB in [0, 1] (preprocessing folded in; exact for
-    a valid convolution, where no padding meets the mean subtraction)."""
+    a valid convolution, where no padding meets the mean subtraction). Detached from the model."""
     pre = model.preprocess.fn
     conv = model.conv2d0.conv
-    w = conv.weight * pre.scale
+    weight, bias = conv.weight.detach(), conv.bias.detach()
+    w = weight * pre.scale
     mean = pre.mean.view(-1).to(w)
-    bias = conv.bias - (conv.weight.sum((2, 3)) * mean).sum(1)
+    bias = bias - (weight.sum((2, 3)) * mean).sum(1)
     if pre.bgr:
         w = w.flip(1)
     return w.contiguous(), bias
 
 
+def _conv(x: Tensor, conv: nn.Module, sel: Tensor | None = None) -> Tensor:
+    """A valid (unpadded) convolution with the module's weights, detached (gradients reach the
+    input only), on output channels ``sel`` (default all)."""
+    w, b = conv.weight.detach(), conv.bias.detach()
+    if sel is not None:
+        w, b = w[sel], b[sel]
+    return F.conv2d(x, w, b)
+
+
 def _relu_conv(x: Tensor, cu: ConvUnit) -> Tensor:
-    return F.conv2d(x, cu.conv.weight, cu.conv.bias).relu_()
+    return _conv(x, cu.conv).relu_()
+
+
+def _band(c: int, size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``(c, c)`` 0/1 matrix summing channels ``j - size//2 … j + (size-1)//2`` into ``j``."""
+    i = torch.arange(c, device=device)
+    d = i[:, None] - i[None, :]  # source - target
+    return ((d >= -(size // 2)) & (d <= (size - 1) // 2)).to(dtype)
+
+
+def _lrn(x: Tensor, fn: nn.Module) -> Tensor:
+    """The model's LRN (:func:`circuits.model.local_response_norm`, the formula of
+    ``nn.LocalResponseNorm``). Under autograd the channel-window sum of squares is one matrix
+    product with a band matrix over the channels (a GEMM on channels-last memory; 3-5x faster
+    under autograd than torch's ``avg_pool3d`` formulation); without autograd the model's function."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return local_response_norm(x, fn.size, fn.alpha, fn.beta, fn.k)
+    xl = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view for channels-last memory
+    acc = (xl * xl) @ _band(x.shape[1], fn.size, x.dtype, x.device)
+    return (xl / (acc * (fn.alpha / fn.size) + fn.k).pow(fn.beta)).permute(0, 3, 1, 2)
 
 
 def _block_valid(block: InceptionBlock, x: Tensor) -> Tensor:
@@ -233,11 +269,24 @@ def _trunk(model: InceptionV1, stage: str, h: Tensor, w0: Tensor, b0: Tensor) ->
     if stage.startswith("maxpool"):
         return F.max_pool2d(h, 3, 2)
     if stage.startswith("localresponsenorm"):
-        fn = getattr(model, stage).fn
-        return local_response_norm(h, fn.size, fn.alpha, fn.beta, fn.k)
+        return _lrn(h, getattr(model, stage).fn)
     if stage in CONV_LAYERS:
         return _relu_conv(h, getattr(model, stage))
     return _block_valid(getattr(model, stage), h)
+
+
+def _linear_path(lp: nn.Module, x: Tensor, sel: Tensor, y: Tensor) -> Tensor:
+    """``y (N, len(sel))`` with the channels that the :class:`~circuits.model.LinearPath` ``lp``
+    computes replaced by its valid convolution of the block input window ``x`` (plus the
+    constant-one map, all ones inside the image: the cone never reaches padding)."""
+    pos = {int(u): i for i, u in enumerate(lp.units.tolist())}
+    here = [j for j, u in enumerate(sel.tolist()) if u in pos]
+    if not here:
+        return y
+    rows = torch.tensor([pos[int(sel[j])] for j in here], device=x.device)
+    ones = x.new_ones(x.shape[0], 1, x.shape[2], x.shape[3])
+    z = _conv(torch.cat([x, ones], 1), lp.conv, rows).flatten(1)
+    return y.index_copy(1, torch.tensor(here, device=x.device), z)
 
 
 class Cone:
@@ -245,12 +294,15 @@ class Cone:
 
     ``Cone(model, plan, indices)(x)``: ``x (N, 3, plan.crop, plan.crop)`` RGB in [0, 1] →
     pre-ReLU responses ``(N, len(indices))``. The caller checks applicability
-    (:func:`cone_problem`); the weights are read when the cone is built.
+    (:func:`cone_problem`); the weights are read (detached) when the cone is built. With
+    ``grad=False`` (default) it runs without autograd; with ``grad=True`` gradients flow to
+    ``x`` (feature visualization, :class:`GradCone`). Linear paths of the target block
+    (``edits.Linearize``) are computed too (:func:`fast_path_problem` with ``linear_paths``).
     """
 
-    @torch.no_grad()
-    def __init__(self, model: InceptionV1, plan: ConePlan, indices: Sequence[int]):
-        self.model, self.plan = model, plan
+    def __init__(self, model: InceptionV1, plan: ConePlan, indices: Sequence[int], grad: bool = False):
+        self.model, self.plan, self.grad = model, plan, grad
+        self.indices = [int(i) for i in indices]
         self.w0, self.b0 = _fold_preprocess(model)
         self.parts: list[tuple[str, Tensor, list[int]]] = []  # (branch, local channels, output columns)
         if plan.layer in MIXED_LAYERS:
@@ -260,12 +312,16 @@ class Cone:
                     self.parts.append((b, torch.tensor([indices[j] - lo for j in cols]), cols))
         else:
             self.parts.append(("", torch.tensor(list(indices)), list(range(len(indices)))))
-        self.n = len(indices)
+        self.n = len(self.indices)
 
-    @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
+        with torch.set_grad_enabled(self.grad and torch.is_grad_enabled()):
+            return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         m, plan = self.model, self.plan
-        # channels-last: oneDNN convolutions and max-pools are faster on it (2-10x for pools)
+        # channels-last: oneDNN convolutions and max-pools are faster on it (2-10x for pools),
+        # and the LRN's channel sums become plain matrix products
         x = x.to(self.w0.dtype).contiguous(memory_format=torch.channels_last)
         if not plan.stages:  # conv2d0 itself
             _, sel, _ = self.parts[0]
@@ -276,8 +332,7 @@ class Cone:
         out = torch.empty(h.shape[0], self.n, dtype=h.dtype, device=h.device)
         if plan.layer in CONV_LAYERS:
             _, sel, cols = self.parts[0]
-            conv = getattr(m, plan.layer).conv
-            out[:, cols] = F.conv2d(h, conv.weight[sel], conv.bias[sel]).flatten(1)
+            out[:, cols] = _conv(h, getattr(m, plan.layer).conv, sel).flatten(1)
             return out
         block = m.block(plan.layer)
         kt = h.shape[-1]
@@ -288,9 +343,32 @@ class Cone:
                 hb = F.max_pool2d(hb, 3, 1)
             for conv in BRANCH_CONVS[b][:-1]:  # the bottleneck, if any
                 hb = _relu_conv(hb, block.unit(conv))
-            conv = block.unit(b).conv
-            out[:, cols] = F.conv2d(hb, conv.weight[sel], conv.bias[sel]).flatten(1)
+            y = _conv(hb, block.unit(b).conv, sel.to(h.device)).flatten(1)
+            if b in block.linear_paths:  # units computed from the block input (edits.Linearize)
+                y = _linear_path(block.linear_paths[b], h[..., mg:kt - mg, mg:kt - mg], sel, y)
+            out[:, cols] = y
         return out
+
+    @torch.no_grad()
+    def max_error(self, seed: int = 0) -> float:
+        """Largest absolute difference between the cone and ``model.run`` (pre-ReLU, at the
+        measurement position) on two noise images of the measurement window, seeded by ``seed``."""
+        got, ref = _versus_model(self, seed)
+        return float((got - ref).abs().max())
+
+
+def _versus_model(cone: Cone, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``(cone, model.run)`` pre-ReLU values ``(2, n)`` on two noise images (float32, CPU)."""
+    model, plan = cone.model, cone.plan
+    size, pos, center = plan.window
+    off = int(round(center - plan.center))
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    dev = next(model.parameters()).device
+    name = hook_name(plan.layer, pre_relu=True)
+    with torch.no_grad():
+        ref = model.run(x.to(dev), [name])[name][:, cone.indices, pos, pos].float().cpu()
+        got = cone(x[:, :, off:off + plan.crop, off:off + plan.crop].to(dev)).float().cpu()
+    return got, ref
 
 
 #: Back-compatible name of :class:`Cone` (``studies.tuning`` used it before the move).
@@ -307,12 +385,7 @@ def _self_check(model: InceptionV1, plan: ConePlan, idx: Sequence[int], device) 
     params = list(model.parameters())
     key = (id(model), plan, tuple(idx), str(device), tuple((p.data_ptr(), p._version) for p in params))
     if key not in _CHECKED:
-        size, pos, center = plan.window
-        off = int(round(center - plan.center))
-        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-        name = hook_name(plan.layer, pre_relu=True)
-        ref = model.run(x.to(device), [name])[name][:, list(idx), pos, pos].float().cpu()
-        got = Cone(model, plan, list(idx))(x[:, :, off:off + plan.crop, off:off + plan.crop].to(device)).float().cpu()
+        got, ref = _versus_model(Cone(model, plan, list(idx)))
         if len(_CHECKED) > 256:
             _CHECKED.clear()
         _CHECKED[key] = bool(torch.allclose(got, ref, rtol=1e-3, atol=1e-2))
@@ -334,6 +407,51 @@ def cone_problem(model: nn.Module, layer: str, indices: Sequence[int], plan: Con
 
 #: Back-compatible name of :func:`cone_problem`.
 _fast_problem = cone_problem
+
+
+class GradCone(Cone):
+    """A :class:`Cone` with autograd (weights detached: gradients flow to the input only), built
+    from a layer and unit indices: the feature visualizations' forward pass
+    (:mod:`studies.measure.featurevis.render`). Only the branches of the requested units run,
+    and the last convolution only for their channels (for BVLC mixed3b: a 91x91 input, conv2d2
+    on 19x19, mixed3a on 5x5 positions); the target block may carry linear paths.
+
+    Args:
+        model: a plain :class:`~circuits.model.InceptionV1` (weights may be edited).
+        layer: canonical layer (``mixed3b``, ``conv2d2``, …).
+        indices: unit indices (into the concatenated layer), in any order.
+
+    Call with ``x``: ``(N, 3, crop, crop)`` RGB in [0, 1], the window centred on
+    :attr:`center` → ``(N, len(indices))``. Checked against ``model.run`` (equal to float32
+    rounding) in ``tests/real/test_featurevis_real.py`` and, for blocks with linear paths,
+    before every render (:meth:`Cone.max_error`: max |difference| ≈ 2e-4 for activations of order 100).
+
+    Raises:
+        ValueError: the model or layer does not allow the cone (the reason is given).
+    """
+
+    def __init__(self, model: InceptionV1, layer: str, indices: Sequence[int]):
+        idx = [int(i) for i in indices]
+        plan = plan_for_units(model.spec, layer, idx)
+        why = fast_path_problem(model, layer, linear_paths=True) or (
+            None if plan is not None else "the cone would need padding")
+        if why:
+            raise ValueError(f"no cone for {layer}: {why}")
+        super().__init__(model, plan, idx, grad=True)
+
+    @property
+    def crop(self) -> int:
+        """Side of the input window, px."""
+        return self.plan.crop
+
+    @property
+    def center(self) -> float:
+        """Pixel index of the window's centre (the unit's receptive-field centre)."""
+        return self.plan.center
+
+    def self_check(self, seed: int = 0) -> float:
+        """:meth:`Cone.max_error` (the name the feature visualizations use)."""
+        return self.max_error(seed)
 
 
 # ============================================================================ batches
@@ -406,6 +524,6 @@ def cone_responses(model: InceptionV1, layer: str, indices: Sequence[int], crops
 
 
 __all__ = [
-    "BRANCH_KERNEL", "CPU_CONE_CHUNK", "Cone", "ConePlan", "TRUNK", "cone_plan", "cone_problem", "cone_responses",
+    "BRANCH_KERNEL", "CPU_CONE_CHUNK", "Cone", "ConePlan", "GradCone", "TRUNK", "cone_plan", "cone_problem", "cone_responses",
     "fast_path_problem", "plan_for_units", "run_cone",
 ]

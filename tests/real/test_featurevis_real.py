@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 import torch
 
+from circuits.cone import GradCone
 from studies.measure import stimuli as S
 from studies.measure.featurevis import VisSettings, centre_responses, visualize_units
 from studies.measure.featurevis.analysis import estimate_radius
-from studies.measure.featurevis.cone import GradCone
 
 STEPS = 40
 PINNED = Path(__file__).with_name("featurevis_dataset_max.json")

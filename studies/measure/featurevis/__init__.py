@@ -4,7 +4,7 @@ optimised from noise to excite a unit, for the unedited model or any edit plan v
 - :mod:`.param`: pixel / Fourier parameterizations, colour decorrelation, sigmoid;
 - :mod:`.transforms`: Lucid's standard transformation robustness, on plain torch;
 - :mod:`.objectives`: neuron, channel, direction, diversity, negative; composable;
-- :mod:`.cone`: the differentiable receptive-field forward pass;
+- the differentiable receptive-field forward pass is :class:`circuits.cone.GradCone`;
 - :mod:`.render`: the optimisation loop and its cache; :mod:`.units`: families in one batch.
 """
 

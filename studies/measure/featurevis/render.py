@@ -8,7 +8,7 @@ Fast by construction:
 
 - the forward pass stops at the objective's layer (``model.forward(stop_at=...)``);
 - objectives that read only the centre position (neuron, direction at the centre) run on the
-  receptive-field window only: the differentiable cone (:class:`.cone.GradCone`: 91x91 px for
+  receptive-field window only: the differentiable cone (:class:`circuits.cone.GradCone`: 91x91 px for
   BVLC mixed3b, every stage without padding, only the needed branches and channels) when the
   model is a plain InceptionV1 (edited weights and ``Linearize`` linear paths allowed, checked
   against ``model.run``), else ``model.forward`` on the measurement window
@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from circuits.cone import GradCone
 from circuits.geometry import measurement_window, receptive_field
 from circuits.model import InceptionV1
 from circuits.spec import MIXED_LAYERS
 from circuits.weights import cache_dir, state_digest
 
-from .cone import GradCone
 from .objectives import Acts, Need, Objective
 from .param import PARAMETERIZATIONS, ImageParam
 from .transforms import TRANSFORMS, get_transforms
