@@ -207,13 +207,8 @@ GENERIC_HELP = {
     "--batch-size": "images per forward pass",
     "--families": "comma-separated families to ablate (catalog keys LAYER/NAME)",
     "--modes": "comma-separated ablation modes: zero, mean, resample",
-    "--seed": "seed of every random choice (bootstrap resamples, control units, resample donors)",
     "--limit": "use only the first N images (sorted order)",
-    "--out": "report folder (must be empty or absent unless --overwrite)",
-    "--overwrite": "replace a non-empty --out",
-    "--quiet": "no progress output (warnings are still printed)",
     "--stroke-width": "curve stroke width in px",
-    "--weights": "weights file (default: the user cache)",
     "--layer": "layer to search (Lucid name, e.g. mixed3b)",
 }
 

@@ -6,7 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from studies.cli.common import COUNT, add_checkpoint_arg, add_device_arg, device, error, number
+from studies.cli.common import (
+    COUNT,
+    add_checkpoint_arg,
+    add_device_arg,
+    add_out_args,
+    add_weights_arg,
+    device,
+    error,
+    number,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    "not weights: re-install them from the plan (EditPlan.install_interventions).")
     q.add_argument("plan", metavar="PLAN", help="plan file (.json, .yaml, .yml)")
     add_checkpoint_arg(q)
-    q.add_argument("--out", required=True, metavar="FILE", help="edited model (.safetensors)")
-    q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_out_args(q, "edited model (.safetensors)", metavar="FILE", replaces="an existing --out")
     q.add_argument("--save-plan", metavar="FILE", help="also write the applied plan (.json/.yaml) here")
     _add_edit_common(q)
     q.set_defaults(func=_cmd_edit_apply)
@@ -52,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_edit_common(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_weights_arg(q)
     q.add_argument("--reference", metavar="DIR", default=None,
                    help="image folder for edits that measure statistics (Ablate mode 'mean' without stored means)")
     q.add_argument("--n-reference", type=COUNT, default=100, metavar="N",

@@ -10,7 +10,7 @@ import math
 import sys
 from pathlib import Path
 
-from studies.cli.common import add_device_arg
+from studies.cli.common import add_device_arg, add_out_args, add_quiet_arg
 
 #: ``config.yaml`` ``study`` → (module, config class, run function)
 STUDIES = {
@@ -34,10 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "numbers are the same (or there is nothing to compare), 1 when they differ.",
     )
     p.add_argument("config", metavar="CONFIG", help="DIR/config.yaml of a report folder (or the folder)")
-    p.add_argument("--out", required=True, help="new report folder (must be empty or absent unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_out_args(p, "new report folder (must be empty or absent unless --overwrite)")
     add_device_arg(p)
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_arg(p)
     p.set_defaults(func=_cmd_replay)
 
 

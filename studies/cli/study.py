@@ -11,10 +11,13 @@ from studies.cli.common import (
     COUNT,
     DEGREES,
     JOBS,
-    SEED,
     add_checkpoint_arg,
     add_device_arg,
     add_executor_args,
+    add_out_args,
+    add_quiet_arg,
+    add_seed_arg,
+    add_weights_arg,
     device,
     executor_settings,
     number,
@@ -34,15 +37,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint_arg(q)
     q.add_argument("--images", default=None, help="labelled image folder (<wnid>_*.JPEG or <wnid>/); "
                    "without it, classification is skipped and the frozen family of the catalog is used")
-    q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
-    q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_out_args(q)
     q.add_argument("--layer", default="mixed3b", help="layer whose curve family is ablated (default mixed3b)")
-    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_weights_arg(q)
     q.add_argument("--limit", type=COUNT, default=None, help="classify only the first N images")
     q.add_argument("--batch-size", type=BATCH, default=64)
     q.add_argument("--orientation-step", type=DEGREES, default=5.0, help="degrees between tuning orientations")
     q.add_argument("--no-downstream", action="store_true", help="skip the next layer's curve units")
-    q.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_arg(q)
     add_device_arg(q)
     add_executor_args(q)
     q.set_defaults(func=_cmd_study_curve_ablation)
@@ -64,21 +66,20 @@ def _add_study_family_ablation(sub) -> None:
     )
     add_checkpoint_arg(q)
     q.add_argument("--images", required=True, help="labelled image folder (<wnid>_*.JPEG or <wnid>/)")
-    q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
-    q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_out_args(q)
     q.add_argument("--limit", type=COUNT, default=None, help="evaluate only the first N images")
     q.add_argument("--families", default="conv2d2/curves,mixed3a/curves,mixed3b/curves,mixed4a/curves")
     q.add_argument("--modes", default="zero,mean,resample")
     q.add_argument("--controls", type=number(int, 0, 1000), default=1, help="random control sets per family (default 1)")
-    q.add_argument("--seed", type=SEED, default=0)
+    add_seed_arg(q, "the random control sets, the bootstrap resamples and the resample donors")
     q.add_argument("--bootstrap", type=number(int, 1, 10**6), default=1000, help="bootstrap resamples (default 1000)")
     q.add_argument("--reference-images", type=COUNT, default=50, help="images for mean ablation (default 50)")
     q.add_argument("--jobs", type=JOBS, default=1, help="worker processes (default 1)")
     q.add_argument("--plans-per-pass", type=number(int, 1, 1024), default=8, help="plans evaluated in one pass (default 8)")
     q.add_argument("--cache-dir", default=None, help="per-plan result cache (default $CIRCUITS_CACHE/sweeps)")
-    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_weights_arg(q)
     q.add_argument("--batch-size", type=BATCH, default=64)
-    q.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_arg(q)
     add_device_arg(q)
     add_executor_args(q)
     q.set_defaults(func=_cmd_study_family_ablation)
@@ -136,15 +137,14 @@ def _add_study_echo(sub) -> None:
     add_checkpoint_arg(q)
     q.add_argument("--images", default=None, help="labelled image folder; without it classification is skipped")
     q.add_argument("--limit", type=COUNT, default=None, help="classify only the first N images")
-    q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
-    q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_out_args(q)
     q.add_argument("--orientation-step", type=DEGREES, default=5.0, help="degrees between tuning orientations")
-    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_weights_arg(q)
     q.add_argument("--batch-size", type=BATCH, default=64)
     q.add_argument("--vis-steps", type=number(int, 0, 100_000), default=128,
                    help="feature-visualization steps for the before/after grid of the variants (0: no grid)")
-    q.add_argument("--seed", type=SEED, default=0, help="seed of the feature visualizations")
-    q.add_argument("--quiet", action="store_true", help="no progress output")
+    add_seed_arg(q, "the feature visualizations (their random start and transforms)")
+    add_quiet_arg(q)
     add_device_arg(q)
     add_executor_args(q)
     q.set_defaults(func=_cmd_study_echo)
@@ -177,9 +177,8 @@ def _add_study_combing(sub) -> None:
     )
     add_checkpoint_arg(q)
     q.add_argument("--images", default=None, help="labelled image folder (classification and real-image maps)")
-    q.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
-    q.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    q.add_argument("--weights", default=None, help="weights file (default: the user cache)")
+    add_out_args(q)
+    add_weights_arg(q)
     q.add_argument("--units", default=None, help="comma-separated units (default: mixed3a/curves + mixed3b/curves)")
     g = q.add_mutually_exclusive_group()
     g.add_argument("--top-pathways", type=number(int, 1, 10**4), default=8, help="sources pruned per unit (default 8)")
@@ -189,7 +188,7 @@ def _add_study_combing(sub) -> None:
     q.add_argument("--batch-size", type=BATCH, default=64)
     q.add_argument("--orientation-step", type=DEGREES, default=10.0, help="degrees between tuning orientations")
     q.add_argument("--map-images", type=COUNT, default=64, help="images scanned for attribution maps")
-    q.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_arg(q)
     add_device_arg(q)
     add_executor_args(q)
     q.set_defaults(func=_cmd_study_combing)

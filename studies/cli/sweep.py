@@ -10,10 +10,12 @@ from studies.cli.common import (
     COUNT,
     DEGREES,
     JOBS,
-    SEED,
     add_checkpoint_arg,
     add_device_arg,
     add_executor_args,
+    add_out_args,
+    add_quiet_arg,
+    add_seed_arg,
     device,
     executor_settings,
     number,
@@ -40,10 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--shard-size", type=number(int, 1, 10**6), default=None, help="images per task (default 16 × batch size)")
     w.add_argument("--stimulus-batch", type=BATCH, default=512, help="stimuli per task (default 512)")
     w.add_argument("--cache-dir", default=None, help="per-plan result cache (default $CIRCUITS_CACHE/sweeps)")
-    w.add_argument("--seed", type=SEED, default=0)
-    w.add_argument("--out", required=True)
-    w.add_argument("--overwrite", action="store_true")
-    w.add_argument("--quiet", action="store_true")
+    add_seed_arg(w, "the resample ablations' donors and the paired bootstrap resamples")
+    add_out_args(w)
+    add_quiet_arg(w)
     add_device_arg(w)
     add_executor_args(w)
     w.set_defaults(func=_cmd_study_sweep)

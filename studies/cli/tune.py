@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studies.cli.common import COUNT, DEGREES, PIXELS, add_checkpoint_arg, add_device_arg, device, number
+from studies.cli.common import (
+    COUNT,
+    DEGREES,
+    PIXELS,
+    add_checkpoint_arg,
+    add_device_arg,
+    add_out_args,
+    add_quiet_arg,
+    add_weights_arg,
+    device,
+    number,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,8 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("targets", nargs="+", metavar="UNIT_OR_FAMILY", help="e.g. 3b:358 or mixed3b/curves")
     add_checkpoint_arg(p)
-    p.add_argument("--out", required=True, help="report folder (must be empty or absent unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_out_args(p)
     p.add_argument("--images", default=None, help="image folder for σ units and dataset statistics")
     p.add_argument("--orientation-step", type=DEGREES, default=5.0, metavar="DEG",
                    help="degrees between orientations (0.5 = the published 720 bins; default 5)")
@@ -35,8 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rotation-step", type=DEGREES, default=10.0, metavar="DEG", help="rotation tuning step")
     p.add_argument("--vis-steps", type=number(int, 0, 100_000), default=0, metavar="N",
                    help="also feature visualizations with N steps (featurevis.png, vis/; 512 is the usual; default 0: none)")
-    p.add_argument("--weights", default=None, help="weights file (default: the user cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_weights_arg(p)
+    add_quiet_arg(p)
     add_device_arg(p)
     p.set_defaults(func=_cmd_tune)
 

@@ -47,11 +47,11 @@ def test_vis_relu_flags_state_one_default():
 
 
 def test_seed_help_says_what_the_seed_controls():
-    from studies.cli.common import GENERIC_HELP
-
+    seeds = {p: a.help for p, a in _options(build_parser()) if "--seed" in a.option_strings}
+    assert len(seeds) >= 9 and all(h.startswith("seed of ") and "every random choice" not in h for h in seeds.values())
     said = {("vis",): "the random start image and the random transforms", ("factor",): "NMF initialisation",
             ("bench-curves",): "synthetic scenes", ("dataset",): "examples in each activation range",
             ("attribute",): "feature visualization", ("study", "artificial-curves"): "shuffled-orientation controls"}
     for path, what in said.items():
         h = _help(path, "--seed")
-        assert h.startswith("seed of ") and what in h and GENERIC_HELP["--seed"] not in h, (path, h)
+        assert what in h, (path, h)
