@@ -11,9 +11,14 @@ mode), hence the ``_real`` suffix where a topic has tests in both."""
 
 from __future__ import annotations
 
+import io
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,6 +50,33 @@ def pytest_collection_modifyitems(config, items) -> None:
             raise pytest.UsageError(f"{item.nodeid}: a unit test uses real-data fixtures "
                                     f"{sorted(REAL_FIXTURES & set(item.fixturenames))}; move it to tests/real/")
         item.add_marker(getattr(pytest.mark, marker))
+
+
+# ---------------------------------------------------------------- helpers for test image folders
+# (import them in a test module: ``from conftest import jpeg_bytes, time_limit``)
+def jpeg_bytes(w: int = 40, h: int = 30, seed: int = 0) -> bytes:
+    """A ``w`` × ``h`` JPEG of uniform random pixels (numpy generator seeded by ``seed``)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail (instead of hanging the test run) when the body takes longer than ``seconds`` (SIGALRM)."""
+    def fail(signum, frame):
+        raise TimeoutError(f"hang: took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,17 +4,13 @@ class folders symlinked back into the root are skipped and reported, never follo
 
 from __future__ import annotations
 
-import io
 import os
-import signal
 import struct
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from conftest import jpeg_bytes, time_limit
 
 from studies.measure.images import (
     MAX_IMAGE_PIXELS,
@@ -27,28 +23,6 @@ from studies.measure.images import (
 )
 
 W2I = {"n01440764": 0, "n01443537": 1}
-
-
-@contextmanager
-def time_limit(seconds: int):
-    """Fail (instead of hanging the test run) when the body takes longer than ``seconds``."""
-    def fail(signum, frame):
-        raise TimeoutError(f"took more than {seconds} s (a hang)")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def jpeg_bytes(w: int = 40, h: int = 30, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG")
-    return buf.getvalue()
 
 
 def png_header_only(w: int, h: int) -> bytes:
