@@ -223,23 +223,30 @@ def apply_umask(path: str | Path, mode: int = 0o666) -> None:
     os.chmod(path, mode & ~mask)
 
 
-def save_canonical(state: Mapping[str, torch.Tensor], path: Path, checkpoint: str, source: str) -> Path:
-    """Write a canonical safetensors file (atomically) with its digest in the metadata."""
+def save_safetensors_atomic(state: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> Path:
+    """Write ``state`` (contiguous tensors) and string ``metadata`` to the safetensors file ``path``
+    atomically: a temporary file in the same folder, the umask's permissions (:func:`apply_umask`),
+    then one rename; the temporary file is removed on any failure. Creates the folder."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"checkpoint": checkpoint, "source": source, "digest": state_digest(state), "format": "circuits-1"}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=meta)
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
         apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def save_canonical(state: Mapping[str, torch.Tensor], path: Path, checkpoint: str, source: str) -> Path:
+    """Write a canonical safetensors file (atomically) with its digest in the metadata."""
+    meta = {"checkpoint": checkpoint, "source": source, "digest": state_digest(state), "format": "circuits-1"}
+    return save_safetensors_atomic(state, path, meta)
 
 
 def _copy_labels(src_root: Path, dest: Path) -> list[Path]:

@@ -9,8 +9,6 @@ from the file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -42,9 +40,7 @@ def save_edited(model: InceptionV1, path: str | Path) -> Path:
             :func:`~circuits.model.linearized` copy, changed preprocessing flags, a replaced
             module; :func:`circuits.fingerprint.behaviour_differences`), before anything is written.
     """
-    from safetensors.torch import save_file
-
-    from circuits.weights import apply_umask, state_digest
+    from circuits.weights import save_safetensors_atomic, state_digest
 
     if not isinstance(model, InceptionV1):
         raise TypeError(f"save_edited needs an InceptionV1, got {type(model).__name__}")
@@ -54,17 +50,7 @@ def save_edited(model: InceptionV1, path: str | Path) -> Path:
     prov = model.provenance
     meta = EditedMeta(checkpoint=model.spec.name, structure=model.structure(), edit_plan=prov.edit_plan,
                       edit_history=prov.edit_history, digest=state_digest(state))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta.to_metadata())
-        apply_umask(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return save_safetensors_atomic(state, path, meta.to_metadata())
 
 
 def load_edited(path: str | Path, device: str | torch.device = "cpu") -> InceptionV1:

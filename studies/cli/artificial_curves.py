@@ -9,13 +9,16 @@ import argparse
 def add_parser(subparsers) -> None:
     """Add ``artificial-curves`` to the ``circuits study`` subcommands."""
     from studies.cli.common import (
+        BATCH,
+        COUNT,
+        DEGREES,
+        JOBS,
         add_checkpoint_arg,
-        add_device_arg,
-        add_executor_args,
         add_out_args,
-        add_quiet_arg,
         add_seed_arg,
+        add_study_run_args,
         add_weights_arg,
+        number,
     )
 
     q = subparsers.add_parser(
@@ -32,7 +35,7 @@ def add_parser(subparsers) -> None:
     add_checkpoint_arg(q)
     q.add_argument("--images", default=None, help="labelled image folder; without it classification is skipped")
     add_out_args(q)
-    q.add_argument("--limit", type=int, default=None, help="classify only the first N images")
+    q.add_argument("--limit", type=COUNT, default=None, help="classify only the first N images")
     add_weights_arg(q)
     q.add_argument("--family", default="mixed3b/curves", help="family written (default mixed3b/curves)")
     q.add_argument("--src-family", default="mixed3a/curves", help="its source family (default mixed3a/curves)")
@@ -40,17 +43,15 @@ def add_parser(subparsers) -> None:
     q.add_argument("--rest", default="zero", choices=["zero", "keep"],
                    help="incoming weights from outside the source family: zero (default) or keep")
     q.add_argument("--keep-variants", action="store_true", help="also run the hand-written variants with the other --rest")
-    q.add_argument("--orientation-step", type=float, default=5.0, help="degrees between tuning orientations")
-    q.add_argument("--shuffles", type=int, default=1000, help="shuffled-orientation controls (default 1000)")
-    q.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    q.add_argument("--orientation-step", type=DEGREES, default=5.0, help="degrees between tuning orientations")
+    q.add_argument("--shuffles", type=number(int, 1, 10**6), default=1000, help="shuffled-orientation controls (default 1000)")
+    q.add_argument("--bootstrap", type=number(int, 100, 10**6), default=2000, help="bootstrap resamples (default 2000)")
     add_seed_arg(q, "the shuffled-orientation controls and the bootstrap resamples")
     q.add_argument("--no-combing", action="store_true", help="skip the combing index")
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--jobs", type=int, default=1, help="worker processes of the local executor")
+    q.add_argument("--batch-size", type=BATCH, default=64)
+    q.add_argument("--jobs", type=JOBS, default=1, help="worker processes of the local executor")
     q.add_argument("--cache-dir", default=None, help="sweep cache (default $CIRCUITS_CACHE/sweeps)")
-    add_quiet_arg(q)
-    add_device_arg(q)
-    add_executor_args(q)
+    add_study_run_args(q)
     q.set_defaults(func=run_command)
 
 

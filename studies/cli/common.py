@@ -159,6 +159,14 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
                    help="retries of a task that fails or whose worker dies (default 2)")
 
 
+def add_study_run_args(p: argparse.ArgumentParser) -> None:
+    """The options every study shares at the end of its list: ``--quiet``, ``--device`` and the
+    executor (:func:`add_executor_args`)."""
+    add_quiet_arg(p)
+    add_device_arg(p)
+    add_executor_args(p)
+
+
 def executor_settings(args: argparse.Namespace) -> dict:
     """The executor options as a dict for a study config (checked by building the executor
     once, so a missing Ray or a bad setting fails before any compute)."""

@@ -12,11 +12,9 @@ from studies.cli.common import (
     DEGREES,
     JOBS,
     add_checkpoint_arg,
-    add_device_arg,
-    add_executor_args,
     add_out_args,
-    add_quiet_arg,
     add_seed_arg,
+    add_study_run_args,
     add_weights_arg,
     device,
     executor_settings,
@@ -44,9 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--batch-size", type=BATCH, default=64)
     q.add_argument("--orientation-step", type=DEGREES, default=5.0, help="degrees between tuning orientations")
     q.add_argument("--no-downstream", action="store_true", help="skip the next layer's curve units")
-    add_quiet_arg(q)
-    add_device_arg(q)
-    add_executor_args(q)
+    add_study_run_args(q)
     q.set_defaults(func=_cmd_study_curve_ablation)
     _add_study_combing(sub)
     _add_study_echo(sub)
@@ -79,9 +75,7 @@ def _add_study_family_ablation(sub) -> None:
     q.add_argument("--cache-dir", default=None, help="per-plan result cache (default $CIRCUITS_CACHE/sweeps)")
     add_weights_arg(q)
     q.add_argument("--batch-size", type=BATCH, default=64)
-    add_quiet_arg(q)
-    add_device_arg(q)
-    add_executor_args(q)
+    add_study_run_args(q)
     q.set_defaults(func=_cmd_study_family_ablation)
 
 
@@ -144,9 +138,7 @@ def _add_study_echo(sub) -> None:
     q.add_argument("--vis-steps", type=number(int, 0, 100_000), default=128,
                    help="feature-visualization steps for the before/after grid of the variants (0: no grid)")
     add_seed_arg(q, "the feature visualizations (their random start and transforms)")
-    add_quiet_arg(q)
-    add_device_arg(q)
-    add_executor_args(q)
+    add_study_run_args(q)
     q.set_defaults(func=_cmd_study_echo)
 
 
@@ -188,9 +180,7 @@ def _add_study_combing(sub) -> None:
     q.add_argument("--batch-size", type=BATCH, default=64)
     q.add_argument("--orientation-step", type=DEGREES, default=10.0, help="degrees between tuning orientations")
     q.add_argument("--map-images", type=COUNT, default=64, help="images scanned for attribution maps")
-    add_quiet_arg(q)
-    add_device_arg(q)
-    add_executor_args(q)
+    add_study_run_args(q)
     q.set_defaults(func=_cmd_study_combing)
 
 

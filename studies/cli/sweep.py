@@ -11,11 +11,9 @@ from studies.cli.common import (
     DEGREES,
     JOBS,
     add_checkpoint_arg,
-    add_device_arg,
-    add_executor_args,
     add_out_args,
-    add_quiet_arg,
     add_seed_arg,
+    add_study_run_args,
     device,
     executor_settings,
     number,
@@ -44,9 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--cache-dir", default=None, help="per-plan result cache (default $CIRCUITS_CACHE/sweeps)")
     add_seed_arg(w, "the resample ablations' donors and the paired bootstrap resamples")
     add_out_args(w)
-    add_quiet_arg(w)
-    add_device_arg(w)
-    add_executor_args(w)
+    add_study_run_args(w)
     w.set_defaults(func=_cmd_study_sweep)
 
 

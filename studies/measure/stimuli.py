@@ -502,6 +502,17 @@ def _comb_rows(kind, ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos
     return rows
 
 
+def _combs(kind: str, orientations, radii, side, spacing_px, length_px, stroke_width, arc_degrees, fg, bg, size,
+           positions) -> Stimuli:
+    """The checks and rows shared by :func:`combed_curves` and :func:`combing_lines` (``kind``)."""
+    ors = _check_finite("orientations", orientations)
+    rad = _positive("radii", radii, allow_inf=True)
+    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
+    arc = _arc(arc_degrees)
+    pos = _positions(positions)
+    return _build(_comb_rows(kind, ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos), size)
+
+
 def combed_curves(
     orientations: Sequence[float] = tuple(range(0, 360, 5)),
     radii: Sequence[float] = DEFAULT_RADII,
@@ -532,12 +543,8 @@ def combed_curves(
     Raises:
         StimulusError: as :func:`curves`; unknown side; non-positive spacing or length.
     """
-    ors = _check_finite("orientations", orientations)
-    rad = _positive("radii", radii, allow_inf=True)
-    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
-    arc = _arc(arc_degrees)
-    pos = _positions(positions)
-    return _build(_comb_rows("combed_curve", ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos), size)
+    return _combs("combed_curve", orientations, radii, side, spacing_px, length_px, stroke_width, arc_degrees, fg, bg,
+                  size, positions)
 
 
 def combing_lines(
@@ -554,12 +561,8 @@ def combing_lines(
     positions: Sequence[tuple[float, float]] = ((0.0, 0.0),),
 ) -> Stimuli:
     """The teeth of :func:`combed_curves` without the curve (kind ``combing``); same arguments."""
-    ors = _check_finite("orientations", orientations)
-    rad = _positive("radii", radii, allow_inf=True)
-    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
-    arc = _arc(arc_degrees)
-    pos = _positions(positions)
-    return _build(_comb_rows("combing", ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos), size)
+    return _combs("combing", orientations, radii, side, spacing_px, length_px, stroke_width, arc_degrees, fg, bg,
+                  size, positions)
 
 
 def concentric_curves(

@@ -59,7 +59,7 @@ CASES = [
      "--modes bogus: choose from zero, mean, resample"),
     (["study", "artificial-curves", "--family", "mixed3b/nope"], "--family mixed3b/nope: no family 'mixed3b/nope'"),
     (["study", "artificial-curves", "--template-unit", "3b:9999"], "--template-unit 3b:9999: mixed3b:9999 is out of"),
-    (["study", "artificial-curves", "--bootstrap", "5"], "--bootstrap must be ≥ 100, got 5"),
+    (["study", "artificial-curves", "--bootstrap", "5"], "argument --bootstrap: 5 is out of range: give a whole number between 100"),
     (["study", "artificial-curves", "--seed", "-2"], "argument --seed: -2 is out of range"),
     (["study", "echo", "--device", "tpu"], "--device 'tpu' is not a device; use cpu, cuda, cuda:N, mps or auto"),
     (["edit", "diff", PLAN, "--reference", "{t}/missing"], "--reference {t}/missing is not a folder"),
