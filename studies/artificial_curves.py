@@ -79,7 +79,8 @@ from .measure import stimuli as S
 from .measure.equivariance import EquivarianceResult, equivariance, plot_patterns
 from .measure.tuning import angular_difference, combing_index, curve_line_preference, radial_tuning, tuning_metrics
 from .report.folder import log_step as _log
-from .report.folder import report_folder, write_html_report, write_json, write_yaml
+from .report.folder import report_folder, write_json, write_yaml
+from .report.html import write_report
 
 BASE_VARIANTS = ("natural", "zero_ablated", "hw_learned", "hw_analytic")
 VARIANT_TEXT = {
@@ -454,5 +455,5 @@ def _write_report(out, overwrite, cfg, model, family, src, template, eq, pats, r
         write_json(tmp / "metrics.json", metrics)
         summary = summary_markdown(cfg, metrics)
         (tmp / "summary.md").write_text(summary)
-        write_html_report(tmp, f"Artificial curve detectors: {model.spec.name} {family.key}", [("Summary", summary)],
-                          figures=figs, tables={"Per unit and variant": units})
+        write_report(tmp, f"Artificial curve detectors: {model.spec.name} {family.key}", summary,
+                     figures=figs, tables={"Per unit and variant": units})

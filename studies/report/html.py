@@ -119,10 +119,7 @@ def write_report(folder: str | Path, title: str, summary_md: str | None = None, 
         raise FileNotFoundError(f"report folder {folder} is not a folder")
     if summary_md is None and (folder / "summary.md").is_file():
         summary_md = (folder / "summary.md").read_text(encoding="utf-8")
-    if summary_md and summary_md.lstrip().startswith("# "):  # an H1 repeating the page title: shown once
-        first, _, rest = summary_md.lstrip().partition("\n")
-        if first[2:].strip() == title.strip():
-            summary_md = rest
+    summary_md = _without_repeated_heading(summary_md, title)
     env = Environment(loader=PackageLoader("studies.report", "templates"), autoescape=select_autoescape(["j2"]))
     from markupsafe import Markup
 
@@ -140,6 +137,20 @@ def write_report(folder: str | Path, title: str, summary_md: str | None = None, 
     out = folder / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _without_repeated_heading(summary_md: str | None, title: str) -> str | None:
+    """``summary_md`` without a first heading that the page already shows: an H1 equal to the
+    page title, or a heading (any level) reading "Summary" (the section's own ``<h2>``)."""
+    while summary_md:  # both may lead: "# <title>" then "## Summary"
+        first, _, rest = summary_md.lstrip().partition("\n")
+        level = len(first) - len(first.lstrip("#"))
+        text = first[level:].strip()
+        if not (1 <= level <= 6 and first[level:level + 1] == " " and (
+                (level == 1 and text == title.strip()) or text.lower() == "summary")):
+            break
+        summary_md = rest
+    return summary_md
 
 
 def _version() -> str:

@@ -63,3 +63,18 @@ def test_units_sort_numerically():
     assert sort_units(units) == ["conv2d2:10", "mixed3b:9", "mixed3b:66", "mixed3b:195", "mixed4a:1"]
     df = pd.DataFrame({"unit": ["3b:195", "3b:66", "3b:9"], "v": [1, 2, 3]})
     assert sort_units_df(df)["unit"].tolist() == ["3b:9", "3b:66", "3b:195"]
+
+
+def test_summary_heading_is_shown_once(tmp_path):
+    """A summary starting with its own "Summary" heading (e.g. the artificial-curves study's, through
+    the old write_html_report sections) gave the page two "Summary" headings."""
+    from studies.report.folder import write_html_report
+
+    d = _folder(tmp_path)
+    for md in ("## Summary\n\nThe numbers.", "# Summary\n\nThe numbers.", "# t\n\n## Summary\n\nThe numbers."):
+        html = write_report(d, "t", md, figures=[], tables={}).read_text()
+        assert html.count(">Summary</h") == 1 and "The numbers." in html, md
+    html = write_html_report(d, "t", [("Summary", "The numbers.")]).read_text()
+    assert html.count(">Summary</h") == 1
+    html = write_report(d, "t", "## Summary of the ablation\n\nx", figures=[], tables={}).read_text()
+    assert ">Summary of the ablation</h2>" in html  # only a heading that says just "Summary" is dropped
