@@ -49,18 +49,30 @@ def _gt(scene) -> np.ndarray:
     return rgb
 
 
+#: colours of a curve map saturate at this quantile of the map (the colour bar shows the cap with an arrow)
+MAP_CAP_QUANTILE = 0.995
+
+
 def plot_curves(images: Sequence, names: Sequence[str], maps: np.ndarray, marks: Sequence[np.ndarray],
                 edges: Sequence[np.ndarray], path: str | Path, family_label: str) -> None:
-    """One row per image: the image, the curve map (colour bar), our marked pixels, Canny's edges."""
+    """One row per image: the image, the curve map (colour bar under it, capped at the map's
+    :data:`MAP_CAP_QUANTILE` quantile: the bar's arrow), our marked pixels, Canny's edges. Row
+    heights follow the images' aspect ratios, so a wide image leaves no tall empty band."""
     n = len(images)
-    fig, axes = plt.subplots(n, 4, figsize=(15, 3.9 * n), constrained_layout=True, squeeze=False)
+    aspects = [min(max(m.shape[0] / m.shape[1], 0.15), 1.6) for m in maps]  # height / width of each map
+    rows = [3.3 * r + 1.6 for r in aspects]  # the map, its titles, axis labels and colour bar (in)
+    fig, axes = plt.subplots(n, 4, figsize=(15, sum(rows) + 0.6), constrained_layout=True, squeeze=False,
+                             height_ratios=rows)
     for i in range(n):
         a = axes[i]
         a[0].imshow(_img(images[i]))
         _px(a[0], names[i])
-        im = a[1].imshow(maps[i], cmap="magma", vmin=0, vmax=float(np.quantile(maps[i], 0.995)) or 1.0)
+        cap = float(np.quantile(maps[i], MAP_CAP_QUANTILE)) or 1.0
+        im = a[1].imshow(maps[i], cmap="magma", vmin=0, vmax=cap)
         _px(a[1], f"curve map: {family_label}")
-        fig.colorbar(im, ax=a[1], shrink=0.8, label="grad × (input − mean), clipped ≥ 0")
+        # a horizontal bar under the map: as wide as a landscape map, its label horizontal (never cut off)
+        fig.colorbar(im, ax=a[1], location="bottom", extend="max", shrink=0.9, aspect=30, pad=0.02,
+                     label=f"grad × (input − mean) ≥ 0, capped at the {100 * MAP_CAP_QUANTILE:g}th percentile")
         _marks(a[2], marks[i], images[i], title="curve map, thresholded + thinned")
         _marks(a[3], edges[i], images[i], colour=(0.0, 0.3, 1.0), title="Canny (skimage)")
     fig.legend(handles=[Patch(color=(1, 0, 0), label="curve-map pixels"), Patch(color=(0, 0.3, 1), label="Canny edges")],
