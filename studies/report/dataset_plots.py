@@ -56,18 +56,25 @@ def grayscale_alpha(image: np.ndarray, attribution: np.ndarray | None, scale: fl
 
 def plot_sparsity(summary: pd.DataFrame, path=None, title: str = ""):
     """Bars per unit (numerical order): fraction of (image, position) pairs active and
-    fraction of images with any active position (Curve Detectors: ≈ 10-11 % for 3b:379)."""
+    fraction of images with any active position (Curve Detectors: ≈ 10-11 % for 3b:379).
+    Bars keep their width with few units (one unit: two narrow bars in the middle), carry their
+    values when there are at most 12 units, and the legend sits below the axes."""
     s = summary.assign(_k=summary["unit"].map(_unit_key)).sort_values("_k")
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.42 * len(s) + 2), 3.6), constrained_layout=True)
-    x = np.arange(len(s))
-    ax.bar(x - 0.2, 100 * s["frac_active"], 0.4, label="positions active (post-ReLU > 0)")
-    ax.bar(x + 0.2, 100 * s["frac_images_active"], 0.4, label="images with any active position")
+    n = len(s)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.42 * n + 2), 4.4), constrained_layout=True)
+    x = np.arange(n)
+    b1 = ax.bar(x - 0.2, 100 * s["frac_active"], 0.4, label="positions active (post-ReLU > 0)")
+    b2 = ax.bar(x + 0.2, 100 * s["frac_images_active"], 0.4, label="images with any active position")
     ax.axhspan(10, 11, color="0.8", zorder=0, label="Curve Detectors, 3b:379 (≈ 10-11 % of positions)")
-    ax.set_xticks(x, [u.split(":")[1] for u in s["unit"]], rotation=90)
+    if n <= 12:
+        for bars in (b1, b2):
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
+    ax.set_xticks(x, [u.split(":")[1] for u in s["unit"]], rotation=90 if n > 8 else 0)
+    ax.set_xlim(-0.5 - max(0.0, (3 - n) / 2), n - 0.5 + max(0.0, (3 - n) / 2))  # at least 3 slots wide
     ax.set_xlabel(f"unit of {s['layer'].iloc[0]}")
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=7, loc="center right")
+    ax.set_ylabel("% of positions / of images")
+    ax.set_ylim(0, 108)
+    fig.legend(fontsize=7, loc="outside lower center", ncol=1 if n < 6 else 3)
     ax.set_title(title or "Sparsity")
     return _save(fig, path)
 

@@ -51,3 +51,24 @@ def test_curve_map_colour_bar_fits_its_map_and_shows_the_cap(tmp_path, monkeypat
     along = (bb.width, mb.width) if cb.orientation == "horizontal" else (bb.height, mb.height)
     assert 0.5 * along[1] <= along[0] <= 1.05 * along[1], (cb.orientation, along)  # as long as the map, not 3x
     assert not _outside(fig)
+
+
+def test_sparsity_plot_with_one_unit_is_readable(tmp_path, monkeypatch):
+    """One unit gave two bars filling the whole axes under the legend, values unreadable."""
+    import pandas as pd
+
+    from studies.report.dataset_plots import plot_sparsity
+
+    figs = _capture(monkeypatch)
+    s = pd.DataFrame(dict(unit=["mixed3b:379"], layer=["mixed3b"], frac_active=[0.107], frac_images_active=[0.93]))
+    plot_sparsity(s, tmp_path / "s.png", title="Sparsity over 1000 images")
+    fig = figs[0]
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    bars = [p for c in ax.containers for p in c.patches]
+    ab = ax.get_window_extent(r)
+    assert len(bars) == 2 and all(p.get_window_extent(r).width < 0.25 * ab.width for p in bars)
+    assert sorted(t.get_text() for t in ax.texts) == ["10.7", "93.0"]  # the values, on the bars
+    assert not fig.legends[0].get_window_extent(r).overlaps(ab)  # the legend covers no bar
+    assert not _outside(fig)
