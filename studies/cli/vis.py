@@ -89,9 +89,21 @@ def run(args: argparse.Namespace) -> int:
         model, _ = plan.apply(model)
     s = write_vis(model, units, args.out, settings, objective=args.objective, pre_relu=args.pre_relu,
                   plan=plan_label, cache=not args.no_cache, overwrite=args.overwrite, edited=bool(args.plan))
-    print(f"{len(units)} unit(s): {s['seconds_optimising']} s optimising ({'cached' if s['cached'] else 'computed'}); "
-          f"wrote {args.out}")
+    print(f"{len(units)} unit(s): {timing(s)}; wrote {args.out}")
     return 0
+
+
+def timing(summary: dict) -> str:
+    """How the pictures of a ``circuits vis`` summary were obtained: ``"12.3 s optimising"`` now, or
+    ``"cached, computed in 12.3 s on 2026-11-30 20:45 UTC"`` (the original run's time and date:
+    a cached result took no optimisation now)."""
+    secs = summary["seconds_optimising"]
+    if not summary["cached"]:
+        return f"{secs} s optimising" + (" (partly cached)" if summary.get("computed_at") else "")
+    when = summary.get("computed_at") or []
+    dates = sorted({w[:16].replace("T", " ") for w in when})
+    on = (f" on {dates[0]} UTC" if len(dates) == 1 else f" between {dates[0]} and {dates[-1]} UTC") if dates else ""
+    return f"cached, computed in {secs} s{on}"
 
 
 def write_vis(model, units, out, settings, objective: str = "neuron", pre_relu: bool = True, plan: str = "",
@@ -139,6 +151,8 @@ def write_vis(model, units, out, settings, objective: str = "neuron", pre_relu: 
         summary = dict(model=model.spec.name, plan=plan or None, units=[str(u) for u in us], objective=objective,
                        pre_relu=pre_relu, settings=dict(vars(vis[0].result.settings)), orientation_source=source,
                        paths=sorted({r.path for r in results.values()}), cached=all(r.cached for r in results.values()),
+                       computed_at=sorted({r.meta["computed_at"] for r in results.values()
+                                           if r.cached and "computed_at" in r.meta}),
                        seconds_optimising=round(sum(r.seconds for r in results.values()), 1),
                        wall_time_s=round(time.perf_counter() - t0, 1), cache_keys=sorted({r.key for r in results.values()}))
         summary["provenance"] = run_provenance(model, seed=settings.seed)

@@ -228,3 +228,25 @@ def test_graph_page_carries_family_thumbnails(tmp_path):
     fg.add_node("mixed3a/curves", layer="mixed3a", size=5, kind="curve")
     page = family_graph_html(fg, tmp_path / "g.html", thumbnails={"mixed3a/curves": uri}).read_text()
     assert uri in page and "'thumb'" in page
+
+
+def test_cached_vis_reports_when_it_was_computed_not_as_now(random_model, tmp_path, monkeypatch, capsys):
+    """A cached result printed its old optimisation time as if it had just been spent; now the
+    line says it is cached and when, and how long, it was computed."""
+    import json
+
+    from studies.cli.vis import timing, write_vis
+    from studies.measure.featurevis.render import vis_cache_dir
+
+    monkeypatch.setenv("CIRCUITS_CACHE", str(tmp_path / "cache"))
+    units = [u for u in __import__("circuits.catalog", fromlist=["catalog"]).catalog(random_model)
+             .resolve(["mixed3a/curves"])][:2]
+    s = VisSettings(steps=2, seed=1, size=64)
+    first = write_vis(random_model, units, tmp_path / "a", s, log=lambda m: None)
+    assert not first["cached"] and timing(first) == f"{first['seconds_optimising']} s optimising"
+    (meta,) = [json.loads(p.read_text()) for p in vis_cache_dir().glob("*.json")]
+    assert meta["computed_at"].endswith("+00:00") and len(meta["computed_at"]) == 25
+    again = write_vis(random_model, units, tmp_path / "b", s, log=lambda m: None)
+    when = meta["computed_at"][:16].replace("T", " ")
+    assert again["cached"] and again["computed_at"] == [meta["computed_at"]]
+    assert timing(again) == f"cached, computed in {first['seconds_optimising']} s on {when} UTC"

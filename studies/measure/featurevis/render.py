@@ -114,6 +114,9 @@ class VisResult:
         seconds: optimisation wall time (of the original run, for a cached result).
         cached: loaded from the cache.
         key: cache key.
+        meta: what the cache stores besides: ``batch``, ``model``, ``plan`` and ``computed_at``
+            (UTC time of the original run, ISO 8601; for entries written before it was recorded,
+            the time their file was written).
     """
 
     images: Tensor
@@ -276,8 +279,17 @@ def _load(key: str, settings: VisSettings) -> VisResult | None:
         meta = json.loads(js.read_text())
     except Exception:  # a damaged entry is recomputed
         return None
+    if "computed_at" not in meta:  # entries cached before the time was recorded: their file's time
+        meta["computed_at"] = _utc(js.stat().st_mtime)
     return VisResult(t["images"], t["history"].numpy(), t["final"].numpy(), meta["objective"], settings,
                      meta["path"], meta["seconds"], True, key, meta)
+
+
+def _utc(t: float | None = None) -> str:
+    """``t`` (seconds since the epoch; default now) as ``2026-11-30T20:45:36+00:00``."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(time.time() if t is None else t, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _save(r: VisResult) -> None:
@@ -410,7 +422,7 @@ def render(
             final = obj(feed.run(centre_window(final_img, feed.crop, feed.center))).float().cpu().numpy()
     secs = time.perf_counter() - t0
     res = VisResult(final_img.float().cpu(), hist, final, obj.desc, settings, feed.path, secs, False, key,
-                    dict(batch=n, model=model.spec.name, plan=plan))
+                    dict(batch=n, model=model.spec.name, plan=plan, computed_at=_utc()))
     if cache:
         _save(res)
     return res
