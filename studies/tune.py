@@ -12,7 +12,7 @@ import pandas as pd
 from circuits.model import InceptionV1
 from circuits.units import resolve_units
 from studies.measure import stimuli as S
-from studies.measure.dataset import DatasetStats, rotation_tuning, unit_statistics
+from studies.measure.dataset import DatasetStats, check_layer_fits, rotation_tuning, unit_statistics
 from studies.measure.images import list_images
 from studies.measure.tuning import (
     angle_curve_summary,
@@ -81,6 +81,9 @@ def tune_report(
         raise ValueError(f"vis_steps must be an integer ≥ 0 (0: no feature visualizations); got {vis_steps!r}")
     check_out_dir(out, overwrite)
     files = list_images(images) if images is not None else None
+    if files is not None:  # dataset examples are receptive-field crops: the layer must fit the 224 px crop
+        for layer in dict.fromkeys(u.layer for u in units):
+            check_layer_fits(model.spec, layer)
     summary: dict = dict(model=model.spec.name, units=[str(u) for u in units], targets=list(labels or []),
                          orientation_step=float(orientation_step), n_orientations=len(ors),
                          radii=[float(r) for r in radii], stroke_width=float(stroke_width),

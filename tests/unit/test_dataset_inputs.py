@@ -67,3 +67,17 @@ def test_skipped_files_are_reported_one_line_with_the_first_reasons(caplog):
         report_skipped("imgs", [])
     assert [r.getMessage() for r in caplog.records] == [
         "imgs: skipped 4 file(s) that could not be decoded (a.JPEG: cannot decode image; b.png: truncated; c.png: x; …)"]
+
+
+def test_tune_with_images_refuses_a_layer_wider_than_the_crop_before_measuring(tmp_path):
+    """``tune --images`` on mixed4b+ used to measure every tuning curve, then fail in the dataset pass."""
+    import torch
+
+    from circuits.model import InceptionV1
+    from studies.tune import tune_report
+
+    torch.manual_seed(0)
+    root = _folder(tmp_path / "imgs", [(256, 256)])
+    with pytest.raises(ValueError, match=r"mixed4b units see 235 px"):
+        tune_report(InceptionV1("inceptionv1_caffe"), "4b:1", tmp_path / "t", images=root, log=pytest.fail)
+    assert not (tmp_path / "t").exists()
