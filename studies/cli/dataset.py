@@ -91,7 +91,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     layers = sorted({u.layer for u in units})
     if len(layers) != 1:
         raise ValueError(f"give units of one layer (got {', '.join(layers)})")
-    dataset_files(get_spec(args.checkpoint), layers, args.images, args.limit)
+    dataset_files(get_spec(args.checkpoint), layers, args.images, args.limit, report=False)  # run_dataset reports
     check_out_dir(args.out, args.overwrite)
     torch.manual_seed(args.seed)
     model = load_model(args.checkpoint, weights=args.weights, device=_device(args))

@@ -210,12 +210,13 @@ def check_layer_fits(spec, layer: str, size: int = 224) -> None:
 
 
 def dataset_files(spec, layers: Sequence[str], images: str | Path | Sequence[str | Path], limit: int | None = None,
-                  size: int = 224) -> tuple[list[Path], list[tuple[str, str]]]:
+                  size: int = 224, report: bool = True) -> tuple[list[Path], list[tuple[str, str]]]:
     """The image files a dataset analysis of ``layers`` reads, checked before any compute:
     ``(files, skipped)`` with ``skipped`` ``[(path, reason)]`` the files (of the first ``limit``)
     whose short side, read from the header, is smaller than the widest receptive field of
     ``layers``: such an image is mostly interpolation after the resize to 256 px, and a 1×1
-    image is one colour everywhere.
+    image is one colour everywhere. ``report``: warn about unreadable entries of the folder
+    (:func:`~studies.measure.images.list_images`).
 
     Raises:
         ValueError: a layer wider than the crop (:func:`check_layer_fits`), or every image too small
@@ -224,7 +225,7 @@ def dataset_files(spec, layers: Sequence[str], images: str | Path | Sequence[str
     """
     for layer in layers:
         check_layer_fits(spec, layer, size)
-    files = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+    files = list_images(images, report) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     files = files[:limit] if limit else files
     need = max(receptive_field(spec, layer, size).size for layer in layers)
     wide = max(layers, key=lambda layer: receptive_field(spec, layer, size).size)

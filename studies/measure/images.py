@@ -150,7 +150,7 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def list_images(folder: str | Path, report: bool = True) -> list[Path]:
     """Image files (:data:`IMAGE_EXTENSIONS`, any case) of a folder and its subfolders,
     sorted by path; entries that are not regular files within the size limit are skipped and
     reported (a warning on the ``circuits`` logger: count and first reasons).
@@ -161,7 +161,8 @@ def list_images(folder: str | Path) -> list[Path]:
         ValueError: no image in it.
     """
     files, skipped = scan_images(folder)
-    report_skipped(folder, skipped)
+    if report:  # a caller that lists the folder twice (a check, then the run) reports once
+        report_skipped(folder, skipped)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
                          + (f" ({len(skipped)} skipped: {skipped[0][1]})" if skipped else ""))
