@@ -502,15 +502,11 @@ def _comb_rows(kind, ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos
     return rows
 
 
-def _combs(kind: str, orientations, radii, side, spacing_px, length_px, stroke_width, arc_degrees, fg, bg, size,
-           positions) -> Stimuli:
+def _combs(kind: str, ors, radii, side, spacing, length, sw, arc, fg, bg, size, positions) -> Stimuli:
     """The checks and rows shared by :func:`combed_curves` and :func:`combing_lines` (``kind``)."""
-    ors = _check_finite("orientations", orientations)
-    rad = _positive("radii", radii, allow_inf=True)
-    sw, fg, bg, size = _common(stroke_width, fg, bg, size)
-    arc = _arc(arc_degrees)
-    pos = _positions(positions)
-    return _build(_comb_rows(kind, ors, rad, side, spacing_px, length_px, sw, fg, bg, arc, pos), size)
+    ors, rad = _check_finite("orientations", ors), _positive("radii", radii, allow_inf=True)
+    sw, fg, bg, size = _common(sw, fg, bg, size)  # checked in this order: the first bad value is reported
+    return _build(_comb_rows(kind, ors, rad, side, spacing, length, sw, fg, bg, _arc(arc), _positions(positions)), size)
 
 
 def combed_curves(
