@@ -79,6 +79,17 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model fails the test: every check of the command under test must come before it
+    (``circuits.load_model`` and the studies' ``studies.base.load_model``)."""
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the bad value was reported (validation came too late)")
+
+    monkeypatch.setattr("circuits.load_model", refuse)
+    monkeypatch.setattr("studies.base.load_model", refuse)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Every test session uses its own weights cache, so tests never depend on ~/.cache."""

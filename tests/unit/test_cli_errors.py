@@ -11,20 +11,14 @@ import pytest
 from PIL import Image
 
 import circuits
-import studies.base
 from studies.cli import main
 
 PLAN = "examples/plans/ablate_two_units.json"
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, no_model):
     """No model may load; an image folder, an image, a non-empty folder and a fresh --out."""
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded before the bad value was reported")
-
-    monkeypatch.setattr(circuits, "load_model", refuse)
-    monkeypatch.setattr(studies.base, "load_model", refuse)
     monkeypatch.chdir(circuits.__path__[0] + "/..")
     (tmp_path / "imgs").mkdir()
     Image.new("RGB", (256, 256), (20, 90, 30)).save(tmp_path / "imgs" / "n01440764_0.png")

@@ -21,14 +21,8 @@ def test_bad_values_exit_2_before_any_compute(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
-def test_bench_curves_checks_power_and_families_before_loading_the_model(tmp_path, capsys, monkeypatch):
+def test_bench_curves_checks_power_and_families_before_loading_the_model(tmp_path, capsys, no_model):
     """--power and --families were checked only once the model ran (item 4 of the polish list)."""
-    import circuits
-
-    def refuse(*a, **k):
-        raise AssertionError("the model was loaded before --power/--families were checked")
-
-    monkeypatch.setattr(circuits, "load_model", refuse)
     out = str(tmp_path / "b")
     assert main(["bench-curves", "--out", out, "--power", "0"]) == 2
     assert "argument --power: 0 is out of range: give a number between 0.5 and 16" in capsys.readouterr().err

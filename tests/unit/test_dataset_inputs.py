@@ -9,18 +9,9 @@ import logging
 import pytest
 from PIL import Image
 
-import circuits
 from studies.cli import main
 from studies.measure.dataset import check_layer_fits, dataset_files
 from studies.measure.images import report_skipped
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded before the inputs were checked")
-
-    monkeypatch.setattr(circuits, "load_model", refuse)
 
 
 def _folder(root, sizes):
