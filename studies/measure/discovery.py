@@ -238,6 +238,15 @@ def _branches(model, layer, index) -> list[str]:
     return [""] * len(index)
 
 
+def _family(t: pd.DataFrame, flag: str, name: str, kind: str, layer: str, source: str) -> Family:
+    """The family of the units of table ``t`` (indexed by unit index; renamed ``index``) whose
+    ``flag`` column is true, sorted by preferred orientation (rounded to 0.1°)."""
+    t.index.name = "index"
+    fam_t = t[t[flag]].sort_values("preferred_orientation")
+    return Family(name=name, layer=layer, units=tuple(int(i) for i in fam_t.index), kind=kind, source=source,
+                  orientations=tuple(round(float(o), 1) for o in fam_t["preferred_orientation"]))
+
+
 def discover_curves(
     model: InceptionV1,
     layer: str = "mixed3b",
@@ -302,13 +311,8 @@ def discover_curves(
         (t["curve_sigma"] >= crit["min_sigma"]) & (t["curve_line"] >= crit["min_curve_line"])
         & (t["selectivity"] >= crit["min_selectivity"])
     )
-    t.index.name = "index"
-    fam_t = t[t["is_curve"]].sort_values("preferred_orientation")
-    fam = Family(
-        name="curves", layer=layer, units=tuple(int(i) for i in fam_t.index), kind="curve",
-        source=f"discovered from synthetic curves ({model.spec.name}); studies.measure.discovery.discover_curves",
-        orientations=tuple(round(float(o), 1) for o in fam_t["preferred_orientation"]),
-    )
+    fam = _family(t, "is_curve", "curves", "curve", layer,
+                  f"discovered from synthetic curves ({model.spec.name}); studies.measure.discovery.discover_curves")
     return Discovery(fam, t.reset_index(), _criteria_record(crit, orientations, radii, stroke_width, reference))
 
 
@@ -425,13 +429,8 @@ def discover_lines(
         (t["line_sigma"] >= crit["min_sigma"]) & (t["line_curve"] >= crit["min_line_curve"])
         & (t["curve_line"] <= crit["max_curve_line"]) & (t["selectivity"] >= crit["min_selectivity"])
     )
-    t.index.name = "index"
-    fam_t = t[t["is_line"]].sort_values("preferred_orientation")
-    fam = Family(
-        name="lines", layer=layer, units=tuple(int(i) for i in fam_t.index), kind="line",
-        source=f"discovered from synthetic lines and curves ({model.spec.name}); studies.measure.discovery.discover_lines",
-        orientations=tuple(round(float(o), 1) for o in fam_t["preferred_orientation"]),
-    )
+    fam = _family(t, "is_line", "lines", "line", layer, f"discovered from synthetic lines and curves "
+                  f"({model.spec.name}); studies.measure.discovery.discover_lines")
     return Discovery(fam, t.reset_index(), _criteria_record(crit, orientations, radii, stroke_width, reference))
 
 
