@@ -109,7 +109,8 @@
   async function pageHome() {
     const m = await meta();
     const rows = m.layers.map((l) => h("tr", {},
-      h("td", {class: "l"}, h("a", {href: `#/layer/${l.layer}`}, l.layer)), h("td", {class: "l"}, l.short),
+      h("td", {class: "l"}, available(`/api/layer/${l.layer}`) ? h("a", {href: `#/layer/${l.layer}`}, l.layer)
+        : h("span", {title: "not part of this static export"}, l.layer)), h("td", {class: "l"}, l.short),
       h("td", {}, l.n_units),
       h("td", {class: "l chips"}, m.families.filter((f) => f.layer === l.layer).map((f) => familyLink(m, f.key)))));
     return [
@@ -119,8 +120,10 @@
       h("p", {}, "Browse a layer's units, open a unit's page (feature visualization, dataset examples, radial tuning, ",
         "expanded-weight neighbours), a family, or the ", h("a", {href: "#/graph"}, "circuit graph"),
         STATIC ? "." : [" — or change the circuit in the ", h("a", {href: "#/edit"}, "edit panel"), "."]),
-      h("h2", {}, "Layers"),
-      h("table", {class: "data"}, h("thead", {}, h("tr", {}, h("th", {class: "l"}, "layer"), h("th", {class: "l"}, "short"),
+      STATIC ? h("p", {class: "warning"}, "Static export: only the pages of ",
+        m.layers.filter((l) => available(`/api/layer/${l.layer}`)).map((l) => l.layer).join(", "),
+        " are included; the edit panel needs the server (circuits explore).") : null,
+XX, {class: "data"}, h("thead", {}, h("tr", {}, h("th", {class: "l"}, "layer"), h("th", {class: "l"}, "short"),
         h("th", {}, "units"), h("th", {class: "l"}, "families"))), h("tbody", {}, rows)),
     ];
   }
@@ -171,7 +174,7 @@
     const fig = h("section", {class: "asset-section"}, h("h2", {}, title));
     const box = h("div", {});
     if (asset && asset.state === "ready") fig.appendChild(render(asset));
-    else if (asset && asset.state === "running") {
+    else if (asset && asset.state === "running" && !STATIC) {
       fig.appendChild(box);
       if (asset.job) pollJob(asset.job, box, routeToken).then(route, (e) => {
         if (e.message !== "cancelled") box.replaceChildren(errorBox(e, title));
