@@ -123,7 +123,8 @@
       STATIC ? h("p", {class: "warning"}, "Static export: only the pages of ",
         m.layers.filter((l) => available(`/api/layer/${l.layer}`)).map((l) => l.layer).join(", "),
         " are included; the edit panel needs the server (circuits explore).") : null,
-XX, {class: "data"}, h("thead", {}, h("tr", {}, h("th", {class: "l"}, "layer"), h("th", {class: "l"}, "short"),
+      h("h2", {}, "Layers"),
+      h("table", {class: "data"}, h("thead", {}, h("tr", {}, h("th", {class: "l"}, "layer"), h("th", {class: "l"}, "short"),
         h("th", {}, "units"), h("th", {class: "l"}, "families"))), h("tbody", {}, rows)),
     ];
   }
@@ -148,7 +149,7 @@ XX, {class: "data"}, h("thead", {}, h("tr", {}, h("th", {class: "l"}, "layer"), 
     const fams = m.families.filter((f) => f.layer === d.layer);
     const cells = d.units.map((u) => {
       const img = u.featurevis ? h("img", {src: fileUrl(u.featurevis), alt: `feature visualization of ${u.id}`,
-                                           loading: "lazy"}) : h("div", {class: "ph", "aria-hidden": "true"});
+                                           loading: STATIC ? null : "lazy"}) : h("div", {class: "ph", "aria-hidden": "true"});
       const fam = u.families.length ? ` (${u.families.join(", ")})` : "";
       const label = `${u.id}${fam}`;
       const attrs = {class: "cell", style: `border-top-color:${u.colour || "#ddd"}`, title: label, "aria-label": label};
