@@ -70,26 +70,26 @@ def test_unit_page_equals_tuning_and_is_cached(client, app):
     from studies.measure import tuning as T
 
     ex = app.state.explorer
-    r = client.get("/api/unit/mixed3b:9")
+    r = client.get("/api/unit/conv2d2:20")
     assert r.status_code == 200, r.text
     page = r.json()
-    df = T.joint_sweep(ex.model, ["3b:9"], 30.0, (8.0, 40.0), 2.0, lines=False)
+    df = T.joint_sweep(ex.model, ["conv2d2:20"], 30.0, (8.0, 40.0), 2.0, lines=False)
     rad = T.radial_tuning(df)
     assert page["radial"]["orientation_deg"] == rad["orientation"].tolist() == [30.0 * i for i in range(12)]
     assert page["radial"]["response"] == rad["response"].tolist()  # exact
     pref = T.tuning_metrics(rad)["preferred_orientation"].iloc[0]
     assert page["preferred_orientation_deg"] == (None if pref != pref else pref)
-    assert page["families"] == ["mixed3b/curves"] and page["featurevis"] == {"state": "missing", "job": None}
+    assert page["families"] == ["conv2d2/curves"] and page["featurevis"] == {"state": "missing", "job": None}
     assert page["dataset"] == {"state": "no-images", "job": None}
     assert len(page["incoming"]) == len(page["outgoing"]) == 8
-    assert all(e["id"].startswith("3a:") for e in page["incoming"]) and page["outgoing"][0]["id"].startswith("4a:")
+    assert all(e["id"].startswith("conv2d1:") for e in page["incoming"]) and page["outgoing"][0]["id"].startswith("3a:")
     l2 = [e["l2"] for e in page["incoming"]]
     assert l2 == sorted(l2, reverse=True)
     png = client.get(page["incoming"][0]["kernel"])
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG") and png.headers["content-type"] == "image/png"
     assert client.get(page["joint"]).status_code == 200
     t = time.perf_counter()
-    again = client.get("/api/unit/3b:9")
+    again = client.get("/api/unit/conv2d2:20")
     assert time.perf_counter() - t < 0.3 and again.json() == page
 
 
@@ -227,12 +227,13 @@ def test_a_failing_job_or_page_leaves_the_server_serving(client, app, monkeypatc
         raise RuntimeError("the measurement failed")
 
     monkeypatch.setattr(pages, "unit_static", broken)
-    r = TestClient(app, raise_server_exceptions=False).get("/api/unit/3b:100")
+    r = TestClient(app, raise_server_exceptions=False).get("/api/unit/conv2d2:100")
     assert r.status_code == 500 and r.json() == {"error": "RuntimeError: the measurement failed"}
     monkeypatch.undo()
-    j = wait(client, client.post("/api/build", json={"layer": "3b", "units": ["3b:100"], "what": ["pages"]}).json()["job"])
+    j = wait(client, client.post("/api/build", json={"layer": "conv2d2", "units": ["conv2d2:100"],
+                                                     "what": ["pages"]}).json()["job"])
     assert j["state"] == "done" and j["result"] == {"units": 1, "built": {"pages": 1}}
-    assert client.get("/api/unit/3b:100").status_code == 200
+    assert client.get("/api/unit/conv2d2:100").status_code == 200
 
 
 def test_cli_options_are_checked_before_compute(capsys, tmp_path):
