@@ -44,7 +44,7 @@
    */
   function polarPlot(opts) {
     const size = opts.size || 320, pad = 44, R = size / 2 - pad, cx = size / 2, cy = size / 2 + 6;
-    const svg = el("svg", {class: "plot polar", width: size, height: size + 34, viewBox: `0 0 ${size} ${size + 34}`,
+    const svg = el("svg", {class: "plot polar", width: size, height: size + 40, viewBox: `0 0 ${size} ${size + 40}`,
                            role: "img", "aria-label": opts.title || "radial tuning"});
     const all = opts.series.flatMap((s) => s.response).filter((v) => Number.isFinite(v));
     const lo0 = Math.min(0, ...all), hi0 = Math.max(...all, lo0 + 1e-9);
@@ -77,8 +77,11 @@
       const [px, py] = xy(opts.pref, hi);
       svg.appendChild(el("line", {class: "pref", x1: cx, y1: cy, x2: px, y2: py, "data-pref": opts.pref}));
     }
-    svg.appendChild(el("text", {class: "axis-label", x: cx, y: size + 26, "text-anchor": "middle"},
-                       `angle: stimulus orientation (°); radius: response (${opts.units || "activation"})`));
+    const label = [`angle: stimulus orientation (°)`, `radius: response (${opts.units || "activation"})`];
+    const text = el("text", {class: "axis-label", x: cx, y: size + 20, "text-anchor": "middle"});
+    if (size >= 300) text.textContent = label.join("; ");
+    else label.forEach((t, i) => text.appendChild(el("tspan", {x: cx, dy: i ? 13 : 0}, t)));
+    svg.appendChild(text);
     return svg;
   }
 
