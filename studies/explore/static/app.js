@@ -337,6 +337,12 @@
     const token = ++routeToken;
     const {parts, params} = parseHash();
     let content, title = "Circuit explorer";
+    const slow = setTimeout(() => {  // a unit's first visit measures its tuning (seconds): say so
+      if (token !== routeToken) return;
+      app.setAttribute("aria-busy", "true");
+      app.replaceChildren(h("p", {class: "progress", role: "status"}, h("progress", {"aria-label": "loading"}),
+        ` loading #/${parts.join("/")}… (the first visit of a unit measures its tuning; later visits come from the cache)`));
+    }, 250);
     try {
       const [kind, ...rest] = parts;
       if (!kind) content = await pageHome();
@@ -352,7 +358,9 @@
     } catch (e) {
       content = [h("h1", {}, "Error"), errorBox(e), h("p", {}, h("a", {href: "#/"}, "back to the layers"))];
     }
+    clearTimeout(slow);
     if (token !== routeToken) return;
+    app.removeAttribute("aria-busy");
     document.title = `${title} — circuit explorer`;
     app.replaceChildren(...[content].flat().filter(Boolean));
     app.setAttribute("data-route", parts.join("/"));
