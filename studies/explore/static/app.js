@@ -123,6 +123,14 @@
       STATIC ? h("p", {class: "warning"}, "Static export: only the pages of ",
         m.layers.filter((l) => available(`/api/layer/${l.layer}`)).map((l) => l.layer).join(", "),
         " are included; the edit panel needs the server (circuits explore).") : null,
+      h("h2", {}, "Start here"),
+      h("ul", {id: "start"},
+        h("li", {}, available("/api/unit/3b:379") ? h("a", {href: "#/unit/3b:379"}, "unit 3b:379") : "unit 3b:379",
+          " — a curve detector of mixed3b (Curve Detectors, Distill 2020)"),
+        h("li", {}, available("/api/family/mixed3b/curves") ? h("a", {href: "#/family/mixed3b/curves"}, "mixed3b/curves")
+          : "mixed3b/curves", " — the family, its radial tuning overlay and weights"),
+        STATIC ? null : h("li", {}, h("a", {href: "#/edit?target=mixed3b/curves"}, "ablate the mixed3b curve family"),
+          " — and see tuning and accuracy change")),
       h("h2", {}, "Layers"),
       h("table", {class: "data"}, h("thead", {}, h("tr", {}, h("th", {class: "l"}, "layer"), h("th", {class: "l"}, "short"),
         h("th", {}, "units"), h("th", {class: "l"}, "families"))), h("tbody", {}, rows)),
@@ -209,19 +217,33 @@
   }
 
   function neighbourTable(title, rows) {
+    const l2 = rows.some((n) => n.l2 !== undefined);
     return h("section", {}, h("h3", {}, title), rows.length ? h("table", {class: "data neighbours"},
-      h("thead", {}, h("tr", {}, h("th", {class: "l"}, "kernel"), h("th", {class: "l"}, "unit"), h("th", {}, "weight"))),
+      h("thead", {}, h("tr", {}, h("th", {class: "l"}, "kernel"), h("th", {class: "l"}, "unit"),
+        l2 ? h("th", {}, "L2 norm") : null, h("th", {}, l2 ? "sum" : "weight"))),
       h("tbody", {}, rows.map((n) => h("tr", {},
         h("td", {class: "l"}, n.kernel ? h("img", {class: "kernel", src: fileUrl(n.kernel), alt: `kernel ${n.id}`}) : "–"),
-        h("td", {class: "l"}, unitLink(n.id)), h("td", {}, fmt(n.weight))))))
+        h("td", {class: "l"}, unitLink(n.id)), l2 ? h("td", {}, fmt(n.l2)) : null,
+        h("td", {class: n.weight >= 0 ? "pos" : "neg"}, fmt(n.weight))))))
       : h("p", {class: "note"}, "none"));
+  }
+
+  /** Range examples grouped by their label (activation band), in the server's order. */
+  function rangeGroups(list, images) {
+    const groups = [];
+    list.forEach((x) => {
+      const g = groups.find((e) => e.label === (x.label || ""));
+      if (g) g.items.push(x); else groups.push({label: x.label || "", items: [x]});
+    });
+    return h("div", {class: "range-groups"}, groups.map((g) => h("div", {class: "range-group"},
+      h("h4", {}, g.label || "examples"), images(g.items))));
   }
 
   async function pageUnit(uid) {
     const [m, u] = await Promise.all([meta(), api(`/api/unit/${uid}`)]);
-    const images = (list, withLabel) => h("div", {class: "examples"}, list.map((x) => h("figure", {},
+    const images = (list) => h("div", {class: "examples"}, list.map((x) => h("figure", {},
       h("img", {src: fileUrl(x.image), alt: `dataset example, activation ${fmt(x.activation)}`}),
-      h("figcaption", {}, `${fmt(x.activation)}${withLabel && x.label ? " · " + x.label : ""}`))));
+      h("figcaption", {}, fmt(x.activation)))));
     return [
       h("h1", {}, `Unit ${u.id}`, h("span", {class: "note"}, ` (${u.layer} channel ${u.index})`)),
       h("p", {class: "chips"}, "Families: ", u.families.length ? u.families.map((k) => familyLink(m, k)) : "none",
@@ -237,11 +259,15 @@
           h("img", {class: "asset", id: "joint", src: fileUrl(u.joint), alt: `orientation × curvature response of ${u.id}`}),
           h("figcaption", {}, "Response by stimulus orientation (°) and curvature (heat map)."))
           : h("p", {class: "note"}, "No joint map for this unit."))),
-      assetFigure("Dataset examples", u.dataset, (a) => h("div", {},
-        h("h3", {}, "Top activating images"), images(a.top || [], false),
-        h("h3", {}, "Across the activation range"), images(a.range || [], true)),
+      assetFigure("Dataset examples", u.dataset, (a) => h("div", {id: "dataset"},
+        h("p", {class: "note"}, `Captions: the activation of ${u.id} on the image.`),
+        h("h3", {}, "Top activating images"), images(a.top || []),
+        h("h3", {}, "Across the activation range"), rangeGroups(a.range || [], images)),
       (box) => featurevisButton(u.layer, [u.id], "dataset", box, route)),
       h("h2", {}, "Expanded-weight neighbours"),
+      h("p", {class: "note"}, "Expanded weights: the effective spatial kernel between two units through the block's ",
+        "branches (Circuits thread, “Visualizing Weights”); strongest by L2 norm; kernel colours red = excitatory, ",
+        "blue = inhibitory; sum = the kernel's signed total."),
       h("div", {class: "cols"}, neighbourTable("Incoming (strongest 8)", u.incoming || []),
         neighbourTable("Outgoing (strongest 8)", u.outgoing || [])),
     ];
