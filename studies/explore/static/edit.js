@@ -198,7 +198,8 @@
     out.push(h("h3", {}, "Radial tuning before / after"),
       P.legend([{label: "before", colour: "#777", dashed: true}, {label: "after (one colour per unit)", colour: cols[0] || "#2c6fbb"}]),
       h("div", {class: "multiples", id: "before-after"}, after.series.map((s, i) => h("figure", {"data-unit": s.id},
-        P.polarPlot({orientation: after.orientation_deg, units: after.units || before.units || "σ", size: 230,
+        P.polarPlot({orientation: after.orientation_deg, units: after.units || before.units || "σ",
+          size: after.series.length > 1 ? 230 : 340,
           title: `radial tuning of ${s.id}, before and after`,
           series: [...(byId[s.id] ? [{id: s.id, kind: "before", response: byId[s.id].response, colour: "#777",
                                      dashed: true, label: `${s.id} before`}] : []),
@@ -216,11 +217,14 @@
           h("th", {}, "change (points)"))), h("tbody", {}, row("top1"), row("top5"))));
     }
     if (res.featurevis) {
-      out.push(h("h3", {}, "Feature visualization before / after"), h("div", {class: "cols", id: "fv-before-after"},
-        h("figure", {}, h("figcaption", {}, "before"), h("div", {class: "examples"},
-          res.featurevis.before.map((u) => h("img", {src: fileUrl(u), alt: "feature visualization before"})))),
-        h("figure", {}, h("figcaption", {}, "after"), h("div", {class: "examples"},
-          res.featurevis.after.map((u) => h("img", {src: fileUrl(u), alt: "feature visualization after"}))))));
+      const ids = res.target || after.series.map((s) => s.id);
+      const fvb = res.featurevis.before || [], fva = res.featurevis.after || [];
+      out.push(h("h3", {}, "Feature visualization before / after"), h("table", {class: "data", id: "fv-before-after"},
+        h("thead", {}, h("tr", {}, h("th", {class: "l"}, "unit"), h("th", {}, "before"), h("th", {}, "after"))),
+        h("tbody", {}, fvb.map((u, i) => h("tr", {}, h("td", {class: "l"}, ids[i] || String(i + 1)),
+          h("td", {}, h("img", {class: "fv", src: fileUrl(u), alt: `feature visualization of ${ids[i]} before`})),
+          h("td", {}, fva[i] ? h("img", {class: "fv", src: fileUrl(fva[i]), alt: `feature visualization of ${ids[i]} after`})
+                             : "–"))))));
     }
     if (res.downloads) {
       const d = res.downloads;
