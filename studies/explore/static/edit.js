@@ -197,7 +197,7 @@
     const byId = Object.fromEntries(before.series.map((s) => [s.id, s]));
     out.push(h("h3", {}, "Radial tuning before / after"),
       P.legend([{label: "before", colour: "#777", dashed: true}, {label: "after (one colour per unit)", colour: cols[0] || "#2c6fbb"}]),
-      h("div", {class: "multiples", id: "before-after"}, after.series.map((s, i) => h("figure", {"data-unit": s.id},
+      h("div", {class: after.series.length > 1 ? "multiples" : "multiples one", id: "before-after"}, after.series.map((s, i) => h("figure", {"data-unit": s.id},
         P.polarPlot({orientation: after.orientation_deg, units: after.units || before.units || "σ",
           size: after.series.length > 1 ? 230 : 340,
           title: `radial tuning of ${s.id}, before and after`,
