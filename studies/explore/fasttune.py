@@ -29,11 +29,22 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from circuits.cone import BRANCH_KERNEL, CPU_CONE_CHUNK, Cone, _imap, _relu_conv, _trunk, cone_problem, plan_for_units
+from circuits.cone import (
+    BRANCH_KERNEL,
+    CPU_CONE_CHUNK,
+    Cone,
+    _imap,
+    _relu_conv,
+    _trunk,
+    cone_plan,
+    cone_problem,
+    plan_for_units,
+)
 from circuits.fingerprint import FingerprintError, fingerprint
 from circuits.model import InceptionV1
-from circuits.names import BRANCH_CONVS, CONV_LAYERS
+from circuits.names import BRANCH_CONVS, CONV_LAYERS, MIXED_LAYERS, hook_name
 from circuits.units import group_by_layer, resolve_units
+from edits.interventions import batch_coupled
 from studies.measure import stimuli as S
 from studies.measure import tuning as T
 
@@ -140,18 +151,43 @@ def shared_trunk(base: InceptionV1, model: InceptionV1, stages: Sequence[str], c
     return True
 
 
+@torch.no_grad()
+def _tail_model(model: InceptionV1, plan, idx: list[int], h: Tensor) -> Tensor:
+    """The layer computed by ``model``'s own forward pass from the trunk output ``h`` (a window of
+    ``plan.k_target`` ≥ 5 positions: every branch and any linear path of the block sees all of its
+    input at the centre), read at the centre, pre-ReLU: structural edits and hooks on the layer count."""
+    name = hook_name(plan.layer, pre_relu=True)
+    with model.capture([name]) as cap:
+        model(h, start_at=plan.stages[-1], stop_at=plan.layer)
+    c = (h.shape[-1] - 1) // 2
+    return cap[name][:, idx, c, c].float()
+
+
+def _model_tail_plan(model: InceptionV1, base: InceptionV1 | None, layer: str, plan):
+    """The plan for :func:`_tail_model`, or ``None`` when ``model`` must be measured from the input
+    (no unedited trunk to reuse, a trunk stage changed, a batch-coupled intervention, a conv layer)."""
+    if base is None or layer not in MIXED_LAYERS or plan is None or batch_coupled(model):
+        return None
+    full = plan if plan.k_target == 5 else cone_plan(model.spec, layer)
+    return full if full is not None and cone_problem(base, layer, [0], full) is None else None
+
+
 def _responses(model: InceptionV1, base: InceptionV1 | None, base_fp: str, layer: str, idx: list[int],
                stim: S.Stimuli, stim_key: str, cache: TrunkCache) -> np.ndarray:
     """Pre-ReLU responses ``(n_stimuli, len(idx))`` of one layer's units."""
     dev = next(model.parameters()).device
     plan = plan_for_units(model.spec, layer, idx)
+    tail_model = None
     if cone_problem(model, layer, idx, plan, dev) is not None or not plan.stages:
-        units = [f"{layer}:{i}" for i in idx]
-        df = T.measure(model, units, stim)
-        return df["response"].to_numpy().reshape(len(idx), len(stim)).T
+        plan = _model_tail_plan(model, base, layer, plan)
+        if plan is None or not shared_trunk(base, model, plan.stages, cache):
+            units = [f"{layer}:{i}" for i in idx]
+            df = T.measure(model, units, stim)
+            return df["response"].to_numpy().reshape(len(idx), len(stim)).T
+        tail_model = model
     crops = stim.at(plan.crop, plan.center)
     batches = _batches(len(crops))
-    cone = Cone(model, plan, idx)
+    cone = Cone(base if tail_model is not None else model, plan, idx)
     key = (base_fp, plan, stim_key)
     heads = None
     use_cache = base is not None and shared_trunk(base, model, plan.stages, cache)
@@ -165,9 +201,11 @@ def _responses(model: InceptionV1, base: InceptionV1 | None, base_fp: str, layer
 
     def tail(hs: list[Tensor]) -> Tensor:
         with torch.no_grad():
+            if tail_model is not None:  # one forward per batch: the model's per-call overhead dominates
+                return _tail_model(tail_model, plan, idx, torch.cat(hs)).cpu()
             return torch.cat([_tail(cone, h) for h in hs]).float().cpu()
 
-    workers = torch.get_num_threads() if dev.type == "cpu" else 1
+    workers = torch.get_num_threads() if dev.type == "cpu" and tail_model is None else 1
     if heads is None:
         heads = list(_imap(head, batches, workers))
         if use_cache:
