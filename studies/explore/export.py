@@ -21,9 +21,11 @@ Layout of ``out``::
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,10 +54,18 @@ def _client(app_or_client: Any) -> Iterator[Any]:
     if hasattr(app_or_client, "get") and not hasattr(app_or_client, "router"):
         yield app_or_client
         return
-    from fastapi.testclient import TestClient
+    with warnings.catch_warnings():  # starlette's note on httpx versions: not the user's concern
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
 
-    with TestClient(app_or_client) as client:
-        yield client
+    log = logging.getLogger("httpx")  # one INFO line per request otherwise (the CLI logs at INFO)
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        with TestClient(app_or_client) as client:
+            yield client
+    finally:
+        log.setLevel(level)
 
 
 def _get_json(client: Any, path: str) -> Any:

@@ -155,12 +155,15 @@
   async function pageLayer(layer) {
     const [m, d] = await Promise.all([meta(), api(`/api/layer/${layer}`)]);
     const fams = m.families.filter((f) => f.layer === d.layer);
+    const compact = 2 * d.units.filter((u) => u.featurevis).length < d.units.length;  // mostly no thumbnails yet
     const cells = d.units.map((u) => {
       const img = u.featurevis ? h("img", {src: fileUrl(u.featurevis), alt: `feature visualization of ${u.id}`,
-                                           loading: STATIC ? null : "lazy"}) : h("div", {class: "ph", "aria-hidden": "true"});
+                                           loading: STATIC ? null : "lazy"})
+                               : compact ? null : h("div", {class: "ph", "aria-hidden": "true"});
       const fam = u.families.length ? ` (${u.families.join(", ")})` : "";
       const label = `${u.id}${fam}`;
-      const attrs = {class: "cell", style: `border-top-color:${u.colour || "#ddd"}`, title: label, "aria-label": label};
+      const tint = u.colour && /^#[0-9a-f]{6}$/i.test(u.colour) ? `;background:${u.colour}22` : "";
+      const attrs = {class: "cell", style: `border-top-color:${u.colour || "#ddd"}${tint}`, title: label, "aria-label": label};
       return available(`/api/unit/${u.id}`) ? h("a", {href: `#/unit/${u.id}`, ...attrs}, img, h("span", {class: "lbl"}, u.index))
                                             : h("div", attrs, img, h("span", {class: "lbl"}, u.index));
     });
@@ -169,13 +172,14 @@
     return [
       h("h1", {}, `Layer ${d.layer}`),
       h("p", {class: "note"}, `${d.units.length} units, numbered as in Lucid; the bar above each unit is its family's `,
-        `colour (key below); thumbnails are feature visualizations where computed (${d.units.length - missing} of ${d.units.length}).`),
+        `colour (key below); thumbnails are feature visualizations where computed (${d.units.length - missing} of ${d.units.length}).`,
+        STATIC ? ` Units in grey have no page in this static export (${d.units.filter((u) => available(`/api/unit/${u.id}`)).length} have).` : ""),
       h("h2", {}, "Colour key"),
       h("ul", {class: "key"}, fams.map((f) => h("li", {}, familyLink(m, f.key), ` — ${f.units.length} units`)),
         h("li", {}, h("span", {class: "swatch", style: "background:#ddd"}), "no family")),
       missing && !STATIC ? h("p", {}, featurevisButton(d.layer, null, "featurevis", box, route), " ", box) : null,
       h("h2", {}, "Units"),
-      h("div", {class: "grid", id: "unit-grid"}, cells),
+      h("div", {class: compact ? "grid compact" : "grid", id: "unit-grid"}, cells),
     ];
   }
 
