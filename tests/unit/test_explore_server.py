@@ -247,3 +247,30 @@ def test_cli_options_are_checked_before_compute(capsys, tmp_path):
         assert words in capsys.readouterr().err
     assert main(["explore", "--port", "70000"]) == 2
     assert "0 and 65535" in capsys.readouterr().err
+
+
+def test_structural_edit_is_tuned_on_the_cached_trunk_like_the_full_forward(app):
+    import numpy as np
+
+    from edits import EditPlan, Linearize
+    from studies.explore import fasttune
+    from studies.explore.fasttune import radial, radial_payload
+    from studies.measure import tuning as T
+
+    ex = app.state.explorer
+    units = ex.targets("3b:9,3b:330")  # BVLC mixed3b:330 is in the 5x5 branch
+    edited, _ = EditPlan([Linearize("mixed3b_5x5", ["mixed3b_5x5:10"])]).apply(ex.model)
+    settings = ex.config.tuning_settings()
+    calls = []
+    real = fasttune._tail_model
+    fasttune._tail_model = lambda *a: calls.append(1) or real(*a)
+    try:
+        got = radial(edited, units, settings, ex.model, ex.fp, ex.trunk)
+    finally:
+        fasttune._tail_model = real
+    assert calls  # the model's own forward on the cached trunk, not the cone, not the input
+    df = T.joint_sweep(edited, units, 30.0, (8.0, 40.0), 2.0, lines=False, fast=False)
+    ref = radial_payload(T.radial_tuning(df), units)
+    assert got["orientation_deg"] == ref["orientation_deg"]
+    for a, b in zip(got["series"], ref["series"]):
+        np.testing.assert_allclose(a["response"], b["response"], rtol=1e-4, atol=1e-3)
