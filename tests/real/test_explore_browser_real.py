@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -212,7 +213,13 @@ def test_edit_panel_shows_server_error_verbatim(page, server, api):
     page.wait_for_selector("#plan-error", timeout=30_000)
     assert "Explode" in page.locator("#plan-error").inner_text()
     assert page.locator("#edit-result").inner_text() == ""
-    assert all("HTTP 400" in p or "status of 400" in p for p in page.problems), page.problems
+    # a page the server refuses: its error in the page, never a blank page
+    page.goto(server + "#/unit/3b:9999")
+    wait_route(page, "unit/3b:9999")
+    r = api.get("/api/unit/3b:9999")
+    assert r.status_code in (400, 404) and page.locator(".error-box").inner_text() == r.json()["error"]
+    assert page.locator("a[href='#/']").count() >= 1
+    assert all(re.search(r"\b(400|404)\b", p) for p in page.problems), page.problems
 
 
 def test_graph_family_and_layer_pages(page, server, api):
