@@ -67,3 +67,32 @@ def test_ablating_the_curve_family_flattens_its_tuning_and_matches_classify(clie
     assert acc["before"] == {"top1": b["top1"], "top5": b["top5"]}
     assert acc["after"] == {"top1": a["top1"], "top5": a["top5"]}
     assert client.get(res["downloads"]["weights"]).status_code == 200
+
+
+def test_dataset_examples_job_equals_unit_statistics(client, caffe_model, images_dir):
+    from studies.measure.dataset import unit_statistics
+    from studies.measure.images import list_images
+
+    ex = client.app.state.explorer
+    ex.config.dataset_limit = 24  # a short pass; part of the entries' keys
+    try:
+        assert client.get("/api/unit/3b:358").json()["dataset"] == {"state": "missing", "job": None}
+        jid = client.post("/api/build", json={"layer": "mixed3b", "what": ["dataset"], "units": ["3b:358"]}).json()["job"]
+        t0 = time.monotonic()
+        while (state := client.get(f"/api/jobs/{jid}").json())["state"] not in ("done", "error"):
+            assert time.monotonic() - t0 < 120
+            time.sleep(0.1)
+        assert state["state"] == "done", state
+        ds = client.get("/api/unit/3b:358").json()["dataset"]
+    finally:
+        ex.config.dataset_limit = None
+    assert ds["state"] == "ready" and ds["n_images"] == 24
+    direct = unit_statistics(caffe_model, ["3b:358"], list_images(images_dir)[:24], k=8, num_workers=0)
+    assert [t["activation"] for t in ds["top"]] == direct.top["activation"].tolist()
+    assert [t["source"] for t in ds["top"]] == [p.rsplit("/", 1)[1] for p in direct.top["path"]]
+    labels = {r["label"] for r in ds["range"]}
+    assert labels == {"strong positive (top 1 %)", "weak positive (90-99 %)", "middle (45-55 %)",
+                      "strong negative (bottom 1 %)"}
+    top1 = [r["activation"] for r in ds["range"] if r["label"].startswith("strong positive")]
+    assert top1 and min(top1) > max(r["activation"] for r in ds["range"] if r["label"].startswith("middle"))
+    assert client.get(ds["top"][0]["image"]).content.startswith(b"\x89PNG")

@@ -274,3 +274,24 @@ def test_structural_edit_is_tuned_on_the_cached_trunk_like_the_full_forward(app)
     assert got["orientation_deg"] == ref["orientation_deg"]
     for a, b in zip(got["series"], ref["series"]):
         np.testing.assert_allclose(a["response"], b["response"], rtol=1e-4, atol=1e-3)
+
+
+def test_featurevis_build_job_reports_progress_and_serves_pngs(client, app, monkeypatch):
+    from studies.measure.featurevis import VisSettings, visualize_units
+
+    ex = app.state.explorer
+    monkeypatch.setattr(ex.config, "vis_steps", 3)
+    assert client.get("/api/layer/conv2d2").json()["units"][6]["featurevis"] is None
+    r = client.post("/api/build", json={"layer": "conv2d2", "what": ["featurevis"], "units": ["conv2d2:6", "conv2d2:7"]})
+    j = wait(client, r.json()["job"])
+    assert j["state"] == "done" and j["progress"] == 1.0 and j["result"]["built"] == {"featurevis": 2}
+    page = client.get("/api/unit/conv2d2:6").json()
+    assert page["featurevis"]["state"] == "ready"
+    png = client.get(page["featurevis"]["image"])
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert client.get("/api/layer/conv2d2").json()["units"][6]["featurevis"] == page["featurevis"]["image"]
+    # the stored picture is visualize_units' (its cache, same settings and seed)
+    from studies.explore.figures import image_png
+
+    v = visualize_units(ex.model, ["conv2d2:6", "conv2d2:7"], settings=VisSettings(steps=3, seed=0))
+    assert png.content == image_png(v[0].image)
