@@ -243,8 +243,15 @@
       h("h4", {}, g.label || "examples"), images(g.items))));
   }
 
+  /** In a static export, "mixed3b:379" → "3b:379" (the export's keys); the server accepts both. */
+  async function canonicalUid(uid) {
+    if (!STATIC) return uid;
+    const m = await meta(), [l, i] = uid.split(":"), L = m.layers.find((x) => x.layer === l || x.short === l);
+    return L && /^\d+$/.test(i || "") ? `${L.short}:${+i}` : uid;
+  }
+
   async function pageUnit(uid) {
-    const [m, u] = await Promise.all([meta(), api(`/api/unit/${uid}`)]);
+    const [m, u] = await Promise.all([meta(), canonicalUid(uid).then((id) => api(`/api/unit/${id}`))]);
     const images = (list) => h("div", {class: "examples"}, list.map((x) => h("figure", {},
       h("img", {src: fileUrl(x.image), alt: `dataset example, activation ${fmt(x.activation)}`}),
       h("figcaption", {}, fmt(x.activation)))));
