@@ -292,12 +292,15 @@
     const prefOf = Object.fromEntries(f.units.map((u) => [u.id, u.preferred_orientation_deg]));
     return [
       h("h1", {}, h("span", {class: "swatch", style: `background:${info.colour}`}), `Family ${f.key}`),
-      h("p", {}, `${f.units.length} units of ${f.layer}, ordered by preferred orientation.`,
+      h("p", {}, `${f.units.length} units of ${f.layer}, ordered by preferred orientation; each cell shows the unit's `,
+        `feature visualization, or (not computed yet) its radial tuning in the colour of the plot below.`,
         STATIC ? null : [" ", h("a", {href: `#/edit?target=${f.key}`, class: "edit-only"}, "edit this family…")]),
       h("h2", {}, "Units"),
       h("div", {class: "grid big", id: "family-grid"}, f.units.map((u) => {
+        const series = f.radial.series.find((x) => x.id === u.id);
         const img = u.featurevis ? h("img", {src: fileUrl(u.featurevis), alt: `feature visualization of ${u.id}`})
-                                 : h("div", {class: "ph", "aria-hidden": "true"});
+          : series ? P.polarGlyph(f.radial.orientation_deg, series.response, colourOf[u.id], 96)
+            : h("div", {class: "ph", "aria-hidden": "true"});
         const attrs = {class: "cell", style: `border-top-color:${info.colour}`};
         const kids = [img, h("span", {class: "lbl"}, `${u.id} · ${deg(u.preferred_orientation_deg)}`)];
         return available(`/api/unit/${u.id}`) ? h("a", {href: `#/unit/${u.id}`, ...attrs}, kids) : h("div", attrs, kids);

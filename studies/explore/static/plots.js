@@ -85,6 +85,20 @@
     return svg;
   }
 
+  /** A small unlabelled polar glyph of one tuning curve (for grids; the full plot is on the unit page). */
+  function polarGlyph(orientation, response, colour, size) {
+    const s = size || 96, R = s / 2 - 4, c = s / 2;
+    const svg = el("svg", {class: "glyph", width: s, height: s, viewBox: `0 0 ${s} ${s}`, "aria-hidden": "true"});
+    const lo = Math.min(0, ...response), hi = Math.max(...response, lo + 1e-9);
+    svg.appendChild(el("circle", {cx: c, cy: c, r: R, fill: "#fafafa", stroke: "#ddd"}));
+    const pts = orientation.map((d, k) => {
+      const r = (R * ((Number.isFinite(response[k]) ? response[k] : lo) - lo)) / (hi - lo);
+      return `${k ? "L" : "M"}${(c + r * Math.cos((d * Math.PI) / 180)).toFixed(1)},${(c - r * Math.sin((d * Math.PI) / 180)).toFixed(1)}`;
+    });
+    svg.appendChild(el("path", {d: pts.join(" ") + " Z", fill: "none", stroke: colour, "stroke-width": 1.5}));
+    return svg;
+  }
+
   /** Legend for a polar plot: <ul class="legend"> of line swatches. items: [{label, colour, dashed, href?}] */
   function legend(items) {
     const ul = document.createElement("ul");
@@ -191,5 +205,5 @@
     return svg;
   }
 
-  window.CircuitPlots = {el, palette, niceTicks, fmt, polarPlot, legend, graphView};
+  window.CircuitPlots = {el, palette, niceTicks, fmt, polarPlot, polarGlyph, legend, graphView};
 })();
