@@ -151,10 +151,10 @@ def test_search_opens_unit_page_with_images_and_radial_plot(page, server, api):
         assert page.get_by_role("button", name="compute feature visualization").count() == 1
     assert page.locator(".error-box").count() == 0
     assert page.problems == []
-    # a neighbour link leads to that unit's page (not rendered here: each new unit costs seconds of tuning)
-    first = truth["incoming"][0]["id"]
-    page.locator("table.neighbours a", has_text=first).first.click()
-    assert page.evaluate("location.hash") == f"#/unit/{first}"
+    # neighbour links lead to their unit pages (not opened here: a new unit costs seconds of tuning, which would
+    # run on in the server during the next test)
+    hrefs = page.eval_on_selector_all("table.neighbours a", "els => els.map(e => e.getAttribute('href'))")
+    assert hrefs == [f"#/unit/{i}" for i in ids]
 
 
 def test_edit_panel_ablation_changes_tuning(page, server, api):
@@ -194,7 +194,7 @@ def test_edit_panel_ablation_changes_tuning(page, server, api):
     for a in page.locator(".downloads a").all():
         assert api.get(a.get_attribute("href")).status_code == 200
     assert page.locator(".error-box").count() == 0 and page.problems == []
-    print(f"apply → before/after shown in {elapsed:.1f} s")
+    print(f"apply → before/after shown in {elapsed:.1f} s; server timings {result.get('timings')}")
 
 
 def test_edit_panel_shows_server_error_verbatim(page, server, api):
