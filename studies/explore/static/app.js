@@ -149,7 +149,8 @@
         if (e.message !== "cancelled") box.replaceChildren(errorBox(e, `computing ${what}`));
         ev.target.disabled = false;
       }
-    }}, `compute ${what === "featurevis" ? "feature visualization" : "dataset examples"}`);
+    }}, ids ? `compute ${what === "featurevis" ? "feature visualization" : "dataset examples"}`
+            : `compute the missing feature visualizations of ${layer} (slow: minutes per unit on a CPU)`);
   }
 
   async function pageLayer(layer) {
@@ -307,7 +308,7 @@
       })),
       h("h2", {}, "Radial tuning"),
       h("figure", {id: "family-radial"}, P.polarPlot({orientation: f.radial.orientation_deg, size: 440,
-        units: f.radial.units || "σ", title: `radial tuning of ${f.key}`,
+        units: f.radial.units || "activation", title: `radial tuning of ${f.key}`,
         series: f.radial.series.map((s) => ({id: s.id, response: s.response, colour: colourOf[s.id]}))}),
         P.legend(f.radial.series.map((s) => ({label: `${s.id} (${deg(prefOf[s.id])})`, colour: colourOf[s.id],
                                              href: available(`/api/unit/${s.id}`) ? `#/unit/${s.id}` : null}))),
