@@ -150,7 +150,7 @@
         ev.target.disabled = false;
       }
     }}, ids ? `compute ${what === "featurevis" ? "feature visualization" : "dataset examples"}`
-            : `compute the missing feature visualizations of ${layer} (slow: minutes per unit on a CPU)`);
+            : `compute the missing feature visualizations of ${layer} (slow on a CPU; circuits explore --build does it offline)`);
   }
 
   async function pageLayer(layer) {
