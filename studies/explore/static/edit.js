@@ -192,6 +192,9 @@
   function renderResult(ctx, res, targetName) {
     const {h, fileUrl} = ctx;
     const out = [h("h2", {}, `Result for ${targetName}`)];
+    const ch = res.changed;
+    if (ch) out.push(h("p", {id: "edit-changed"}, `The plan changed ${ch.weights ?? "?"} weights in ${ch.tensors ?? "?"} tensors`,
+      ch.interventions ? ` and installed ${ch.interventions} activation intervention(s).` : "."));
     const before = res.before || {series: []}, after = res.after || {series: []};
     const cols = P.palette(after.series.length);
     const byId = Object.fromEntries(before.series.map((s) => [s.id, s]));
@@ -212,7 +215,10 @@
         return h("tr", {}, h("th", {class: "l"}, k.replace("top", "top-")), h("td", {}, (100 * b).toFixed(1)),
                  h("td", {}, (100 * a).toFixed(1)), h("td", {}, `${a - b >= 0 ? "+" : ""}${(100 * (a - b)).toFixed(1)}`));
       };
-      out.push(h("h3", {}, `Accuracy on ${acc.n_images} images`), h("table", {class: "data", id: "accuracy"},
+      out.push(h("h3", {}, `Accuracy on ${acc.n_images} images`), h("p", {class: "note"},
+        `Top-1/top-5 of the original and the edited model on the same ${acc.n_images} images; on few images a change `,
+        `of one image is ${(100 / Math.max(1, acc.n_images)).toFixed(1)} points (use circuits study … for confidence intervals).`),
+      h("table", {class: "data", id: "accuracy"},
         h("thead", {}, h("tr", {}, h("th", {class: "l"}, "metric"), h("th", {}, "before (%)"), h("th", {}, "after (%)"),
           h("th", {}, "change (points)"))), h("tbody", {}, row("top1"), row("top5"))));
     }
