@@ -217,7 +217,7 @@
       };
       out.push(h("h3", {}, `Accuracy on ${acc.n_images} images`), h("p", {class: "note"},
         `Top-1/top-5 of the original and the edited model on the same ${acc.n_images} images; on few images a change `,
-        `of one image is ${(100 / Math.max(1, acc.n_images)).toFixed(1)} points (use circuits study … for confidence intervals).`),
+        `of one image is ${(100 / Math.max(1, acc.n_images)).toFixed(1)} points (circuits study family-ablation gives confidence intervals).`),
       h("table", {class: "data", id: "accuracy"},
         h("thead", {}, h("tr", {}, h("th", {class: "l"}, "metric"), h("th", {}, "before (%)"), h("th", {}, "after (%)"),
           h("th", {}, "change (points)"))), h("tbody", {}, row("top1"), row("top5"))));
