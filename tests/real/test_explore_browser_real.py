@@ -112,6 +112,14 @@ def images_loaded(pg) -> list[tuple[str, int]]:
     return pg.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])")
 
 
+def unlabelled(pg) -> list[str]:
+    """Form controls without a label and images without alt text (accessibility)."""
+    return pg.evaluate("""() => [
+        ...Array.from(document.querySelectorAll('input, select, textarea')).filter(e => !e.labels.length
+            && !e.getAttribute('aria-label')).map(e => e.outerHTML.slice(0, 80)),
+        ...Array.from(document.images).filter(i => !i.alt).map(i => i.outerHTML.slice(0, 80))]""")
+
+
 def test_search_opens_unit_page_with_images_and_radial_plot(page, server, api):
     page.goto(server)
     wait_route(page, "")
@@ -149,7 +157,7 @@ def test_search_opens_unit_page_with_images_and_radial_plot(page, server, api):
     assert truth["featurevis"]["state"] in ("missing", "ready", "running")
     if truth["featurevis"]["state"] == "missing":
         assert page.get_by_role("button", name="compute feature visualization").count() == 1
-    assert page.locator(".error-box").count() == 0
+    assert page.locator(".error-box").count() == 0 and unlabelled(page) == []
     assert page.problems == []
     # neighbour links lead to their unit pages (not opened here: a new unit costs seconds of tuning, which would
     # run on in the server during the next test)
@@ -193,7 +201,7 @@ def test_edit_panel_ablation_changes_tuning(page, server, api):
     assert top1[1] == f"{100 * result['accuracy']['after']['top1']:.1f}"
     for a in page.locator(".downloads a").all():
         assert api.get(a.get_attribute("href")).status_code == 200
-    assert page.locator(".error-box").count() == 0 and page.problems == []
+    assert page.locator(".error-box").count() == 0 and page.problems == [] and unlabelled(page) == []
     print(f"apply → before/after shown in {elapsed:.1f} s; server timings {result.get('timings')}")
 
 
