@@ -32,9 +32,7 @@ def build(ex: Explorer, units: Sequence[Unit], what: Sequence[str], report: Call
     for n, w in enumerate(parts):
         lo, hi = n / len(parts), (n + 1) / len(parts)
         if w == "pages":
-            for j, u in enumerate(units):
-                report(lo + (hi - lo) * j / len(units), f"unit pages: {j}/{len(units)}")
-                pages.unit_static(ex, u)
+            pages.unit_statics(ex, units, lambda p, m, lo=lo, hi=hi: report(lo + (hi - lo) * p, m))
         elif w == "featurevis":
             render_featurevis(ex, ex.model, units, report, lo=lo, hi=hi)
         else:

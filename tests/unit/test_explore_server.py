@@ -295,3 +295,19 @@ def test_featurevis_build_job_reports_progress_and_serves_pngs(client, app, monk
 
     v = visualize_units(ex.model, ["conv2d2:6", "conv2d2:7"], settings=VisSettings(steps=3, seed=0))
     assert png.content == image_png(v[0].image)
+
+
+def test_built_pages_are_batched_and_equal_single_unit_tuning_to_rounding(client, app):
+    import numpy as np
+
+    from studies.measure import tuning as T
+
+    ex = app.state.explorer
+    ids = ["conv2d2:30", "conv2d2:31", "conv2d2:32"]
+    j = wait(client, client.post("/api/build", json={"layer": "conv2d2", "units": ids, "what": ["pages"]}).json()["job"])
+    assert j["state"] == "done" and j["result"]["built"] == {"pages": 3}
+    for uid in ids:
+        page = client.get(f"/api/unit/{uid}").json()
+        rad = T.radial_tuning(T.joint_sweep(ex.model, [uid], 30.0, (8.0, 40.0), 2.0, lines=False))
+        np.testing.assert_allclose(page["radial"]["response"], rad["response"], rtol=1e-5, atol=1e-5)
+        assert page["radial"]["orientation_deg"] == rad["orientation"].tolist()
