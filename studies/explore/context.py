@@ -63,6 +63,8 @@ class Explorer:
         self.jobs = JobRunner()
         self.colours = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(self.catalog)}
         self.lock = threading.RLock()
+        #: one page computation at a time in request threads (cached pages never wait for it)
+        self.compute = threading.Semaphore(1)
         self._edited: OrderedDict = OrderedDict()
         self._memo: dict = {}
 

@@ -40,15 +40,25 @@ def _diagram(ex: Explorer, src: Family, dst: Family) -> dict:
 
 
 def family_page(ex: Explorer, layer: str, name: str) -> dict:
-    """``/api/family/{layer}/{name}``."""
+    """``/api/family/{layer}/{name}``: the measured part stored once, feature visualizations looked up."""
     f = ex.family(f"{layer}/{name}")
+    key = ex.key("family-page", dict(ex.config.tuning_settings(), family=f.key, units=list(f.units)))
+    got = ex.store.read_json(key)
+    if got is None:
+        with ex.compute:
+            got = ex.store.read_json(key)
+            if got is None:
+                got = _family_static(ex, f)
+                ex.store.write_json(key, got)
+    for u in got["units"]:
+        u["featurevis"] = assets.featurevis_url(ex, ex.unit(u["id"]))
+    return got
+
+
+def _family_static(ex: Explorer, f) -> dict:
     ordered = pages.family_units_ordered(ex, f.key)
     settings = ex.config.tuning_settings()
-    rkey = ex.key("radial-set", dict(settings, units=[str(u) for u, _ in ordered]))
-    rad = ex.store.read_json(rkey)
-    if rad is None:
-        rad = radial(ex.model, [u for u, _ in ordered], settings, ex.model, ex.fp, ex.trunk)
-        ex.store.write_json(rkey, rad)
+    rad = radial(ex.model, [u for u, _ in ordered], settings, ex.model, ex.fp, ex.trunk)
     i = EXPANDABLE.index(f.layer)
     diagrams = []
     for other in ex.catalog.values():
@@ -58,8 +68,7 @@ def family_page(ex: Explorer, layer: str, name: str) -> dict:
         elif j == i + 1:
             diagrams.append(_diagram(ex, f, other))
     return dict(key=f.key, layer=f.layer, name=f.name, kind=f.kind, colour=ex.colours[f.key], source=f.source,
-                units=[dict(id=u.short, preferred_orientation_deg=o, featurevis=assets.featurevis_url(ex, u))
-                       for u, o in ordered],
+                units=[dict(id=u.short, preferred_orientation_deg=o) for u, o in ordered],
                 radial=dict(orientation_deg=rad["orientation_deg"], series=rad["series"], units=rad["units"]),
                 diagrams=diagrams)
 
@@ -70,6 +79,11 @@ def graph(ex: Explorer) -> dict:
     got = ex.store.read_json(key)
     if got is not None:
         return got
+    with ex.compute:
+        return _graph(ex, key)
+
+
+def _graph(ex: Explorer, key: str) -> dict:
     layers = [lay for lay in DEFAULT_LAYERS]
     members = {lay: [] for lay in layers}
     for k, f in ex.catalog.items():

@@ -182,9 +182,12 @@ def unit_static(ex: Explorer, u: Unit, df=None) -> dict:
     key = _page_key(ex, u)
     got = ex.store.read_json(key)
     if got is None:
-        got = unit_tuning(ex, u, df)
-        got["incoming"], got["outgoing"] = neighbours(ex, u)
-        ex.store.write_json(key, got)
+        with ex.compute:
+            got = ex.store.read_json(key)  # another request may have made it meanwhile
+            if got is None:
+                got = unit_tuning(ex, u, df)
+                got["incoming"], got["outgoing"] = neighbours(ex, u)
+                ex.store.write_json(key, got)
     return got
 
 

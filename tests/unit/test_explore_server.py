@@ -311,3 +311,27 @@ def test_built_pages_are_batched_and_equal_single_unit_tuning_to_rounding(client
         rad = T.radial_tuning(T.joint_sweep(ex.model, [uid], 30.0, (8.0, 40.0), 2.0, lines=False))
         np.testing.assert_allclose(page["radial"]["response"], rad["response"], rtol=1e-5, atol=1e-5)
         assert page["radial"]["orientation_deg"] == rad["orientation"].tolist()
+
+
+def test_family_page_and_graph(client, app):
+    ex = app.state.explorer
+    f = client.get("/api/family/conv2d2/curves").json()
+    fam = ex.catalog["conv2d2/curves"]
+    ors = [u["preferred_orientation_deg"] for u in f["units"]]
+    assert ors == sorted(fam.orientations) and len(f["units"]) == 10
+    assert [s["id"] for s in f["radial"]["series"]] == [u["id"] for u in f["units"]]
+    assert {(d["from"], d["to"]) for d in f["diagrams"]} == {("conv2d2/curves", "mixed3a/curves"),
+                                                             ("conv2d2/curves", "mixed3a/lines")}
+    d = next(d for d in f["diagrams"] if d["to"] == "mixed3a/curves")
+    assert d["cols"] == [u["id"] for u in f["units"]] and len(d["rows"]) == 8
+    assert client.get(d["image"]).content.startswith(b"\x89PNG")
+    assert client.get("/api/family/conv2d2/curves").json() == f  # stored
+    g = client.get("/api/graph").json()
+    ids = {n["id"] for n in g["nodes"]}
+    assert {n["layer"] for n in g["nodes"]} == {"conv2d2", "mixed3a", "mixed3b", "mixed4a"}
+    assert all(0 <= n["x"] <= 1 and 0 <= n["y"] <= 1 for n in g["nodes"])
+    assert g["edges"] and all(e["source"] in ids and e["target"] in ids for e in g["edges"])
+    into = {}
+    for e in g["edges"]:
+        into.setdefault(e["target"], []).append(e["l2"])
+    assert all(min(v) >= 0.5 * max(v) for v in into.values())  # the threshold rule of circuits.graph
