@@ -27,14 +27,17 @@ GRAPH_THRESHOLD = 0.5
 
 
 def _diagram(ex: Explorer, src: Family, dst: Family) -> dict:
-    """Weight diagram PNG ``src → dst`` (rows: ``dst`` units, columns: ``src`` units, by orientation)."""
+    """Weight diagram PNG ``src → dst`` (rows: ``dst`` units, columns: ``src`` units, by orientation;
+    labelled, with a title and a colour key)."""
     su = [u for u, _ in pages.family_units_ordered(ex, src.key)]
     du = [u for u, _ in pages.family_units_ordered(ex, dst.key)]
-    key = ex.key("diagram-png", dict(src=src.key, dst=dst.key, rows=[str(u) for u in du], cols=[str(u) for u in su]))
+    key = ex.key("diagram-png", dict(src=src.key, dst=dst.key, rows=[str(u) for u in du], cols=[str(u) for u in su],
+                                     labels=3))
     if not ex.store.has(key, "png"):
         E = expand(ex.model, src.layer, dst.layer, dst_units=[u.index for u in du],
                    src_units=[u.index for u in su]).weight.numpy()
-        ex.store.write_png(key, figures.mosaic_png(E))
+        ex.store.write_png(key, figures.mosaic_png(E, [u.short for u in du], [u.short for u in su],
+                                                   f"expanded weights {src.key} -> {dst.key}"))
     return {"from": src.key, "to": dst.key, "image": ex.store.url(key, "png"), "rows": [u.short for u in du],
             "cols": [u.short for u in su]}
 
