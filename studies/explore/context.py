@@ -49,9 +49,7 @@ class Explorer:
             from circuits import load_model
 
             model = load_model(config.checkpoint, weights=config.weights, device=config.device)
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model = model  # never modified: edits copy it, measures run under no_grad / eval
         self.spec = model.spec
         self.fp = fingerprint(model)
         try:

@@ -188,6 +188,9 @@ def test_edit_before_after_equal_direct_tuning_and_downloads(client, app):
         df = T.joint_sweep(m, units, 30.0, (8.0, 40.0), 2.0, lines=False)
         assert res[which] == radial_payload(T.radial_tuning(df), units), which  # exact
     assert res["after"]["series"][0]["response"] == [0.0] * 12
+    from circuits.fingerprint import fingerprint
+
+    assert fingerprint(ex.model) == ex.fp  # the served model is untouched by the edit
     assert res["accuracy"] is None and res["featurevis"] is None
     y = client.get(res["downloads"]["yaml"])
     assert y.status_code == 200 and EditPlan.from_yaml(y.text).to_dict()["edits"][0]["units"] == ["mixed3b:9"]
