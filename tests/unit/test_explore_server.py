@@ -338,3 +338,31 @@ def test_family_page_and_graph(client, app):
     for e in g["edges"]:
         into.setdefault(e["target"], []).append(e["l2"])
     assert all(min(v) >= 0.5 * max(v) for v in into.values())  # the threshold rule of circuits.graph
+
+
+def test_a_running_job_does_not_block_pages(client, app):
+    import threading
+
+    ex = app.state.explorer
+    go = threading.Event()
+
+    def slow(report):
+        report(0.25, "working")
+        assert go.wait(30)
+        return {"ok": True}
+
+    job = ex.jobs.submit("slow", slow)
+    t0 = time.monotonic()
+    while client.get(f"/api/jobs/{job.id}").json()["state"] != "running":
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.01)
+    t = time.perf_counter()
+    assert client.get("/api/unit/conv2d2:20").status_code == 200  # cached earlier in this module
+    assert client.get("/api/meta").status_code == 200
+    assert time.perf_counter() - t < 0.5
+    j = client.get(f"/api/jobs/{job.id}").json()
+    assert j["state"] == "running" and j["progress"] == 0.25 and j["message"] == "working" and "result" not in j
+    queued = ex.jobs.submit("next", lambda report: 1)
+    assert client.get(f"/api/jobs/{queued.id}").json()["state"] == "queued"  # one compute worker
+    go.set()
+    assert wait(client, job.id)["result"] == {"ok": True} and wait(client, queued.id)["result"] == 1
