@@ -14,6 +14,7 @@ Usage::
     circuits edit apply PLAN --model M --out FILE [--reference DIR]
     circuits edit diff PLAN --model M [--reference DIR] [--json]
     circuits graph --model M --out DIR
+    circuits explore --model M [--images DIR] [--port P] [--build LAYER] [--export DIR --layer L]
     circuits replay DIR/config.yaml --out NEW_DIR
 
 One module per command group (``studies/cli/<group>.py``). Adding a group: write
@@ -38,7 +39,7 @@ from studies.cli.common import PROG, USER_ERRORS, device, document_defaults, err
 
 #: Command groups (modules ``studies.cli.<name>``), in the order they appear in ``--help``;
 #: each module has ``add_parser(subparsers)``.
-COMMANDS = ("study", "tune", "vis", "dataset", "edit", "graph", "discover", "weights", "applications", "replay")
+COMMANDS = ("study", "tune", "vis", "dataset", "edit", "graph", "discover", "explore", "weights", "applications", "replay")
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "device", "main"]
 

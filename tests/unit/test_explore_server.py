@@ -1,0 +1,369 @@
+"""The explorer's web app on a randomly initialised model (no real data): pages, errors, safety,
+jobs, the edit flow (studies.explore.server)."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import pytest
+import torch
+
+from circuits.model import InceptionV1
+from circuits.spec import get_spec
+from studies.explore.config import ExploreConfig
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from studies.explore import pages
+from studies.explore.server import create_app, static_file
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    torch.manual_seed(0)
+    model = InceptionV1(get_spec("inceptionv1_caffe")).eval()
+    cfg = ExploreConfig(cache=tmp_path_factory.mktemp("explore-cache"), orientation_step=30.0, radii=(8.0, 40.0),
+                        max_body=4096)
+    return create_app(cfg, model=model)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return TestClient(app)
+
+
+def wait(client, job_id: str, timeout: float = 120.0) -> dict:
+    t0 = time.monotonic()
+    while True:
+        r = client.get(f"/api/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        j = r.json()
+        if j["state"] in ("done", "error"):
+            return j
+        assert time.monotonic() - t0 < timeout, j
+        time.sleep(0.05)
+
+
+def test_meta_layer_and_search(client, app):
+    m = client.get("/api/meta").json()
+    assert m["model"] == "inceptionv1_caffe" and m["digest"] == app.state.explorer.fp and m["images"] is False
+    widths = {d["layer"]: d["n_units"] for d in m["layers"]}
+    assert {"conv2d2": 192, "mixed3a": 256, "mixed3b": 480, "mixed4a": 512}.items() <= widths.items()
+    fam = next(f for f in m["families"] if f["key"] == "mixed3b/curves")
+    assert fam["colour"].startswith("#") and len(fam["colour"]) == 7 and "3b:9" in fam["units"]
+    lay = client.get("/api/layer/3b").json()
+    assert lay["layer"] == "mixed3b" and len(lay["units"]) == 480
+    u9 = lay["units"][9]
+    assert u9["id"] == "3b:9" and u9["families"] == ["mixed3b/curves"] and u9["colour"] == fam["colour"]
+    assert lay["units"][0]["colour"] is None and lay["units"][0]["featurevis"] is None
+    hits = client.get("/api/search", params={"q": "3b:9"}).json()["results"]
+    assert hits[0] == {"kind": "unit", "id": "3b:9", "label": "3b:9 (mixed3b/curves)", "href": "#/unit/3b:9"}
+    fams = [h["id"] for h in client.get("/api/search", params={"q": "3b/curves"}).json()["results"]]
+    assert fams == ["mixed3b/curves"]
+
+
+def test_unit_page_equals_tuning_and_is_cached(client, app):
+    from studies.measure import tuning as T
+
+    ex = app.state.explorer
+    r = client.get("/api/unit/conv2d2:20")
+    assert r.status_code == 200, r.text
+    page = r.json()
+    df = T.joint_sweep(ex.model, ["conv2d2:20"], 30.0, (8.0, 40.0), 2.0, lines=False)
+    rad = T.radial_tuning(df)
+    assert page["radial"]["orientation_deg"] == rad["orientation"].tolist() == [30.0 * i for i in range(12)]
+    assert page["radial"]["response"] == rad["response"].tolist()  # exact
+    pref = T.tuning_metrics(rad)["preferred_orientation"].iloc[0]
+    assert page["preferred_orientation_deg"] == (None if pref != pref else pref)
+    assert page["families"] == ["conv2d2/curves"] and page["featurevis"] == {"state": "missing", "job": None}
+    assert page["dataset"] == {"state": "no-images", "job": None}
+    assert len(page["incoming"]) == len(page["outgoing"]) == 8
+    assert all(e["id"].startswith("conv2d1:") for e in page["incoming"]) and page["outgoing"][0]["id"].startswith("3a:")
+    l2 = [e["l2"] for e in page["incoming"]]
+    assert l2 == sorted(l2, reverse=True)
+    png = client.get(page["incoming"][0]["kernel"])
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG") and png.headers["content-type"] == "image/png"
+    assert client.get(page["joint"]).status_code == 200
+    t = time.perf_counter()
+    again = client.get("/api/unit/conv2d2:20")
+    assert time.perf_counter() - t < 0.3 and again.json() == page
+
+
+@pytest.mark.parametrize("uid, status, words", [
+    ("3b:480", 404, "mixed3b has units 0..479"),
+    ("zz", 400, "expected 'layer:index'"),
+    ("9z:1", 404, "valid layers: conv2d0"),
+    ("logits:1", 404, "valid layers: conv2d0"),
+])
+def test_bad_unit_ids_name_the_valid_choices(client, uid, status, words):
+    r = client.get(f"/api/unit/{uid}")
+    assert r.status_code == status and words in r.json()["error"]
+
+
+def test_bad_family_and_layer(client):
+    r = client.get("/api/family/mixed3b/nope")
+    assert r.status_code == 404 and "mixed3b/curves" in r.json()["error"]
+    r = client.get("/api/layer/mixed9z")
+    assert r.status_code == 404 and "valid layers: conv2d0" in r.json()["error"]
+
+
+@pytest.mark.parametrize("path", [
+    "/static/%2e%2e/server.py", "/static/%2e%2e%2fserver.py", "/static/..%2f..%2fcircuits%2fmodel.py",
+    "/static//etc/passwd", "/static/%2fetc%2fpasswd", "/static/../server.py", "/static/server.py",
+    "/files/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/files//etc/passwd", "/files/..%2fconfig.py",
+    "/files/" + "0" * 64 + ".py", "/files/" + "0" * 64 + ".png", "/api/jobs/..%2f..%2fetc",
+])
+def test_nothing_outside_the_folders_is_served(client, path):
+    r = client.get(path)
+    assert r.status_code == 404 and r.headers["content-type"] == "application/json", (path, r.text[:80])
+    assert "import" not in r.text and "root:" not in r.text
+
+
+def test_static_files_and_symlinks(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "app.js").write_text("ok")
+    (tmp_path / "secret.js").write_text("secret")
+    os.symlink(tmp_path / "secret.js", tmp_path / "site" / "link.js")
+    os.symlink(tmp_path, tmp_path / "site" / "up")
+    root = tmp_path / "site"
+    assert static_file("app.js", root) == (root / "app.js").resolve()
+    for name in ("link.js", "up/secret.js", "../secret.js", "/etc/passwd", "app.py", "app.js/", "a/../app.js"):
+        assert static_file(name, root) is None, name
+
+
+def test_body_over_the_limit_is_413_before_parsing(client):
+    r = client.post("/api/plan/validate", content=b"{" * 5000, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "over the limit of 4096 bytes" in r.json()["error"]
+
+    def chunks():
+        for _ in range(10):
+            yield b" " * 1000
+
+    r = client.post("/api/plan/validate", content=chunks())
+    assert r.status_code == 413
+    r = client.post("/api/plan/validate", content=b"[1, 2")
+    assert r.status_code == 400 and "request body" in r.json()["error"]
+
+
+def test_bad_plan_gets_the_cli_message(client, tmp_path, capsys):
+    from studies.cli import main
+
+    for i, text in enumerate(["edits:\n- type: Ablate\n  units: [3b:480]\n",
+                              "edits:\n- type: Ablat\n  units: [3b:1]\n",
+                              "edits: []\n",
+                              "edits:\n- type: Ablate\n  units: [3b:1]\n  mode: half\n"]):
+        path = tmp_path / f"plan{i}.yaml"
+        path.write_text(text)
+        capsys.readouterr()
+        assert main(["edit", "validate", str(path), "--model", "inceptionv1_caffe"]) == 2
+        err = capsys.readouterr().err
+        r = client.post("/api/plan/validate", json={"text": text})
+        assert r.status_code == 400
+        assert err == f"circuits: error: {path}: {r.json()['error']}\n"
+        r2 = client.post("/api/edit", json={"text": text, "target": "3b:1"})
+        assert r2.status_code == 400 and r2.json() == r.json()  # refused before any job
+    ok = client.post("/api/plan/validate", json={"plan": {"edits": [{"type": "Ablate", "units": ["3b/curves"]}]}})
+    assert ok.status_code == 200 and ok.json()["summary"] == "plan '', 1 edit(s), valid for inceptionv1_caffe"
+
+
+def test_edit_before_after_equal_direct_tuning_and_downloads(client, app):
+    from safetensors.torch import load_file
+
+    from edits import Ablate, EditPlan
+    from studies.explore.fasttune import radial_payload
+    from studies.measure import tuning as T
+
+    ex = app.state.explorer
+    plan = {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}
+    j = wait(client, client.post("/api/edit", json={"plan": plan, "target": "3b:9,3b:306"}).json()["job"])
+    assert j["state"] == "done", j
+    res = j["result"]
+    edited, _ = EditPlan([Ablate(["3b:9"])]).apply(ex.model)
+    units = ex.targets("3b:9,3b:306")
+    for which, m in (("before", ex.model), ("after", edited)):
+        df = T.joint_sweep(m, units, 30.0, (8.0, 40.0), 2.0, lines=False)
+        assert res[which] == radial_payload(T.radial_tuning(df), units), which  # exact
+    assert res["after"]["series"][0]["response"] == [0.0] * 12
+    from circuits.fingerprint import fingerprint
+
+    assert fingerprint(ex.model) == ex.fp  # the served model is untouched by the edit
+    assert res["accuracy"] is None and res["featurevis"] is None
+    y = client.get(res["downloads"]["yaml"])
+    assert y.status_code == 200 and EditPlan.from_yaml(y.text).to_dict()["edits"][0]["units"] == ["mixed3b:9"]
+    w = client.get(res["downloads"]["weights"])
+    assert w.status_code == 200
+    path = ex.store.resolve_served(res["downloads"]["weights"].rsplit("/", 1)[1])
+    sd = load_file(str(path))
+    assert sd.keys() == edited.state_dict().keys()
+    assert all(torch.equal(sd[k], v) for k, v in edited.state_dict().items())
+
+
+def test_edit_and_build_inputs_are_checked(client):
+    plan = {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}
+    for body, words in (({"plan": plan, "target": "3b/nope"}, "mixed3b/curves"),
+                        ({"plan": plan, "target": "3b:9", "n_images": 5}, "--images"),
+                        ({"plan": plan, "target": "3b:9", "n_images": -1}, "n_images must be"),
+                        ({"plan": plan, "target": "3b:9", "featurevis": "yes"}, "featurevis must be"),
+                        ({"plan": plan, "text": "edits: []", "target": "3b:9"}, 'give the plan as')):
+        r = client.post("/api/edit", json=body)
+        assert r.status_code == 400 and words in r.json()["error"], (body, r.text)
+    for body, status, words in (({"layer": "zz"}, 404, "valid layers"),
+                                ({"layer": "3b", "what": ["pictures"]}, 400, "valid: pages, featurevis, dataset"),
+                                ({"layer": "3b", "units": ["3a:1"]}, 400, "units must be of layer mixed3b")):
+        r = client.post("/api/build", json=body)
+        assert r.status_code == status and words in r.json()["error"], (body, r.text)
+    assert client.get("/api/jobs/" + "f" * 16).status_code == 404
+
+
+def test_a_failing_job_or_page_leaves_the_server_serving(client, app, monkeypatch):
+    ex = app.state.explorer
+    job = ex.jobs.submit("boom", lambda report: (report(0.5, "half way"), {}["missing key"]))
+    j = wait(client, job.id)
+    assert j["state"] == "error" and j["error"] == "missing key" and j["progress"] == 0.5
+    assert client.get("/api/meta").status_code == 200
+
+    def broken(ex, u):
+        raise RuntimeError("the measurement failed")
+
+    monkeypatch.setattr(pages, "unit_static", broken)
+    r = TestClient(app, raise_server_exceptions=False).get("/api/unit/conv2d2:100")
+    assert r.status_code == 500 and r.json() == {"error": "RuntimeError: the measurement failed"}
+    monkeypatch.undo()
+    j = wait(client, client.post("/api/build", json={"layer": "conv2d2", "units": ["conv2d2:100"],
+                                                     "what": ["pages"]}).json()["job"])
+    assert j["state"] == "done" and j["result"] == {"units": 1, "built": {"pages": 1}}
+    assert client.get("/api/unit/conv2d2:100").status_code == 200
+
+
+def test_cli_options_are_checked_before_compute(capsys, tmp_path):
+    from studies.cli import main
+
+    for argv, words in ((["--build", "zz"], "unknown layer 'zz'"), (["--export", str(tmp_path / "o")], "needs --layer"),
+                        (["--layer", "3b"], "--layer goes with --export"),
+                        (["--build", "3b", "--units", "3a:1"], "--units must be units of mixed3b"),
+                        (["--images", str(tmp_path / "none"), "--build", "3b"], "does not exist")):
+        assert main(["explore", *argv]) == 2
+        assert words in capsys.readouterr().err
+    assert main(["explore", "--port", "70000"]) == 2
+    assert "0 and 65535" in capsys.readouterr().err
+
+
+def test_structural_edit_is_tuned_on_the_cached_trunk_like_the_full_forward(app):
+    import numpy as np
+
+    from edits import EditPlan, Linearize
+    from studies.explore import fasttune
+    from studies.explore.fasttune import radial, radial_payload
+    from studies.measure import tuning as T
+
+    ex = app.state.explorer
+    units = ex.targets("3b:9,3b:330")  # BVLC mixed3b:330 is in the 5x5 branch
+    edited, _ = EditPlan([Linearize("mixed3b_5x5", ["mixed3b_5x5:10"])]).apply(ex.model)
+    settings = ex.config.tuning_settings()
+    calls = []
+    real = fasttune._tail_model
+    fasttune._tail_model = lambda *a: calls.append(1) or real(*a)
+    try:
+        got = radial(edited, units, settings, ex.model, ex.fp, ex.trunk)
+    finally:
+        fasttune._tail_model = real
+    assert calls  # the model's own forward on the cached trunk, not the cone, not the input
+    df = T.joint_sweep(edited, units, 30.0, (8.0, 40.0), 2.0, lines=False, fast=False)
+    ref = radial_payload(T.radial_tuning(df), units)
+    assert got["orientation_deg"] == ref["orientation_deg"]
+    for a, b in zip(got["series"], ref["series"]):
+        np.testing.assert_allclose(a["response"], b["response"], rtol=1e-4, atol=1e-3)
+
+
+def test_featurevis_build_job_reports_progress_and_serves_pngs(client, app, monkeypatch):
+    from studies.measure.featurevis import VisSettings, visualize_units
+
+    ex = app.state.explorer
+    monkeypatch.setattr(ex.config, "vis_steps", 3)
+    assert client.get("/api/layer/conv2d2").json()["units"][6]["featurevis"] is None
+    r = client.post("/api/build", json={"layer": "conv2d2", "what": ["featurevis"], "units": ["conv2d2:6", "conv2d2:7"]})
+    j = wait(client, r.json()["job"])
+    assert j["state"] == "done" and j["progress"] == 1.0 and j["result"]["built"] == {"featurevis": 2}
+    page = client.get("/api/unit/conv2d2:6").json()
+    assert page["featurevis"]["state"] == "ready"
+    png = client.get(page["featurevis"]["image"])
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert client.get("/api/layer/conv2d2").json()["units"][6]["featurevis"] == page["featurevis"]["image"]
+    # the stored picture is visualize_units' (its cache, same settings and seed)
+    from studies.explore.figures import image_png
+
+    v = visualize_units(ex.model, ["conv2d2:6", "conv2d2:7"], settings=VisSettings(steps=3, seed=0))
+    assert png.content == image_png(v[0].image)
+
+
+def test_built_pages_are_batched_and_equal_single_unit_tuning_to_rounding(client, app):
+    import numpy as np
+
+    from studies.measure import tuning as T
+
+    ex = app.state.explorer
+    ids = ["conv2d2:30", "conv2d2:31", "conv2d2:32"]
+    j = wait(client, client.post("/api/build", json={"layer": "conv2d2", "units": ids, "what": ["pages"]}).json()["job"])
+    assert j["state"] == "done" and j["result"]["built"] == {"pages": 3}
+    for uid in ids:
+        page = client.get(f"/api/unit/{uid}").json()
+        rad = T.radial_tuning(T.joint_sweep(ex.model, [uid], 30.0, (8.0, 40.0), 2.0, lines=False))
+        np.testing.assert_allclose(page["radial"]["response"], rad["response"], rtol=1e-5, atol=1e-5)
+        assert page["radial"]["orientation_deg"] == rad["orientation"].tolist()
+
+
+def test_family_page_and_graph(client, app):
+    ex = app.state.explorer
+    f = client.get("/api/family/conv2d2/curves").json()
+    fam = ex.catalog["conv2d2/curves"]
+    ors = [u["preferred_orientation_deg"] for u in f["units"]]
+    assert ors == sorted(fam.orientations) and len(f["units"]) == 10
+    assert [s["id"] for s in f["radial"]["series"]] == [u["id"] for u in f["units"]]
+    assert {(d["from"], d["to"]) for d in f["diagrams"]} == {("conv2d2/curves", "mixed3a/curves"),
+                                                             ("conv2d2/curves", "mixed3a/lines")}
+    d = next(d for d in f["diagrams"] if d["to"] == "mixed3a/curves")
+    assert d["cols"] == [u["id"] for u in f["units"]] and len(d["rows"]) == 8
+    assert client.get(d["image"]).content.startswith(b"\x89PNG")
+    assert client.get("/api/family/conv2d2/curves").json() == f  # stored
+    g = client.get("/api/graph").json()
+    ids = {n["id"] for n in g["nodes"]}
+    assert {n["layer"] for n in g["nodes"]} == {"conv2d2", "mixed3a", "mixed3b", "mixed4a"}
+    assert all(0 <= n["x"] <= 1 and 0 <= n["y"] <= 1 for n in g["nodes"])
+    assert g["edges"] and all(e["source"] in ids and e["target"] in ids for e in g["edges"])
+    into = {}
+    for e in g["edges"]:
+        into.setdefault(e["target"], []).append(e["l2"])
+    assert all(min(v) >= 0.5 * max(v) for v in into.values())  # the threshold rule of circuits.graph
+
+
+def test_a_running_job_does_not_block_pages(client, app):
+    import threading
+
+    ex = app.state.explorer
+    go = threading.Event()
+
+    def slow(report):
+        report(0.25, "working")
+        assert go.wait(30)
+        return {"ok": True}
+
+    assert client.get("/api/unit/conv2d2:20").status_code == 200  # stored before the job starts
+    job = ex.jobs.submit("slow", slow)
+    t0 = time.monotonic()
+    while client.get(f"/api/jobs/{job.id}").json()["state"] != "running":
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.01)
+    t = time.perf_counter()
+    assert client.get("/api/unit/conv2d2:20").status_code == 200
+    assert client.get("/api/meta").status_code == 200
+    assert time.perf_counter() - t < 0.5
+    j = client.get(f"/api/jobs/{job.id}").json()
+    assert j["state"] == "running" and j["progress"] == 0.25 and j["message"] == "working" and "result" not in j
+    queued = ex.jobs.submit("next", lambda report: 1)
+    assert client.get(f"/api/jobs/{queued.id}").json()["state"] == "queued"  # one compute worker
+    go.set()
+    assert wait(client, job.id)["result"] == {"ok": True} and wait(client, queued.id)["result"] == 1
