@@ -227,7 +227,8 @@ def _conv(x: Tensor, conv: nn.Module, sel: Tensor | None = None) -> Tensor:
     return F.conv2d(x, w, b)
 
 
-def _relu_conv(x: Tensor, cu: ConvUnit) -> Tensor:
+def relu_conv(x: Tensor, cu: ConvUnit) -> Tensor:
+    """``relu(conv(x))`` of one unpadded (valid) branch convolution ``cu``: ``(B, C, H, W)`` → ``(B, C', H−k+1, W−k+1)``."""
     return _conv(x, cu.conv).relu_()
 
 
@@ -255,15 +256,16 @@ def _block_valid(block: InceptionBlock, x: Tensor) -> Tensor:
     n = x.shape[-1]
     c1, c2 = x[..., 2:n - 2, 2:n - 2], x[..., 1:n - 1, 1:n - 1]
     return torch.cat([
-        _relu_conv(c1, block.unit("1x1")),
-        _relu_conv(_relu_conv(c2, block.unit("3x3_bottleneck")), block.unit("3x3")),
-        _relu_conv(_relu_conv(x, block.unit("5x5_bottleneck")), block.unit("5x5")),
-        _relu_conv(F.max_pool2d(c2, 3, 1), block.unit("pool_reduce")),
+        relu_conv(c1, block.unit("1x1")),
+        relu_conv(relu_conv(c2, block.unit("3x3_bottleneck")), block.unit("3x3")),
+        relu_conv(relu_conv(x, block.unit("5x5_bottleneck")), block.unit("5x5")),
+        relu_conv(F.max_pool2d(c2, 3, 1), block.unit("pool_reduce")),
     ], 1)
 
 
-def _trunk(model: InceptionV1, stage: str, h: Tensor, w0: Tensor, b0: Tensor) -> Tensor:
-    """One trunk stage of the cone (valid, unpadded) on ``h``."""
+def trunk(model: InceptionV1, stage: str, h: Tensor, w0: Tensor, b0: Tensor) -> Tensor:
+    """One trunk stage ``stage`` of the cone (valid, unpadded) on ``h (B, C, H, W)``; ``w0``, ``b0`` are
+    conv2d0's weights with the input preprocessing folded in (:func:`_fold_preprocess`)."""
     if stage == "conv2d0":
         return F.conv2d(h, w0, b0, stride=2).relu_()
     if stage.startswith("maxpool"):
@@ -271,7 +273,7 @@ def _trunk(model: InceptionV1, stage: str, h: Tensor, w0: Tensor, b0: Tensor) ->
     if stage.startswith("localresponsenorm"):
         return _lrn(h, getattr(model, stage).fn)
     if stage in CONV_LAYERS:
-        return _relu_conv(h, getattr(model, stage))
+        return relu_conv(h, getattr(model, stage))
     return _block_valid(getattr(model, stage), h)
 
 
@@ -328,7 +330,7 @@ class Cone:
             return F.conv2d(x, self.w0[sel], self.b0[sel], stride=2).flatten(1)
         h = x
         for name in plan.stages:
-            h = _trunk(m, name, h, self.w0, self.b0)
+            h = trunk(m, name, h, self.w0, self.b0)
         out = torch.empty(h.shape[0], self.n, dtype=h.dtype, device=h.device)
         if plan.layer in CONV_LAYERS:
             _, sel, cols = self.parts[0]
@@ -342,7 +344,7 @@ class Cone:
             if b == "pool_reduce":
                 hb = F.max_pool2d(hb, 3, 1)
             for conv in BRANCH_CONVS[b][:-1]:  # the bottleneck, if any
-                hb = _relu_conv(hb, block.unit(conv))
+                hb = relu_conv(hb, block.unit(conv))
             y = _conv(hb, block.unit(b).conv, sel.to(h.device)).flatten(1)
             if b in block.linear_paths:  # units computed from the block input (edits.Linearize)
                 y = _linear_path(block.linear_paths[b], h[..., mg:kt - mg, mg:kt - mg], sel, y)
@@ -455,7 +457,7 @@ class GradCone(Cone):
 
 
 # ============================================================================ batches
-def _imap(fn: Callable, items: list, workers: int) -> Iterator:
+def threaded_map(fn: Callable, items: list, workers: int) -> Iterator:
     """``map(fn, items)`` in order, on ``workers`` threads that each run torch ops
     single-threaded (inter-op instead of intra-op parallelism: the cone's small tensors give
     OpenMP little to share, and on a busy machine its barriers waste several times the CPU
@@ -492,7 +494,7 @@ def run_cone(cone: Cone, n: int, get: Callable[[slice], Tensor], device: str | t
             return torch.cat([cone(imgs[s:s + chunk]) for s in range(0, len(imgs), chunk)]).float().cpu()
 
     batches = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    out = list(tqdm(_imap(work, batches, workers), total=len(batches), disable=None if progress else True, desc=desc,
+    out = list(tqdm(threaded_map(work, batches, workers), total=len(batches), disable=None if progress else True, desc=desc,
                     unit="batch", leave=False))
     return torch.cat(out) if out else torch.empty(0, cone.n)
 

@@ -33,9 +33,9 @@ from circuits.cone import (
     BRANCH_KERNEL,
     CPU_CONE_CHUNK,
     Cone,
-    _imap,
-    _relu_conv,
-    _trunk,
+    threaded_map,
+    relu_conv,
+    trunk,
     cone_plan,
     cone_problem,
     plan_for_units,
@@ -73,7 +73,7 @@ def _head(cone: Cone, x: Tensor) -> Tensor:
     """The trunk half of ``Cone.__call__``: stages before the layer."""
     x = x.to(cone.w0.dtype).contiguous(memory_format=torch.channels_last)
     for name in cone.plan.stages:
-        x = _trunk(cone.model, name, x, cone.w0, cone.b0)
+        x = trunk(cone.model, name, x, cone.w0, cone.b0)
     return x
 
 
@@ -95,7 +95,7 @@ def _tail(cone: Cone, h: Tensor) -> Tensor:
         if b == "pool_reduce":
             hb = torch.nn.functional.max_pool2d(hb, 3, 1)
         for conv in BRANCH_CONVS[b][:-1]:
-            hb = _relu_conv(hb, block.unit(conv))
+            hb = relu_conv(hb, block.unit(conv))
         conv = block.unit(b).conv
         out[:, cols] = torch.nn.functional.conv2d(hb, conv.weight[sel], conv.bias[sel]).flatten(1)
     return out
@@ -207,10 +207,10 @@ def _responses(model: InceptionV1, base: InceptionV1 | None, base_fp: str, layer
 
     workers = torch.get_num_threads() if dev.type == "cpu" and tail_model is None else 1
     if heads is None:
-        heads = list(_imap(head, batches, workers))
+        heads = list(threaded_map(head, batches, workers))
         if use_cache:
             cache.put(key, heads)
-    out = list(_imap(tail, heads, workers))
+    out = list(threaded_map(tail, heads, workers))
     return torch.cat(out).numpy()
 
 
