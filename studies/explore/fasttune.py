@@ -33,12 +33,12 @@ from circuits.cone import (
     BRANCH_KERNEL,
     CPU_CONE_CHUNK,
     Cone,
-    threaded_map,
-    relu_conv,
-    trunk,
     cone_plan,
     cone_problem,
     plan_for_units,
+    relu_conv,
+    threaded_map,
+    trunk,
 )
 from circuits.fingerprint import FingerprintError, fingerprint
 from circuits.model import InceptionV1
