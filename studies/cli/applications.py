@@ -63,9 +63,9 @@ def add_trace(subparsers) -> None:
         "writes trace.png, splines.svg (the image with the splines as <path>s) and splines.csv.")
     p.add_argument("image", metavar="IMAGE")
     _common(p)
-    p.add_argument("--splines", type=int, default=8, help="seeds in all (strongest peaks of the map); default 8")
-    p.add_argument("--rounds", type=int, default=2,
-                   help="seeding rounds, each on what the splines kept so far leave unexplained (default 2)")
+    p.add_argument("--splines", type=int, default=24, help="most splines kept (default 24)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="seeding rounds of 12 peaks, each on what the splines kept so far leave unexplained (default 3)")
     p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
     p.add_argument("--tau", type=number(float, 0.0, 1.0), default=0.15,
                    help="map level (fraction of its 99.5th percentile) below which a spline shrinks (default 0.15)")
@@ -114,12 +114,14 @@ def add_bench_curves(subparsers) -> None:
         description="Seeded synthetic scenes (curves, lines, angles, textured/noisy backgrounds, occluders); Canny and "
         "our thresholds tuned on a tuning split, measured on a test split; curve F1, line false-positive rate, "
         "combing artefacts before/after the combing edit; spline distance and time. Writes table.md, extraction.csv, "
-        "by_background.csv, tracing.csv, examples.png, tracing.png, config.json.")
+        "by_background.csv, tracing.csv, tracing_tune.csv, examples.png, tracing.png, config.json.")
     _common(p)
     p.add_argument("--power", type=float, default=4.0)
     p.add_argument("--n-tune", type=int, default=24, help="tuning scenes (default 24)")
     p.add_argument("--n-test", type=int, default=48, help="test scenes (default 48)")
-    p.add_argument("--n-trace", type=int, default=24, help="scenes with occluders for spline tracing (default 24)")
+    p.add_argument("--n-trace", type=int, default=24, help="test scenes with occluders for spline tracing (default 24)")
+    p.add_argument("--n-trace-tune", type=int, default=48,
+                   help="tracing's tuning scenes, reported beside the test split (default 48; 0 skips them)")
     p.add_argument("--size", type=int, default=128, help="scene side, px (default 128)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tol", type=float, default=2.0, help="match tolerance, px (default 2)")
@@ -137,7 +139,8 @@ def _cmd_bench(args) -> int:
     if args.tol < 0:
         raise ValueError(f"--tol must be ≥ 0 px; got {args.tol}")
     cfg = BenchConfig(model=args.checkpoint, weights=args.weights, families=args.families, power=args.power,
-                      n_tune=args.n_tune, n_test=args.n_test, n_trace=args.n_trace, size=args.size, seed=args.seed,
+                      n_tune=args.n_tune, n_test=args.n_test, n_trace=args.n_trace,
+                      n_trace_tune=args.n_trace_tune, size=args.size, seed=args.seed,
                       tol=args.tol, combing_plan=args.combing_plan, edit=not args.no_edit)
     r = run_bench_curves(cfg, args.out, args.overwrite)
     print(r["markdown"])
