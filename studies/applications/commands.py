@@ -103,9 +103,9 @@ def svg_document(image: Tensor, result: TraceResult, colour: str = "#ff2020") ->
             f"{paths}\n</svg>\n")
 
 
-def run_trace(model, path: str | Path, out: str | Path, families: str | None = None, n_splines: int = 8,
+def run_trace(model, path: str | Path, out: str | Path, families: str | None = None, n_splines: int = 24,
               steps: int = 200, tau: float = 0.15, max_side: int = 512, overwrite: bool = False,
-              rounds: int = 2) -> dict:
+              rounds: int = 3) -> dict:
     """Fit splines to an image's curve map → ``out/trace.png``, ``out/splines.svg`` (image + paths),
     ``out/splines.csv`` (control points, px, x right / y down; score; length)."""
     from studies.report.folder import check_out_dir, report_folder

@@ -102,10 +102,10 @@ def add_trace(subparsers) -> None:
         "writes trace.png, splines.svg (the image with the splines as <path>s) and splines.csv.")
     p.add_argument("image", metavar="IMAGE")
     _common(p)
-    p.add_argument("--splines", type=number(int, 1, 1000), default=8,
-                   help="seeds in all (strongest peaks of the map); default 8")
-    p.add_argument("--rounds", type=number(int, 1, 100), default=2,
-                   help="seeding rounds, each on what the splines kept so far leave unexplained (default 2)")
+    p.add_argument("--splines", type=number(int, 1, 1000), default=24,
+                   help="most splines kept (default 24)")
+    p.add_argument("--rounds", type=number(int, 1, 100), default=3,
+                   help="seeding rounds of 12 peaks, each on what the splines kept so far leave unexplained (default 3)")
     p.add_argument("--steps", type=number(int, 1, 100_000), default=200, help="optimiser steps (default 200)")
     p.add_argument("--tau", type=number(float, 0.0, 1.0), default=0.15,
                    help="map level (fraction of its 99.5th percentile) below which a spline shrinks (default 0.15)")
@@ -156,13 +156,15 @@ def add_bench_curves(subparsers) -> None:
         description="Seeded synthetic scenes (curves, lines, angles, textured/noisy backgrounds, occluders); Canny and "
         "our thresholds tuned on a tuning split, measured on a test split; curve F1, line false-positive rate, "
         "combing artefacts before/after the combing edit; spline distance and time. Writes table.md, extraction.csv, "
-        "by_background.csv, tracing.csv, examples.png, tracing.png, config.json.")
+        "by_background.csv, tracing.csv, tracing_tune.csv, examples.png, tracing.png, config.json.")
     _common(p)
     p.add_argument("--power", type=POWER, default=4.0,
                    help="exponent of the activations in the curve map's objective, 0.5–16 (default 4)")
     p.add_argument("--n-tune", type=COUNT, default=24, help="tuning scenes (default 24)")
     p.add_argument("--n-test", type=COUNT, default=48, help="test scenes (default 48)")
-    p.add_argument("--n-trace", type=COUNT, default=24, help="scenes with occluders for spline tracing (default 24)")
+    p.add_argument("--n-trace", type=COUNT, default=24, help="test scenes with occluders for spline tracing (default 24)")
+    p.add_argument("--n-trace-tune", type=number(int, 0, 10_000), default=48,
+                   help="tracing's tuning scenes, reported beside the test split (default 48; 0 skips them)")
     p.add_argument("--size", type=number(int, 64, 1024, " px"), default=128, help="scene side, px (default 128)")
     add_seed_arg(p, "the synthetic scenes (tuning, test and tracing splits)")
     p.add_argument("--tol", type=number(float, 0.0, 100.0, " px"), default=2.0, help="match tolerance, px (default 2)")
@@ -177,7 +179,8 @@ def _cmd_bench(args) -> int:
 
     _check(args)
     cfg = BenchConfig(model=args.checkpoint, weights=args.weights, families=args.families, power=args.power,
-                      n_tune=args.n_tune, n_test=args.n_test, n_trace=args.n_trace, size=args.size, seed=args.seed,
+                      n_tune=args.n_tune, n_test=args.n_test, n_trace=args.n_trace,
+                      n_trace_tune=args.n_trace_tune, size=args.size, seed=args.seed,
                       tol=args.tol, combing_plan=args.combing_plan, edit=not args.no_edit)
     r = run_bench_curves(cfg, args.out, args.overwrite)
     print(r["markdown"])

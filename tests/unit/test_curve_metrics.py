@@ -98,3 +98,20 @@ def test_bad_inputs():
         score(np.zeros((4, 4), bool), np.zeros((5, 5), bool))
     with pytest.raises(ValueError, match="tol"):
         score(np.zeros((4, 4), bool), np.zeros((4, 4), bool), tol=-1)
+
+
+def test_trace_summary_shares_by_hand():
+    import pandas as pd
+
+    from studies.applications.bench_curves import trace_summary
+
+    df = pd.DataFrame(dict(mean_distance_px=[0.5, 1.5, 3.0, np.inf], coverage=[1.0, 0.3, 0.0, 0.0],
+                           radius=[10.0, 30.0, 50.0, 20.0], occluded=[True, False, True, False],
+                           seconds_per_curve=[1.0, 1.0, 2.0, 2.0]))
+    s = trace_summary(df, pd.DataFrame(dict(on_curve=[0.5, 1.0], splines=[2, 4])))
+    assert (s["curves"], s["within_2px"], s["occluded_share"], s["within_2px_occluded"]) == (4, 0.5, 0.5, 0.5)
+    assert s["mean_coverage"] == pytest.approx(0.325) and s["mean_coverage_matched"] == pytest.approx(0.65)
+    assert s["traced_half"] == 0.25  # within 2 px but only 30 % covered does not count here
+    assert (s["spline_on_curve"], s["splines_per_scene"], s["seconds_per_curve"]) == (0.75, 3.0, 1.5)
+    assert {k: v["within_2px"] for k, v in s["within_2px_by_radius"].items()} == {
+        "r < 25 px": 0.5, "25-40 px": 1.0, "r > 40 px": 0.0}

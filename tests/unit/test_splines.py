@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from studies.applications.bench_curves import _point_dist, match_curve, on_curve
 from studies.applications.scenes import arc_points
-from studies.applications.splines import bezier, bezier_np, mean_distance, render, trace
+from studies.applications.splines import _arc_ctrl, bezier, bezier_np, mean_distance, render, trace
 from studies.measure import stimuli as S
 
 CTRL = torch.tensor([[[6.0, 40.0], [14.0, 4.0], [44.0, 8.0], [56.0, 50.0]],
@@ -82,8 +83,8 @@ def _arc_map(size=96):
 
 def test_trace_fits_a_clean_arc_and_is_deterministic():
     m, arc = _arc_map()
-    r1 = trace(m, n_splines=2, steps=120)
-    r2 = trace(m, n_splines=2, steps=120)
+    r1 = trace(m, n_splines=2, steps=120, seeds=4, rounds=2)
+    r2 = trace(m, n_splines=2, steps=120, seeds=4, rounds=2)
     np.testing.assert_array_equal(r1.ctrl, r2.ctrl)
     assert len(r1.ctrl) >= 1
     best = min(mean_distance(bezier_np(c), arc) for c in r1.ctrl)
@@ -97,8 +98,8 @@ def test_trace_avoid_mask_pushes_splines_off_it():
     m, _ = _arc_map()
     avoid = np.zeros_like(m)
     avoid[:, 48:] = 1.0
-    free = trace(m, n_splines=1, steps=120)
-    pen = trace(m, n_splines=1, steps=120, avoid=avoid, mu=5.0)
+    free = trace(m, n_splines=1, steps=120, seeds=4, rounds=1)
+    pen = trace(m, n_splines=1, steps=120, seeds=4, rounds=1, avoid=avoid, mu=5.0)
     inside = lambda r: np.mean(bezier_np(r.ctrl[0])[:, 0] >= 48)  # noqa: E731
     assert inside(pen) < inside(free)
     with pytest.raises(ValueError, match="shape"):
@@ -112,3 +113,46 @@ def test_arc_points_lie_on_the_rendered_curve():
     vals = ink[np.round(pts[:, 1]).astype(int), np.round(pts[:, 0]).astype(int)]
     assert vals.min() >= 0.5
     assert math.isclose(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum(), 25.0 * math.radians(120), rel_tol=0.01)
+
+
+@pytest.mark.parametrize("curvature", [0.0, 0.1, -0.05])
+def test_arc_seed_lies_on_its_circle(curvature):
+    centre, tangent = np.array([30.0, 20.0]), np.array([0.6, 0.8])
+    c = _arc_ctrl(centre, tangent, 12.0, curvature)
+    p = bezier_np(c, 257)
+    assert np.linalg.norm(p[128] - centre) < 1e-9  # centred on the peak
+    np.testing.assert_allclose(np.linalg.norm(np.diff(p, axis=0), axis=1).sum(), 12.0, rtol=1e-3)
+    if curvature:
+        normal = np.array([-tangent[1], tangent[0]]) * np.sign(curvature)
+        r = 1 / abs(curvature)
+        np.testing.assert_allclose(np.linalg.norm(p - (centre + normal * r), axis=1), r, atol=1e-3)
+    else:
+        np.testing.assert_allclose((p - centre) @ np.array([-tangent[1], tangent[0]]), 0, atol=1e-9)
+
+
+def test_trace_follows_an_occluded_small_arc_within_1px():
+    size = 64
+    stim = S.curves([30.0], [12.0], arc_degrees=180, size=size)
+    arc = arc_points(30.0, 12.0, 180, 0.0, 0.0, size)
+    m = stim.ink()[0].numpy()
+    gap = (np.abs(np.arange(size)[None, :] - arc[len(arc) // 3, 0]) <= 2) & (
+        np.abs(np.arange(size)[:, None] - arc[len(arc) // 3, 1]) <= 2)
+    m[gap] = 0  # a 5-px occluder across the arc
+    r = trace(m, rounds=2, seeds=4, steps=120)
+    polys = [bezier_np(c) for c in r.ctrl]
+    dist, cov, n = match_curve(polys, arc, tol=1.0)
+    assert dist < 1.0 and n >= 1  # the best spline lies within 1 px of the arc on average
+    assert cov > 0.85  # and the splines within 1 px of it cover it on both sides of the occluder
+    k = len(arc) // 3
+    for part in (arc[:k - 6], arc[k + 6:]):
+        assert (np.min([_point_dist(part, p) for p in polys], 0) <= 1.0).mean() > 0.8
+
+
+def test_match_curve_reports_partial_coverage():
+    arc = arc_points(0.0, 20.0, 180, 0.0, 0.0, 96)
+    half = arc[: len(arc) // 2]
+    dist, cov, n = match_curve([half, arc[len(arc) // 2:] + [40.0, 0.0]], arc, tol=2.0)
+    assert dist < 1e-5 and n == 1  # the half on the arc matches; the shifted half does not
+    assert 0.5 <= cov <= 0.5 + 2 * 2.0 / (20.0 * np.pi)  # but it covers only half the arc (+ tol at its end)
+    assert match_curve([], arc) == (float("inf"), 0.0, 0)
+    assert on_curve([half, half + [40.0, 0.0]], [arc]) == pytest.approx(0.5, abs=0.02)
