@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studies.cli.common import COUNT, DEGREES, SEED, add_checkpoint_arg, add_device_arg, number
+from studies.cli.common import COUNT, DEGREES, add_checkpoint_arg, add_device_arg, add_seed_arg, number
 
 PORT = number(int, 0, 65535)
 
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=PORT, default=8000, help="TCP port; 0 picks a free one (default 8000)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="cache folder (default $CIRCUITS_CACHE/explore or ~/.cache/circuits/explore)")
-    p.add_argument("--seed", type=SEED, default=0)
+    add_seed_arg(p, "the feature visualizations and the range-example sampling")
     p.add_argument("--vis-steps", type=number(int, 1, 100_000), default=256, metavar="N",
                    help="feature-visualization steps (512 = Lucid's default; default 256)")
     p.add_argument("--orientation-step", type=DEGREES, default=5.0, metavar="DEG",
