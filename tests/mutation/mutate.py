@@ -36,7 +36,8 @@ LINKED = ("circuits", "edits", "studies", "tests")
 #: module → the fast unit tests that check it (mutmut runs, per mutant, only those that reach the function)
 MODULES: dict[str, list[str]] = {
     "circuits/units.py": ["tests/unit/test_core_names.py", "tests/unit/test_units_exact.py"],
-    "studies/run/cache.py": ["tests/unit/test_cache_keys.py", "tests/unit/test_sweep_cache.py"],
+    "studies/run/cache.py": ["tests/unit/test_cache_keys.py", "tests/unit/test_sweep_cache.py",
+                             "tests/unit/test_cache_format.py"],
     "studies/measure/statistics.py": ["tests/unit/test_measures_exact.py", "tests/unit/test_reference_statistics_exact.py"],
     "studies/measure/paired.py": ["tests/unit/test_statistics_exact.py", "tests/unit/test_family_ablation.py"],
     "studies/measure/tuning.py": ["tests/unit/test_measures_exact.py", "tests/unit/test_tuning_measures.py",

@@ -18,7 +18,11 @@ from studies.measure.statistics import (
     as_reference,
     check_reference_size,
     reference_statistics,
+    reference_statistics_by_layer,
 )
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::studies.measure.statistics.SmallSampleWarning")
 
 
 def _caller_of_caller(n, asked, description=""):
@@ -50,11 +54,14 @@ def test_small_sample_warning_message_category_and_line():
 class _PooledPixels(torch.nn.Module):
     """A stand-in network: the 'pre-ReLU activation' of every layer is the image, 112×112 average-pooled."""
 
-    def __init__(self):
+    def __init__(self, device="cpu"):
         super().__init__()
-        self.p = torch.nn.Parameter(torch.zeros(1))
+        self.p = torch.nn.Parameter(torch.zeros(1, device=device))
+        self.calls = []  # (hook names, device of the images) per batch
 
     def run(self, x, names):
+        self.calls.append((list(names), x.device.type))
+        x = torch.ones(x.shape) if x.device.type == "meta" else x
         return {n: torch.nn.functional.avg_pool2d(x.double(), 112) for n in names}
 
 
@@ -66,7 +73,7 @@ def fake_folder(monkeypatch):
 
     def load(folder, n_images):
         calls.append((folder, n_images))
-        k = min(n_images, 101)
+        k = min(n_images, 25 if folder == "small" else 101)
         images = (torch.arange(k, dtype=torch.float32) / 255).view(k, 1, 1, 1).expand(k, 3, 224, 224).clone()
         return ReferenceImages(images, f"{folder}: {k} evenly spaced images, all positions, pre-ReLU")
 
@@ -96,3 +103,39 @@ def test_reference_statistics_defaults_on_a_known_folder(fake_folder):
     assert st.attrs["reference"] == "ramp: 100 evenly spaced images, all positions, pre-ReLU"
     four = reference_statistics(_PooledPixels(), "mixed3b", "ramp", n_images=4, batch_size=3)
     assert four["mean"][0] == pytest.approx(1.5 / 255, rel=1e-6) and fake_folder[-1] == ("ramp", 4)
+
+
+def _warnings(fn):
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        out = fn()
+    return out, [str(w.message) for w in got if w.category is SmallSampleWarning]
+
+
+def test_reference_statistics_by_layer_hooks_devices_and_warnings(fake_folder):
+    model = _PooledPixels()
+    st, said = _warnings(lambda: reference_statistics_by_layer(model, ["3b"], "ramp")["mixed3b"])
+    assert fake_folder == [("ramp", 100)] and said == [] and st.index.name == "index" and list(st.index) == [0, 1, 2]
+    assert model.calls == [(["mixed3b_pre_relu"], "cpu")] * 4  # 100 images in batches of 25
+    _, said = _warnings(lambda: reference_statistics_by_layer(model, ["3b"], "small", n_images=30))
+    assert said == ["σ statistics from only 25 reference image(s) (asked for 30; small: 25 evenly spaced images, "
+                    "all positions, pre-ReLU): σ units and discovered families are unreliable below 20"]
+    images = torch.zeros(25, 3, 224, 224)
+    _, said = _warnings(lambda: reference_statistics_by_layer(model, ["3b"], images))  # a tensor: asked = its length
+    assert said == []
+    _, said = _warnings(lambda: reference_statistics_by_layer(model, ["3b"], images[:3]))
+    assert said == ["σ statistics from only 3 reference image(s) (asked for 3; 3 images (tensor), all positions, "
+                    "pre-ReLU): σ units and discovered families are unreliable below 20"]
+    meta = _PooledPixels(device="meta")  # the images go to the model's device
+    reference_statistics_by_layer(meta, ["3b"], images[:1])
+    assert meta.calls == [(["mixed3b_pre_relu"], "meta")]
+
+
+def test_std_of_two_and_of_one_value():
+    model = _PooledPixels()
+    images = torch.zeros(2, 3, 112, 112)  # one pooled position per image
+    images[1] = 2.0
+    st = reference_statistics_by_layer(model, ["3b"], images)["mixed3b"]
+    assert st["mean"].tolist() == [1.0] * 3 and st["std"].tolist() == pytest.approx([2 ** 0.5] * 3, rel=1e-12)
+    one = reference_statistics_by_layer(model, ["3b"], images[1:])["mixed3b"]
+    assert one["mean"].tolist() == [2.0] * 3 and one["std"].tolist() == [0.0] * 3
