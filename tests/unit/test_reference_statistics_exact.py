@@ -21,7 +21,6 @@ from studies.measure.statistics import (
     reference_statistics_by_layer,
 )
 
-
 pytestmark = pytest.mark.filterwarnings("ignore::studies.measure.statistics.SmallSampleWarning")
 
 
