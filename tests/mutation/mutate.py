@@ -91,7 +91,8 @@ def prepare(module: str, keep: bool) -> Path:
     return work
 
 
-def run_module(module: str, max_children: int, keep: bool) -> float:
+def run_module(module: str, max_children: int, keep: bool) -> float | None:
+    """Run mutmut on one module; its wall time in s, or ``None`` when mutmut failed (see its log)."""
     work = prepare(module, keep)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only mutants/ may be imported
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",  # forked workers: no thread pools
@@ -103,6 +104,7 @@ def run_module(module: str, max_children: int, keep: bool) -> float:
     wall = time.perf_counter() - t0
     if rc != 0:
         print(f"mutmut failed on {module} (exit {rc}); see {OUT / (slug(module) + '.log')}", file=sys.stderr)
+        return None
     return wall
 
 
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = json.loads(results.read_text()) if results.exists() else {}
     for module in args.modules or list(MODULES):
         wall = None if args.summary_only else run_module(module, args.max_children, args.keep)
+        if wall is None and not args.summary_only:
+            continue  # mutmut failed: nothing measured
         found = statuses(module)
         if not found:
             continue
