@@ -36,7 +36,7 @@ from studies.run.cache import (
 )
 
 KEY = "k" * 64
-#: under mutmut (``make mutation``) every mutated function is called through a trampoline: one more frame
+#: under mutmut (``make mutation``) every mutated function is called through a trampoline (two more frames)
 CALLER = "trampoline.py" if "MUTANT_UNDER_TEST" in os.environ else __file__
 
 
