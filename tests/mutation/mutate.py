@@ -53,7 +53,7 @@ MODULES: dict[str, list[str]] = {
     "edits/base.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py"],
     "edits/ablate.py": ["tests/unit/test_edits.py", "tests/unit/test_interventions.py"],
     "edits/pathways.py": ["tests/unit/test_pathways.py"],
-    "edits/linearize.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py"],
+    "edits/linearize.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py", "tests/unit/test_linearize_exact.py"],
     "edits/unit_weights.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py"],
     "edits/plan.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py"],
 }
