@@ -63,9 +63,11 @@ class _PooledPixels(torch.nn.Module):
         super().__init__()
         self.p = torch.nn.Parameter(torch.zeros(1, device=device))
         self.calls = []  # (hook names, device of the images) per batch
+        self.sizes = []  # images per batch
 
     def run(self, x, names):
         self.calls.append((list(names), x.device.type))
+        self.sizes.append(len(x))
         x = torch.ones(x.shape) if x.device.type == "meta" else x
         return {n: torch.nn.functional.avg_pool2d(x.double(), 112) for n in names}
 
@@ -144,3 +146,21 @@ def test_std_of_two_and_of_one_value():
     assert st["mean"].tolist() == [1.0] * 3 and st["std"].tolist() == pytest.approx([2 ** 0.5] * 3, rel=1e-12)
     one = reference_statistics_by_layer(model, ["3b"], images[1:])["mixed3b"]
     assert one["mean"].tolist() == [2.0] * 3 and one["std"].tolist() == [0.0] * 3
+
+
+def test_images_per_forward_pass():
+    images = torch.zeros(26, 3, 224, 224)
+    for call, passes in ((lambda m: reference_statistics_by_layer(m, ["3b"], images), [25, 1]),
+                         (lambda m: reference_statistics(m, "3b", images), [25, 1]),
+                         (lambda m: reference_statistics(m, "3b", images, batch_size=13), [13, 13])):
+        model = _PooledPixels()
+        call(model)
+        assert model.sizes == passes
+
+
+def test_default_description_is_empty():
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        check_reference_size(3, 5)
+    assert [str(w.message) for w in got] == ["σ statistics from only 3 reference image(s) (asked for 5; ): σ units "
+                                             "and discovered families are unreliable below 20"]
