@@ -109,3 +109,18 @@ def test_expand_errors(model, src, dst, error, message):
     with pytest.raises(error) as e:
         expand(model, src, dst)
     assert e.value.args[0] == message
+
+
+def test_linearised_units_use_their_stored_kernel(model):
+    from edits import EditPlan, Linearize
+
+    edited, _ = EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:3", "mixed3b_5x5:7"])]).apply(model)
+    stored = edited.block("mixed3b").linear_paths["5x5"].conv.weight.double()[:, :-1]  # rows: units 3, 7
+    full = expand(edited, "mixed3a", "mixed3b", dtype=torch.float64).weight
+    assert torch.equal(full[320 + 3], stored[0]) and torch.equal(full[320 + 7], stored[1])
+    picked = expand(edited, "mixed3a", "mixed3b_5x5", dst_units=[7, 5, 3], dtype=torch.float64).weight
+    assert torch.equal(picked[0], stored[1]) and torch.equal(picked[2], stored[0])
+    unedited = expand(model, "mixed3a", "mixed3b_5x5", dst_units=[7, 5, 3], dtype=torch.float64).weight
+    assert torch.equal(picked[1], unedited[1])  # unit 5 is not linearised
+    # the stored kernel is the same composition, rounded once to float32
+    torch.testing.assert_close(picked[[0, 2]], unedited[[0, 2]], rtol=1e-5, atol=1e-6)
