@@ -91,7 +91,7 @@ def prepare(module: str, keep: bool) -> Path:
     return work
 
 
-def run_module(module: str, max_children: int, keep: bool) -> float | None:
+def run_module(module: str, max_children: int, keep: bool, only: list[str] | None = None) -> float | None:
     """Run mutmut on one module; its wall time in s, or ``None`` when mutmut failed (see its log)."""
     work = prepare(module, keep)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only mutants/ may be imported
@@ -99,7 +99,7 @@ def run_module(module: str, max_children: int, keep: bool) -> float | None:
                CIRCUITS_DATA=os.environ.get("CIRCUITS_DATA", str(ROOT.parent / "shared" / "data")))
     t0 = time.perf_counter()
     with open(OUT / f"{slug(module)}.log", "w") as log:
-        rc = subprocess.call([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+        rc = subprocess.call([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *(only or [])],
                              cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     if rc != 0:
@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-children", type=int, default=2, help="parallel mutant workers (default 2)")
     p.add_argument("--keep", action="store_true", help="reuse the work folder and mutmut's earlier results")
     p.add_argument("--summary-only", action="store_true", help="rebuild the summary from earlier runs, run nothing")
+    p.add_argument("--mutants", nargs="+", metavar="PATTERN",
+                   help="run only these mutants (mutmut name patterns, e.g. 'studies.measure.tuning.x_tuning_metrics*'); "
+                        "the others stay unchecked")
     args = p.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     results = OUT / "results.json"
     rows = json.loads(results.read_text()) if results.exists() else {}
     for module in args.modules or list(MODULES):
-        wall = None if args.summary_only else run_module(module, args.max_children, args.keep)
+        wall = None if args.summary_only else run_module(module, args.max_children, args.keep, args.mutants)
         if wall is None and not args.summary_only:
             continue  # mutmut failed: nothing measured
         found = statuses(module)
