@@ -60,6 +60,9 @@ def _jacobian_windows(lin64, E, src, dst, rows, src_units=None, size=32):
     ("mixed3a", "mixed3b_3x3", [4], 16, 1, 1, 3),
     ("mixed3a", "mixed3b_pool_reduce", [2], 16, 1, 1, 3),
     ("mixed3a", "mixed3b_5x5_bottleneck", [6], 16, 1, 0, 1),
+    ("mixed3a", "mixed3b_3x3_bottleneck", [6], 16, 1, 0, 1),
+    ("mixed3b", "mixed4a", [5, 300], 24, 2, 4, 11),  # across maxpool4
+    ("mixed4e", "mixed5a", [7], 24, 2, 4, 11),  # across maxpool10
 ])
 def test_expanded_weights_equal_the_linearised_jacobian(model, lin64, src, dst, rows, size, stride, padding, k):
     E = expand(model, src, dst, dst_units=rows, dtype=torch.float64)
@@ -118,9 +121,20 @@ def test_linearised_units_use_their_stored_kernel(model):
     stored = edited.block("mixed3b").linear_paths["5x5"].conv.weight.double()[:, :-1]  # rows: units 3, 7
     full = expand(edited, "mixed3a", "mixed3b", dtype=torch.float64).weight
     assert torch.equal(full[320 + 3], stored[0]) and torch.equal(full[320 + 7], stored[1])
+    branch = expand(edited, "mixed3a", "mixed3b_5x5", dtype=torch.float64).weight  # every row of the branch
+    assert branch.shape == (96, 256, 5, 5) and torch.equal(branch[3], stored[0]) and torch.equal(branch[7], stored[1])
     picked = expand(edited, "mixed3a", "mixed3b_5x5", dst_units=[7, 5, 3], dtype=torch.float64).weight
     assert torch.equal(picked[0], stored[1]) and torch.equal(picked[2], stored[0])
     unedited = expand(model, "mixed3a", "mixed3b_5x5", dst_units=[7, 5, 3], dtype=torch.float64).weight
     assert torch.equal(picked[1], unedited[1])  # unit 5 is not linearised
     # the stored kernel is the same composition, rounded once to float32
     torch.testing.assert_close(picked[[0, 2]], unedited[[0, 2]], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dst, width, k", [("mixed3b_1x1", 128, 1), ("mixed3b_5x5", 96, 5),
+                                           ("mixed3b_pool_reduce", 64, 3), ("mixed3b_3x3_bottleneck", 128, 1)])
+def test_whole_branches_equal_their_selected_rows(model, dst, width, k):
+    whole = expand(model, "mixed3a", dst, dtype=torch.float64).weight
+    assert whole.shape == (width, 256, k, k)
+    rows = [0, width - 1, 5]
+    assert torch.equal(whole[rows], expand(model, "mixed3a", dst, dst_units=rows, dtype=torch.float64).weight)
