@@ -5,7 +5,7 @@ export CIRCUITS_DATA
 PYTHON ?= python3.11
 VENV := .venv
 
-.PHONY: setup test test-unit test-real bench demo lint
+.PHONY: setup test test-unit test-real bench demo lint mutation
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ bench:
 
 demo:
 	$(VENV)/bin/circuits study curve-ablation --model inceptionv1_caffe --images $(CIRCUITS_DATA)/imagenet-sample-1000 --out runs/curve-ablation --overwrite
+
+# mutation testing of the core modules (mutmut; not part of `make test`; see docs/mutation.md).
+# One module: make mutation MODULE=circuits/units.py. Summary: runs/mutation/summary.md
+MODULE ?=
+mutation:
+	$(VENV)/bin/python tests/mutation/mutate.py $(MODULE)
 
 lint:
 	$(VENV)/bin/ruff check .

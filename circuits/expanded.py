@@ -153,7 +153,6 @@ def _compose(later: Tensor, earlier: _Op) -> Tensor:
     return F.conv_transpose2d(later, earlier.weight, stride=s)
 
 
-@torch.no_grad()
 def expand(
     model: InceptionV1,
     src: str,
@@ -181,24 +180,25 @@ def expand(
     Raises:
         KeyError: unknown layer. ValueError: ``dst`` is not after ``src``.
     """
-    src = canonical_layer(src)
-    dst = canonical_layer(dst)
-    bc = split_conv_activation(dst)
-    dst_layer = dst if dst in EXPANDABLE else bc[0]
-    if src not in EXPANDABLE[:-1]:
-        raise KeyError(f"src must be one of {', '.join(EXPANDABLE[:-1])}; got {src!r}")
-    if EXPANDABLE.index(dst_layer) <= EXPANDABLE.index(src):
-        raise ValueError(f"dst {dst!r} must come after src {src!r}")
-    ops = _ops(model, src, dst, dst_units, dtype)
-    k = ops[-1].weight
-    stride, pad = ops[-1].stride, ops[-1].pad
-    for op in reversed(ops[:-1]):
-        k = _compose(k, op)
-        pad = op.stride * pad + op.pad
-        stride = op.stride * stride
-    if src_units is not None:
-        k = k[:, torch.as_tensor(src_units)]
-    return ExpandedWeights(k.contiguous(), stride, pad, src, dst, dst_units, src_units)
+    with torch.no_grad():  # a block, not a decorator: mutmut mutates the body
+        src = canonical_layer(src)
+        dst = canonical_layer(dst)
+        bc = split_conv_activation(dst)
+        dst_layer = dst if dst in EXPANDABLE else bc[0]
+        if src not in EXPANDABLE[:-1]:
+            raise KeyError(f"src must be one of {', '.join(EXPANDABLE[:-1])}; got {src!r}")
+        if EXPANDABLE.index(dst_layer) <= EXPANDABLE.index(src):
+            raise ValueError(f"dst {dst!r} must come after src {src!r}")
+        ops = _ops(model, src, dst, dst_units, dtype)
+        k = ops[-1].weight
+        stride, pad = ops[-1].stride, ops[-1].pad
+        for op in reversed(ops[:-1]):
+            k = _compose(k, op)
+            pad = op.stride * pad + op.pad
+            stride = op.stride * stride
+        if src_units is not None:
+            k = k[:, torch.as_tensor(src_units)]
+        return ExpandedWeights(k.contiguous(), stride, pad, src, dst, dst_units, src_units)
 
 
 def expanded_weights(model: InceptionV1, src: str, dst: str, **kwargs) -> Tensor:

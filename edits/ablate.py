@@ -301,7 +301,6 @@ class Ablate(Edit):
 
 
 
-@torch.no_grad()
 def unit_means(
     model: InceptionV1, units: Iterable[Unit | str], reference: Tensor, batch_size: int = 32
 ) -> list[float]:
@@ -319,30 +318,31 @@ def unit_means(
     Raises:
         EditError: field ``reference`` — not a float 4-D RGB tensor with at least one image.
     """
-    units = [Unit.parse(u) for u in units]
-    _check_reference(reference)
-    device = next(model.parameters()).device
-    layers = group_by_layer(units)
-    sums = {layer: torch.zeros(len(idx), dtype=torch.float64) for layer, idx in layers.items()}
-    count = dict.fromkeys(layers, 0)
-    coupled = batch_coupled(model)  # resampling from the batch: whole resample groups per pass
-    spans = (group_batches(reference.shape[0], batch_size) if coupled else
-             [(s, min(s + batch_size, reference.shape[0]), None) for s in range(0, reference.shape[0], batch_size)])
-    for start, stop, ids in spans:
-        batch = reference[start:stop].to(device, torch.float32)
-        with resample_groups(ids) if coupled else contextlib.nullcontext():
-            acts = model.run(batch, list(layers))
-        for layer, idx in layers.items():
-            a = acts[layer][:, idx].double()
-            sums[layer] += a.sum(dim=[d for d in range(a.dim()) if d != 1]).cpu()
-            count[layer] += a.numel() // len(idx)
-    per_unit = {layer: (sums[layer] / count[layer]).float().tolist() for layer in layers}
-    pos = {layer: 0 for layer in layers}
-    out = []
-    for u in units:
-        out.append(float(per_unit[u.layer][pos[u.layer]]))
-        pos[u.layer] += 1
-    return out
+    with torch.no_grad():  # a block, not a decorator: mutmut mutates the body
+        units = [Unit.parse(u) for u in units]
+        _check_reference(reference)
+        device = next(model.parameters()).device
+        layers = group_by_layer(units)
+        sums = {layer: torch.zeros(len(idx), dtype=torch.float64) for layer, idx in layers.items()}
+        count = dict.fromkeys(layers, 0)
+        coupled = batch_coupled(model)  # resampling from the batch: whole resample groups per pass
+        spans = (group_batches(reference.shape[0], batch_size) if coupled else
+                 [(s, min(s + batch_size, reference.shape[0]), None) for s in range(0, reference.shape[0], batch_size)])
+        for start, stop, ids in spans:
+            batch = reference[start:stop].to(device, torch.float32)
+            with resample_groups(ids) if coupled else contextlib.nullcontext():
+                acts = model.run(batch, list(layers))
+            for layer, idx in layers.items():
+                a = acts[layer][:, idx].double()
+                sums[layer] += a.sum(dim=[d for d in range(a.dim()) if d != 1]).cpu()
+                count[layer] += a.numel() // len(idx)
+        per_unit = {layer: (sums[layer] / count[layer]).float().tolist() for layer in layers}
+        pos = {layer: 0 for layer in layers}
+        out = []
+        for u in units:
+            out.append(float(per_unit[u.layer][pos[u.layer]]))
+            pos[u.layer] += 1
+        return out
 
 
 

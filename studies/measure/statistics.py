@@ -45,7 +45,6 @@ def check_reference_size(n: int, asked: int, description: str = "") -> None:
                       SmallSampleWarning, stacklevel=3)
 
 
-@torch.no_grad()
 def reference_statistics_by_layer(
     model: InceptionV1,
     layers: Sequence[str],
@@ -58,36 +57,37 @@ def reference_statistics_by_layer(
     Returns:
         ``{canonical layer: DataFrame}`` (same tables as :func:`reference_statistics`).
     """
-    layers = list(dict.fromkeys(canonical_layer(layer) for layer in layers))
-    asked = n_images if isinstance(images, (str, Path)) else None
-    ref = as_reference(images, n_images)
-    images = ref.images
-    check_reference_size(len(images), asked or len(images), ref.description)
-    names = [hook_name(layer, pre_relu=True) for layer in layers]
-    dev = next(model.parameters()).device
-    acc: dict[str, list] = {n: [None, None, None] for n in names}
-    count = dict.fromkeys(names, 0)
-    for i in range(0, len(images), batch_size):
-        acts = model.run(images[i:i + batch_size].to(dev), names)
-        for n in names:
-            a = acts[n].double()
-            a = a.transpose(0, 1).reshape(a.shape[1], -1)
-            s = acc[n]
-            for k, v in enumerate((a.sum(1), (a * a).sum(1), (a > 0).sum(1))):
-                s[k] = v if s[k] is None else s[k] + v
-            count[n] += a.shape[1]
-    out = {}
-    for layer, n in zip(layers, names):
-        s1, s2, pos = acc[n]
-        c = count[n]
-        mean = s1 / c
-        std = torch.sqrt((s2 / c - mean * mean).clamp(min=0) * c / max(c - 1, 1))
-        df = pd.DataFrame({"mean": mean.cpu().numpy(), "std": std.cpu().numpy(),
-                           "frac_positive": (pos.double() / c).cpu().numpy()})
-        df.index.name = "index"
-        df.attrs["reference"] = ref.description
-        out[layer] = df
-    return out
+    with torch.no_grad():  # a block, not a decorator: mutmut mutates the body
+        layers = list(dict.fromkeys(canonical_layer(layer) for layer in layers))
+        asked = n_images if isinstance(images, (str, Path)) else None
+        ref = as_reference(images, n_images)
+        images = ref.images
+        check_reference_size(len(images), asked or len(images), ref.description)
+        names = [hook_name(layer, pre_relu=True) for layer in layers]
+        dev = next(model.parameters()).device
+        acc: dict[str, list] = {n: [None, None, None] for n in names}
+        count = dict.fromkeys(names, 0)
+        for i in range(0, len(images), batch_size):
+            acts = model.run(images[i:i + batch_size].to(dev), names)
+            for n in names:
+                a = acts[n].double()
+                a = a.transpose(0, 1).reshape(a.shape[1], -1)
+                s = acc[n]
+                for k, v in enumerate((a.sum(1), (a * a).sum(1), (a > 0).sum(1))):
+                    s[k] = v if s[k] is None else s[k] + v
+                count[n] += a.shape[1]
+        out = {}
+        for layer, n in zip(layers, names):
+            s1, s2, pos = acc[n]
+            c = count[n]
+            mean = s1 / c
+            std = torch.sqrt((s2 / c - mean * mean).clamp(min=0) * c / max(c - 1, 1))
+            df = pd.DataFrame({"mean": mean.cpu().numpy(), "std": std.cpu().numpy(),
+                               "frac_positive": (pos.double() / c).cpu().numpy()})
+            df.index.name = "index"
+            df.attrs["reference"] = ref.description
+            out[layer] = df
+        return out
 
 
 def reference_statistics(

@@ -54,7 +54,6 @@ from studies.measure.stimuli import Stimuli
 
 
 # ============================================================================ measure
-@torch.no_grad()
 def measure(
     model: InceptionV1,
     units: str | Unit | Family | Iterable,
@@ -93,34 +92,35 @@ def measure(
         KeyError / IndexError: a unit not in the model (before any compute).
         ValueError: ``fast=True`` and the fast path is not possible.
     """
-    units = resolve_units(units, model.spec)
-    if not units:
-        raise ValueError("no units to measure")
-    if not isinstance(stimuli, Stimuli) or len(stimuli) == 0:
-        raise ValueError("stimuli must be a non-empty studies.measure.stimuli.Stimuli table")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1; got {batch_size}")
-    device = device or next(model.parameters()).device
-    frames = []
-    for layer, idx in group_by_layer(units).items():
-        resp = None
-        if fast is not False:
-            plan = plan_for_units(model.spec, layer, idx)
-            why = cone_problem(model, layer, idx, plan, device)
-            if why is None:
-                resp = _measure_fast(model, plan, idx, stimuli, pre_relu, batch_size, device, progress)
-            elif fast:
-                raise ValueError(f"fast path unavailable for {layer}: {why}")
-        if resp is None:
-            resp = _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress, first_index)
-        for j, i in enumerate(idx):
-            df = stimuli.meta.copy()
-            df.insert(0, "index", i)
-            df.insert(0, "layer", layer)
-            df.insert(0, "unit", f"{layer}:{i}")
-            df["response"] = resp[:, j]
-            frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    with torch.no_grad():  # a block, not a decorator: mutmut mutates the body
+        units = resolve_units(units, model.spec)
+        if not units:
+            raise ValueError("no units to measure")
+        if not isinstance(stimuli, Stimuli) or len(stimuli) == 0:
+            raise ValueError("stimuli must be a non-empty studies.measure.stimuli.Stimuli table")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1; got {batch_size}")
+        device = device or next(model.parameters()).device
+        frames = []
+        for layer, idx in group_by_layer(units).items():
+            resp = None
+            if fast is not False:
+                plan = plan_for_units(model.spec, layer, idx)
+                why = cone_problem(model, layer, idx, plan, device)
+                if why is None:
+                    resp = _measure_fast(model, plan, idx, stimuli, pre_relu, batch_size, device, progress)
+                elif fast:
+                    raise ValueError(f"fast path unavailable for {layer}: {why}")
+            if resp is None:
+                resp = _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress, first_index)
+            for j, i in enumerate(idx):
+                df = stimuli.meta.copy()
+                df.insert(0, "index", i)
+                df.insert(0, "layer", layer)
+                df.insert(0, "unit", f"{layer}:{i}")
+                df["response"] = resp[:, j]
+                frames.append(df)
+        return pd.concat(frames, ignore_index=True)
 
 
 def _measure_fast(model, plan, idx, stimuli, pre_relu, batch_size, device, progress) -> np.ndarray:

@@ -1,0 +1,79 @@
+"""Linearize (edits.linearize) on random weights against the formula written out with
+``torch.nn.functional``: the branch's pre-ReLU output for the linearised units is
+``W_s ⋆ pad(W_b x + b_b) + b_s`` (no ReLU after the bottleneck), at every position including the
+border; every other unit is unchanged; the errors name the branch's range (mutation testing,
+issue 14; see docs/mutation.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from circuits.model import InceptionV1
+from circuits.spec import get_spec
+from edits import EditError, EditPlan, Linearize
+from edits.linearize import linear_kernel
+
+SPEC = get_spec("inceptionv1_caffe")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = InceptionV1(SPEC)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0.0, 0.1)  # random biases: the bottleneck's ReLU matters
+    return m.eval().double()
+
+
+def _branch(model, x):
+    with torch.no_grad():
+        return model.run(x, ["mixed3a", "mixed3b_5x5_pre_relu"])
+
+
+@pytest.mark.parametrize("units", [["mixed3b_5x5:3", "mixed3b_5x5:7"], ["3b:325"]])
+def test_linearised_units_follow_the_formula_and_others_are_unchanged(model, units):
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    edited, _ = EditPlan([Linearize("3b_5x5", units)]).apply(model)
+    before, after = _branch(model, x), _branch(edited, x)
+    chans = [3, 7] if len(units) == 2 else [325 - 320]  # mixed3b's 5x5 branch is units 320…415
+    blk = model.block("mixed3b")
+    b, s = blk.unit("5x5_bottleneck").conv, blk.unit("5x5").conv
+    with torch.no_grad():
+        expect = F.conv2d(F.conv2d(before["mixed3a"], b.weight, b.bias), s.weight[chans], s.bias[chans], padding=2)
+    got = after["mixed3b_5x5_pre_relu"]
+    torch.testing.assert_close(got[:, chans], expect, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(before["mixed3b_5x5_pre_relu"][:, chans], expect)  # the ReLU did matter
+    others = [c for c in range(96) if c not in chans]
+    assert torch.equal(got[:, others], before["mixed3b_5x5_pre_relu"][:, others])
+    w, bias = linear_kernel(model, "mixed3b", "5x5", chans)
+    assert w.shape == (len(chans), 256 + 1, 5, 5) and w.dtype == torch.float64
+    torch.testing.assert_close(bias, s.bias[chans].double(), rtol=0, atol=0)
+    hand = torch.einsum("obhw,bi->oihw", s.weight[chans].double(), b.weight[:, :, 0, 0].double())
+    torch.testing.assert_close(w[:, :256], hand, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(w[:, 256], torch.einsum("obhw,b->ohw", s.weight[chans].double(), b.bias.double()),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_linear_kernel_of_an_already_linearised_unit_is_its_path(model):
+    edited, _ = EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:3"])]).apply(model)
+    lp = edited.block("mixed3b").linear_paths["5x5"].conv
+    w, b = linear_kernel(edited, "mixed3b", "5x5", [3])
+    assert torch.equal(w[0], lp.weight[0].double()) and torch.equal(b, lp.bias[:1].double())
+    assert linear_kernel(model, "mixed3b", "5x5", [])[0].shape == (0, 257, 5, 5)
+    with pytest.raises(EditError, match="already linearised"):
+        EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:3"])]).apply(edited)
+
+
+@pytest.mark.parametrize("branch, units, field, message", [
+    ("3b_5x5", ["3b:5"], "units", "mixed3b:5 is not in branch mixed3b_5x5: its units are mixed3b:320..415 "
+                                  "(mixed3b_5x5:0..95)"),
+    ("3b_5x5", ["3b:416"], "units", "mixed3b:416 is not in branch mixed3b_5x5: its units are mixed3b:320..415 "
+                                    "(mixed3b_5x5:0..95)"),
+])
+def test_units_outside_the_branch_are_refused_with_its_range(model, branch, units, field, message):
+    with pytest.raises(EditError) as e:
+        EditPlan([Linearize(branch, units)]).apply(model)
+    assert e.value.field == field and message in str(e.value)
