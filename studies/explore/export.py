@@ -54,8 +54,11 @@ def _client(app_or_client: Any) -> Iterator[Any]:
     if hasattr(app_or_client, "get") and not hasattr(app_or_client, "router"):
         yield app_or_client
         return
-    with warnings.catch_warnings():  # starlette's note on httpx versions: not the user's concern
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():
+        # starlette >= 1.x warns (StarletteDeprecationWarning, a UserWarning) that it prefers the httpx2
+        # package; httpx works and is what we depend on: silence exactly that message, nothing else
+        warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient` is deprecated",
+                                category=UserWarning)
         from fastapi.testclient import TestClient
 
     log = logging.getLogger("httpx")  # one INFO line per request otherwise (the CLI logs at INFO)
