@@ -442,6 +442,8 @@
     app.setAttribute("data-ready", String(token));
   }
 
+  window.CircuitApp = {bandLabel};  // for readers and tests
+
   document.getElementById("search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const q = document.getElementById("search-q").value.trim();

@@ -103,7 +103,7 @@
     }
     if (silent) {
       const t = el("text", {class: "no-response", x: cx, y: cy - 14, "text-anchor": "middle"});
-      ["no response to any", "curve stimulus (max = 0)"].forEach((line, i) =>
+      ["no response to any ", "curve stimulus (max = 0)"].forEach((line, i) =>
         t.appendChild(el("tspan", {x: cx, dy: i ? 14 : 0}, line)));
       svg.appendChild(t);
     } else {
