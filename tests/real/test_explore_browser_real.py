@@ -291,6 +291,7 @@ def test_edit_panel_empty_plan_and_text_sync(page, server):
     assert page.locator("#edits-list li").count() == 1
     assert 'units: "3b:379"' in page.locator("#plan-text").input_value()
     assert page.locator('#before-after circle.zero-ring[data-kind="after"]').count() == 1
+    assert "null" not in page.locator("#edit-result").inner_text()
     # YAML typed by hand: the list says it is stale, Validate rebuilds it from the text
     page.locator("#plan-text").fill("name: two\nedits:\n  - type: Ablate\n    units: 3b:379\n"
                                     "  - type: Ablate\n    units: 3b:385\n    mode: mean\n")

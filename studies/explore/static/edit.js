@@ -201,7 +201,7 @@
           n_images: Number(nImages.value), featurevis: fv.checked});
         const t0 = performance.now();
         const res = await pollJob(job, result, token);
-        result.replaceChildren(...renderResult(ctx, res, target.value.trim(), state.plan));
+        result.replaceChildren(...renderResult(ctx, res, target.value.trim(), state.plan).filter(Boolean));
         result.setAttribute("data-seconds", ((performance.now() - t0) / 1000).toFixed(1));
         result.setAttribute("data-job", job);
       } catch (e) {
