@@ -285,12 +285,17 @@ def test_edit_panel_empty_plan_and_text_sync(page, server):
     assert "circuits edit apply PLAN --out FILE" in help_text and "--plan" not in help_text and "`" not in help_text
     assert page.locator("#edit-n-images").input_value() == "100"
     page.locator("#edit-n-images").fill("0")
+    page.locator("#field-units").fill("3b:385")  # another unit of the layer: 3b:379's tuning stays as it was
     page.get_by_role("button", name="Apply").click()
     page.wait_for_selector("#before-after", timeout=60_000)
-    assert '"units":"3b:379"' in page.locator("#auto-added").inner_text()
+    assert '"units":"3b:385"' in page.locator("#auto-added").inner_text()
     assert page.locator("#edits-list li").count() == 1
-    assert 'units: "3b:379"' in page.locator("#plan-text").input_value()
-    assert page.locator('#before-after circle.zero-ring[data-kind="after"]').count() == 1
+    assert 'units: "3b:385"' in page.locator("#plan-text").input_value()
+    fig = page.locator('#before-after figure[data-unit="3b:379"]')
+    b = json.loads(fig.locator('path[data-kind="before"]').get_attribute("data-response"))
+    a = json.loads(fig.locator('path[data-kind="after"]').get_attribute("data-response"))
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4 * max(map(abs, b)) and max(a) > 0
+    assert page.locator("#before-after circle.zero-ring").count() == 0 and page.locator("#after-zero-note").count() == 0
     assert "null" not in page.locator("#edit-result").inner_text()
     # YAML typed by hand: the list says it is stale, Validate rebuilds it from the text
     page.locator("#plan-text").fill("name: two\nedits:\n  - type: Ablate\n    units: 3b:379\n"
