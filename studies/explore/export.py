@@ -38,6 +38,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: The marker in index.html that the export replaces by the data script.
 STATIC_MARKER = "<!-- CIRCUITS-STATIC-DATA -->"
 #: What a ``/files/`` URL may look like (the server's cache names: SHA-256 hex + extension).
+#: starlette's note when fastapi.testclient runs on httpx (it prefers httpx2); silenced by message, nothing else.
+HTTPX_NOTE = r"Using `httpx` with `starlette\.testclient` is deprecated"
 FILE_URL = re.compile(r"^/files/([0-9a-f]{64}\.(?:png|json|yaml|safetensors))$")
 
 
@@ -54,8 +56,10 @@ def _client(app_or_client: Any) -> Iterator[Any]:
     if hasattr(app_or_client, "get") and not hasattr(app_or_client, "router"):
         yield app_or_client
         return
-    with warnings.catch_warnings():  # starlette's note on httpx versions: not the user's concern
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():
+        # starlette >= 1.x warns (StarletteDeprecationWarning, a UserWarning) that it prefers the httpx2
+        # package; httpx works and is what we depend on: silence exactly that message, nothing else
+        warnings.filterwarnings("ignore", message=HTTPX_NOTE, category=UserWarning)
         from fastapi.testclient import TestClient
 
     log = logging.getLogger("httpx")  # one INFO line per request otherwise (the CLI logs at INFO)

@@ -8,8 +8,6 @@ colour bar)."""
 from __future__ import annotations
 
 import io
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -44,24 +42,30 @@ def kernel_png(kernel: Tensor | np.ndarray, vmax: float | None = None, tap: int 
     return _png(rgb)
 
 
+#: Smallest cell of a weight-diagram mosaic (px): a 5x5 kernel gets 10 px taps, readable at 100 % zoom.
+MIN_CELL_PX = 48
+
+
 def mosaic_png(E: np.ndarray, rows: list[str] | None = None, cols: list[str] | None = None, title: str = "",
-               tap: int = 6, gap: int = 2) -> bytes:
+               tap: int = 6, gap: int = 3) -> bytes:
     """A weight diagram: ``E (rows, cols, kh, kw)`` tiled, row ``i`` on its own symmetric scale
     (±max of the row, as :func:`studies.report.circuit_plots.plot_weight_diagram`), grey gaps; with
     ``rows``/``cols`` the destination unit ids at the left and the source unit ids (vertical) on top,
-    ``title`` above and a colour key below."""
+    ``title`` above and a colour key below. Each tap is at least ``tap`` px and each cell at least
+    :data:`MIN_CELL_PX` px (small kernels are enlarged, nearest neighbour), labels 13 px."""
     from PIL import ImageDraw, ImageFont
 
-    font = ImageFont.load_default(size=11)
+    font = ImageFont.load_default(size=13)
     n_r, n_c, kh, kw = E.shape
+    tap = max(tap, -(-MIN_CELL_PX // max(kh, kw, 1)))
     ch, cw = kh * tap, kw * tap
     rows, cols = rows or [], cols or []
     tw = lambda t: int(font.getbbox(t)[2]) if t else 0  # noqa: E731 - text width in px
-    left = max([tw(r) for r in rows] + [0]) + (8 if rows else 0)
-    top = (18 if title else 0) + (max([tw(c) for c in cols] + [0]) + 6 if cols else 0)
-    key_h = 34
+    left = max([tw(r) for r in rows] + [0]) + (10 if rows else 0)
+    top = (20 if title else 0) + (max([tw(c) for c in cols] + [0]) + 8 if cols else 0)
+    key_h = 56
     grid_w, grid_h = n_c * (cw + gap) + gap, n_r * (ch + gap) + gap
-    W, H = max(left + grid_w, tw(title) + 8, 330), top + grid_h + key_h
+    W, H = max(left + grid_w, tw(title) + 8, 420), top + grid_h + key_h
     out = np.full((H, W, 3), 255, np.uint8)
     out[top:top + grid_h, left:left + grid_w] = 200
     for i in range(n_r):
@@ -76,14 +80,16 @@ def mosaic_png(E: np.ndarray, rows: list[str] | None = None, cols: list[str] | N
     if title:
         d.text((4, 2), title, fill=(0, 0, 0), font=font)
     for i, r in enumerate(rows):
-        d.text((left - 4 - tw(r), top + gap + i * (ch + gap) + (ch - 11) // 2), r, fill=(0, 0, 0), font=font)
+        d.text((left - 5 - tw(r), top + gap + i * (ch + gap) + (ch - 13) // 2), r, fill=(0, 0, 0), font=font)
     for j, c in enumerate(cols):
-        lab = Image.new("RGB", (tw(c) + 2, 13), (255, 255, 255))
+        lab = Image.new("RGB", (tw(c) + 2, 16), (255, 255, 255))
         ImageDraw.Draw(lab).text((0, 0), c, fill=(0, 0, 0), font=font)
         lab = lab.rotate(90, expand=True)
         im.paste(lab, (left + gap + j * (cw + gap) + (cw - lab.width) // 2, top - 3 - lab.height))
-    d.text((kx + 126, ky - 1), "- inhibitory   0   excitatory +", fill=(0, 0, 0), font=font)
-    d.text((kx, ky + 12), "each row on its own scale (+-max of the row)", fill=(90, 90, 90), font=font)
+    d.text((kx + 126, ky - 2), "- inhibitory   0   excitatory +", fill=(0, 0, 0), font=font)
+    d.text((kx, ky + 14), "each row on its own scale (+-max of the row)", fill=(90, 90, 90), font=font)
+    if rows and cols:
+        d.text((kx, ky + 30), "rows: destination units (to); columns: source units (from)", fill=(90, 90, 90), font=font)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
@@ -103,13 +109,19 @@ def image_png(image: Tensor, scale: int = 1) -> bytes:
 
 def joint_png(joint, title: str) -> bytes:
     """The joint orientation × radius heat map of one unit (:func:`studies.report.plots.plot_joint`:
-    x orientation (°), y radius (px, log), colour σ or pre-ReLU with its bar)."""
+    x orientation (°), y radius (px, log), colour σ or pre-ReLU with its bar), titled only ``title``
+    (short, e.g. ``"3b:379 joint tuning"``): the page's caption says what the colour is, so nothing
+    is clipped in the one-panel figure (constrained layout)."""
     import matplotlib.pyplot as plt
 
     from studies.report import plots
 
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "joint.png"
-        fig = plots.plot_joint(joint, p, title=title, ncols=1)
+    fig = plots.plot_joint(joint, None, title=title, ncols=1)
+    try:
+        fig.set_layout_engine("constrained")
+        fig.suptitle(title, fontsize=9)  # replaces plot_joint's long two-line title (clipped at 3.5 in wide)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="PNG", dpi=150)
+        return buf.getvalue()
+    finally:
         plt.close(fig)
-        return p.read_bytes()

@@ -194,6 +194,13 @@ def test_edit_panel_ablation_changes_tuning(page, server, api):
         assert a == resp  # drawn = the job's numbers
         changed += max(abs(x - y) for x, y in zip(a, b)) > 1e-3
     assert changed == len(after), f"ablating the family changed only {changed} of {len(after)} curves"
+    # the ablated family's after-curves are 0 everywhere: each drawn visibly as a ring, and said so
+    assert all(max(abs(x) for x in resp) == 0 for resp in after.values())
+    assert page.locator('#before-after circle.zero-ring[data-kind="after"]').count() == len(after)
+    assert f"{len(after)} of {len(after)} units respond 0" in page.locator("#after-zero-note").inner_text()
+    caps = page.locator("#before-after figcaption").all_inner_texts()
+    assert all("max after 0 (before " in c and "after: 0 at every orientation (ablated)" in c for c in caps), caps
+    assert page.locator("#edits-list li").count() == 1 and page.locator("#no-edits").count() == 0
     acc = page.locator("#accuracy tbody tr")
     assert acc.count() == 2 and result["accuracy"]["n_images"] == 8
     top1 = acc.nth(0).locator("td").all_inner_texts()
@@ -267,3 +274,67 @@ def test_graph_family_and_layer_pages(page, server, api):
     assert page.locator("#unit-grid .cell").count() == len(lay["units"]) == 480
     assert page.locator('.key a[href="#/family/mixed3b/curves"]').count() == 1
     assert page.locator(".error-box").count() == 0 and page.problems == []
+
+
+def test_edit_panel_empty_plan_and_text_sync(page, server):
+    """Apply on an empty plan takes the builder's edit (said beside Apply); the list follows the text."""
+    page.goto(server + "#/edit?target=3b:379")
+    wait_route(page, "edit")
+    assert page.locator("#no-edits").count() == 1 and page.locator("#edits-list li").count() == 0
+    help_text = page.locator("#plan-help").inner_text()
+    assert "circuits edit apply PLAN --out FILE" in help_text and "--plan" not in help_text and "`" not in help_text
+    assert page.locator("#edit-n-images").input_value() == "100"
+    page.locator("#edit-n-images").fill("0")
+    page.locator("#field-units").fill("3b:385")  # another unit of the layer: 3b:379's tuning stays as it was
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_selector("#before-after", timeout=60_000)
+    assert '"units":"3b:385"' in page.locator("#auto-added").inner_text()
+    assert page.locator("#edits-list li").count() == 1
+    assert 'units: "3b:385"' in page.locator("#plan-text").input_value()
+    fig = page.locator('#before-after figure[data-unit="3b:379"]')
+    b = json.loads(fig.locator('path[data-kind="before"]').get_attribute("data-response"))
+    a = json.loads(fig.locator('path[data-kind="after"]').get_attribute("data-response"))
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4 * max(map(abs, b)) and max(a) > 0
+    assert page.locator("#before-after circle.zero-ring").count() == 0 and page.locator("#after-zero-note").count() == 0
+    assert "null" not in page.locator("#edit-result").inner_text()
+    # YAML typed by hand: the list says it is stale, Validate rebuilds it from the text
+    page.locator("#plan-text").fill("name: two\nedits:\n  - type: Ablate\n    units: 3b:379\n"
+                                    "  - type: Ablate\n    units: 3b:385\n    mode: mean\n")
+    assert page.locator("#list-stale").count() == 1
+    page.get_by_role("button", name="Validate").click()
+    page.wait_for_selector("#plan-ok", timeout=30_000)
+    items = page.locator("#edits-list li code").all_inner_texts()
+    assert len(items) == 2 and "3b:385" in items[1] and page.locator("#plan-name").input_value() == "two"
+    # an empty builder and an empty plan: the message is beside Apply, nothing is computed
+    page.locator("#plan-text").fill('{"schema_version": 1, "name": "", "edits": []}')
+    assert page.locator("#no-edits").count() == 1
+    page.locator("#field-units").fill("")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_selector("#apply-status .error-box", timeout=10_000)
+    assert "no edits" in page.locator("#apply-status").inner_text()
+    assert page.problems == []
+
+
+def test_silent_unit_titles_and_band_labels(page, server, api):
+    """A unit whose answer is 0 at every orientation (the API's page with the responses zeroed, as for a unit
+    that never responds): no meaningless radial scale, the reason said; the home page's title; band labels."""
+    truth = api.get("/api/unit/3b:379").json()
+    silent = dict(truth, preferred_orientation_deg=None,
+                  radial=dict(truth["radial"], response=[0.0] * len(truth["radial"]["response"])))
+    page.route("**/api/unit/3b:379", lambda r: r.fulfill(status=200, content_type="application/json",
+                                                         body=json.dumps(silent)))
+    page.goto(server)
+    wait_route(page, "")
+    assert page.title() == "Circuit explorer"
+    page.goto(server + "#/unit/3b:379")
+    wait_route(page, "unit/3b:379")
+    assert page.title() == "3b:379 — Circuit explorer"
+    assert page.locator("svg.polar .no-response").text_content() == "no response to any curve stimulus (max = 0)"
+    assert page.locator("svg.polar text.tick.radial").count() == 0  # no 3e-10-style scale
+    assert page.locator("#pref").inner_text() == "–" and "does not respond" in page.locator("#pref-note").inner_text()
+    assert "does not respond to any of the curve stimuli" in page.locator("#radial-caption").inner_text()
+    labels = page.evaluate("""() => ["strong positive (top 1 %)", "weak positive (90-99 %)", "middle (45-55 %)",
+                                     "strong negative (bottom 1 %)"].map(window.CircuitApp.bandLabel)""")
+    assert labels == ["top 1 % (99th–100th percentile)", "90th–99th percentile", "45th–55th percentile",
+                      "bottom 1 % (0–1st percentile)"]
+    assert page.problems == []

@@ -6,15 +6,21 @@ export is the server's JSON exactly. Fails — never skips — without Chromium 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from studies.explore.config import ExploreConfig
-from studies.explore.export import FILE_URL, export_site, static_name
+from studies.explore.export import FILE_URL, HTTPX_NOTE, export_site, static_name
 from studies.explore.server import create_app
 from studies.report.folder import MARKER, ReportExistsError, UnsafeOutputError
+
+with warnings.catch_warnings():  # starlette's "install httpx2" note (a UserWarning); httpx is what we install
+    warnings.filterwarnings("ignore", message=HTTPX_NOTE, category=UserWarning)
+    from fastapi.testclient import TestClient
 
 CHROMIUM = "/usr/bin/chromium"
 #: unit pages exported: one outside any family (the search example), one of mixed3b/curves
@@ -132,3 +138,14 @@ def test_static_export_opens_from_disk_and_every_link_resolves(site):
             assert href.startswith("#/") and "#/unit/" not in href or href.removeprefix("#/unit/") in UNITS, href
     unit = pages["#/unit/3b:379"]
     assert len(unit["images"]) >= 17  # joint map + 8 + 8 neighbour kernels, copied into files/
+
+
+def test_export_client_emits_no_starlette_httpx_warning():
+    """export_site's in-process client: starlette's "install httpx2" deprecation note is silenced (exactly that
+    message), so ``circuits explore --export`` prints no warning; run where the warning is an error."""
+    code = ("from fastapi import FastAPI\nfrom studies.explore.export import _client\n"
+            "app = FastAPI()\napp.get('/ping')(lambda: {'ok': True})\n"
+            "with _client(app) as c:\n    assert c.get('/ping').json() == {'ok': True}\n")
+    r = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -210,11 +210,16 @@
       sec.appendChild(h("p", {class: "note"}, "No radial tuning for this unit."));
       return sec;
     }
+    const silent = P.allZero(r.response);
     sec.appendChild(h("figure", {}, P.polarPlot({orientation: r.orientation_deg, units: r.units, size: 340,
       series: [{id: u.id, response: r.response, colour: "#2c6fbb"}], pref: u.preferred_orientation_deg,
       title: `radial tuning of ${u.id}`}),
-      h("figcaption", {}, `Response of ${u.id} to curve stimuli by orientation (${r.units}); dashed red: preferred `,
-        `orientation ${deg(u.preferred_orientation_deg)}.`)));
+      h("figcaption", {id: "radial-caption"}, silent
+        ? `${u.id} does not respond to any of the curve stimuli (its response is 0 at every orientation, in ${r.units}), `
+          + "so it has no radial scale and no preferred orientation."
+        : [`Response of ${u.id} to curve stimuli by orientation (${r.units}); maximum ${fmt(Math.max(...r.response))}; `,
+           u.preferred_orientation_deg === null || u.preferred_orientation_deg === undefined
+             ? "no preferred orientation." : `dashed red: preferred orientation ${deg(u.preferred_orientation_deg)}.`])));
     sec.appendChild(h("details", {}, h("summary", {}, "values"), h("table", {class: "data", id: "radial-values"},
       h("thead", {}, h("tr", {}, h("th", {}, "orientation (°)"), h("th", {}, `response (${r.units})`))),
       h("tbody", {}, r.orientation_deg.map((o, i) => h("tr", {}, h("td", {}, fmt(o)), h("td", {}, fmt(r.response[i]))))))));
@@ -233,6 +238,20 @@
       : h("p", {class: "note"}, "none"));
   }
 
+  /** A range band's label as what it is: a quantile band of the unit's pre-ReLU activation over every
+   *  (image, position) of the folder (studies.measure.activation_stats.DEFAULT_RANGES). Values in any band
+   *  may be negative (most positions are), so the label names percentiles, not signs. */
+  function bandLabel(label) {
+    const s = String(label || "");
+    let m = s.match(/\(top (\d+(?:\.\d+)?) ?%\)/);
+    if (m) return `top ${m[1]} % (${100 - +m[1]}th–100th percentile)`;
+    m = s.match(/\(bottom (\d+(?:\.\d+)?) ?%\)/);
+    if (m) return `bottom ${m[1]} % (0–${m[1]}${+m[1] === 1 ? "st" : "th"} percentile)`;
+    m = s.match(/\((\d+(?:\.\d+)?)\s*[-–]\s*(\d+(?:\.\d+)?) ?%\)/);
+    if (m) return `${m[1]}th–${m[2]}th percentile`;
+    return s;
+  }
+
   /** Range examples grouped by their label (activation band), in the server's order. */
   function rangeGroups(list, images) {
     const groups = [];
@@ -240,8 +259,12 @@
       const g = groups.find((e) => e.label === (x.label || ""));
       if (g) g.items.push(x); else groups.push({label: x.label || "", items: [x]});
     });
+    const span = (items) => {
+      const a = items.map((x) => x.activation).filter(Number.isFinite);
+      return a.length ? ` — activations ${fmt(Math.min(...a))} to ${fmt(Math.max(...a))}` : "";
+    };
     return h("div", {class: "range-groups"}, groups.map((g) => h("div", {class: "range-group"},
-      h("h4", {}, g.label || "examples"), images(g.items))));
+      h("h4", {}, g.label ? bandLabel(g.label) : "examples", h("span", {class: "note"}, span(g.items))), images(g.items))));
   }
 
   /** In a static export, "mixed3b:379" → "3b:379" (the export's keys); the server accepts both. */
@@ -260,7 +283,10 @@
       h("h1", {}, `Unit ${u.id}`, h("span", {class: "note"}, ` (${u.layer} channel ${u.index})`)),
       h("p", {class: "chips"}, "Families: ", u.families.length ? u.families.map((k) => familyLink(m, k)) : "none",
         STATIC ? null : [" · ", h("a", {href: `#/edit?target=${u.id}`, class: "edit-only"}, "edit this unit…")]),
-      h("p", {}, "Preferred orientation: ", h("strong", {id: "pref"}, deg(u.preferred_orientation_deg))),
+      h("p", {}, "Preferred orientation: ", h("strong", {id: "pref"}, deg(u.preferred_orientation_deg)),
+        u.preferred_orientation_deg === null || u.preferred_orientation_deg === undefined
+          ? h("span", {class: "note", id: "pref-note"}, " (none: the unit does not respond to the curve stimuli, ",
+              "so no orientation is preferred; see the radial tuning below)") : null),
       h("div", {class: "cols"},
         assetFigure("Feature visualization", u.featurevis, (a) => h("figure", {},
           h("img", {class: "asset", id: "featurevis", src: fileUrl(a.image), alt: `feature visualization of ${u.id}`}),
@@ -269,12 +295,18 @@
         radialSection(u),
         h("section", {}, h("h2", {}, "Joint map"), u.joint ? h("figure", {},
           h("img", {class: "asset", id: "joint", src: fileUrl(u.joint), alt: `orientation × curvature response of ${u.id}`}),
-          h("figcaption", {}, "Response by stimulus orientation (°) and curvature (heat map)."))
+          h("figcaption", {id: "joint-caption"}, "Response to curve stimuli by orientation (x, °) and curve radius ",
+            "(y, px, log scale: small radius = strong curvature); colour: σ of the unit's pre-ReLU activation over the ",
+            "reference images (or the pre-ReLU response without an image folder), red above 0, blue below."))
           : h("p", {class: "note"}, "No joint map for this unit."))),
       assetFigure("Dataset examples", u.dataset, (a) => h("div", {id: "dataset"},
         h("p", {class: "note"}, `Captions: the activation of ${u.id} on the image.`),
         h("h3", {}, "Top activating images"), images(a.top || []),
-        h("h3", {}, "Across the activation range"), rangeGroups(a.range || [], images)),
+        h("h3", {}, "Across the activation range"),
+        h("p", {class: "note", id: "range-note"}, `Bands are percentiles of ${u.id}'s pre-ReLU activation over every image `,
+          "and position of the folder (Curve Detectors, figs. 6–7, in quantiles); most positions are negative, so even ",
+          "a high band can hold negative values."),
+        rangeGroups(a.range || [], images)),
       (box) => featurevisButton(u.layer, [u.id], "dataset", box, route)),
       h("h2", {}, "Expanded-weight neighbours"),
       h("p", {class: "note"}, "Expanded weights: the effective spatial kernel between two units through the block's ",
@@ -314,9 +346,11 @@
                                              href: available(`/api/unit/${s.id}`) ? `#/unit/${s.id}` : null}))),
         h("figcaption", {}, "Each unit's response by stimulus orientation; legend: unit (preferred orientation).")),
       h("h2", {}, "Weights to and from neighbouring families"),
-      (f.diagrams || []).length ? h("div", {class: "cols"}, f.diagrams.map((d) => h("figure", {},
+      (f.diagrams || []).length ? h("div", {class: "diagrams", id: "family-diagrams"}, f.diagrams.map((d) => h("figure", {},
         h("img", {class: "asset", src: fileUrl(d.image), alt: `expanded weights ${d.from} → ${d.to}`}),
-        h("figcaption", {}, `Expanded weights ${d.from} → ${d.to}.`)))) : h("p", {class: "note"}, "No diagrams."),
+        h("figcaption", {}, `Expanded weights ${d.from} → ${d.to}: rows are ${d.to} units, columns ${d.from} units `,
+          "(both by preferred orientation); each cell is the spatial kernel from the column unit to the row unit.")))) :
+        h("p", {class: "note"}, "No diagrams."),
     ];
   }
 
@@ -402,11 +436,13 @@
     clearTimeout(slow);
     if (token !== routeToken) return;
     app.removeAttribute("aria-busy");
-    document.title = `${title} — circuit explorer`;
+    document.title = title === "Circuit explorer" ? title : `${title} — Circuit explorer`;
     app.replaceChildren(...[content].flat().filter(Boolean));
     app.setAttribute("data-route", parts.join("/"));
     app.setAttribute("data-ready", String(token));
   }
+
+  window.CircuitApp = {bandLabel};  // for readers and tests
 
   document.getElementById("search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();

@@ -7,6 +7,8 @@
   const P = window.CircuitPlots;
   const SIGNS = ["all", "positive", "negative"];
   const VIA = ["", "1x1", "3x3", "5x5", "pool_reduce"];
+  /** Measured: top-1/top-5 of the edited model on 100 sample images (BVLC, 2 CPU cores), README "Explorer". */
+  const N_IMAGES_SECONDS = "10–17";
   /** Edit kinds the builder offers: field name → [label, kind, choices|placeholder]. Names as in edits/*.py. */
   const KINDS = {
     Ablate: {help: "make units constant (zero or mean) or uninformative (resample)",
@@ -64,18 +66,25 @@
     const status = h("div", {id: "plan-status", "aria-live": "polite"});
     const text = h("textarea", {id: "plan-text", spellcheck: "false", "aria-describedby": "plan-help"});
     const fmtSel = h("select", {id: "plan-format"}, h("option", {value: "yaml"}, "YAML"), h("option", {value: "json"}, "JSON"));
-    const editsList = h("ol", {class: "edits", id: "edits-list"});
+    const editsList = h("div", {id: "edits-list"});
     const name = h("input", {type: "text", id: "plan-name", value: "", placeholder: "e.g. no-curves"});
     const showText = () => {
       const plan = {...state.plan, name: name.value.trim() || state.plan.name || ""};
       text.value = fmtSel.value === "json" ? JSON.stringify(plan, null, 2) + "\n" : toYaml(plan);
       state.dirty = false;
-      editsList.replaceChildren(...plan.edits.map((e, i) => h("li", {},
+      renderList(plan);
+    };
+    /** The list of edits, rebuilt from `plan` (the builder's, or the text's once parsed/validated). */
+    function renderList(plan) {
+      const edits = (plan && Array.isArray(plan.edits)) ? plan.edits : [];
+      editsList.replaceChildren(edits.length ? h("ol", {class: "edits"}, edits.map((e, i) => h("li", {},
         h("code", {}, JSON.stringify(e)), " ",
         h("button", {type: "button", "aria-label": `remove edit ${i + 1}`, onclick: () => {
-          state.plan.edits.splice(i, 1); showText(); }}, "remove"))));
-      if (!plan.edits.length) editsList.appendChild(h("li", {class: "note"}, "no edits yet"));
-    };
+          if (!syncFromText()) return;
+          state.plan.edits.splice(i, 1); showText(); }}, "remove"))))
+        : h("p", {class: "note", id: "no-edits"}, "No edits in the plan yet: fill in the fields above and press ",
+            "Add edit (Apply adds the builder's edit for you when the plan is empty)."));
+    }
     /** The builder's plan, re-read from the text when it was edited by hand (JSON only; YAML: validate first). */
     const syncFromText = () => {
       if (!state.dirty) return true;
@@ -85,7 +94,16 @@
         return false;
       }
     };
-    text.addEventListener("input", () => { state.dirty = true; });
+    text.addEventListener("input", () => {  // keep the list in step with the text: JSON at once, YAML on Validate
+      state.dirty = true;
+      try {
+        const plan = JSON.parse(text.value);
+        if (plan && typeof plan === "object" && Array.isArray(plan.edits)) { state.plan = plan; state.dirty = false;
+          renderList(plan); return; }
+      } catch (e) { /* YAML or unfinished JSON */ }
+      editsList.replaceChildren(h("p", {class: "note", id: "list-stale"},
+        "The plan text was edited by hand: Validate (or Apply) reads it and updates this list."));
+    });
     name.addEventListener("input", () => { if (syncFromText()) showText(); });
     fmtSel.addEventListener("change", () => { if (syncFromText()) showText(); });
 
@@ -112,21 +130,33 @@
     };
     typeSel.addEventListener("change", renderFields);
     renderFields();
-    const addEdit = () => {
-      if (!syncFromText()) return;
+    /** The edit the builder's fields describe, or null when a text field is empty. */
+    const builderEdit = () => {
       const e = {type: typeSel.value};
       for (const [f, [input, type]] of Object.entries(inputs)) {
         const v = fieldValue(type, input.value);
         if (v !== undefined) e[f] = v;
+        else if (type === "text" && !(KINDS[typeSel.value].fields[f][0].includes("optional"))) return null;
+      }
+      return e;
+    };
+    const addEdit = () => {
+      if (!syncFromText()) return false;
+      const e = builderEdit();
+      if (!e) {
+        status.replaceChildren(errorBox("Fill in every field of the edit first."));
+        return false;
       }
       state.plan.edits = [...(state.plan.edits || []), e];
       status.replaceChildren();
       showText();
+      return true;
     };
 
     // apply settings
     const target = h("input", {type: "text", id: "edit-target", value: target0});
-    const nImages = h("input", {type: "number", id: "edit-n-images", value: "32", min: "0", max: "1000", step: "1"});
+    const nImages = h("input", {type: "number", id: "edit-n-images", value: "100", min: "0", max: "1000", step: "1"});
+    const applyStatus = h("div", {class: "apply-status", id: "apply-status", "aria-live": "polite"});
     const fv = h("input", {type: "checkbox", id: "edit-featurevis"});
     const result = h("div", {id: "edit-result"});
     const validateBtn = h("button", {type: "button", id: "validate-btn"}, "Validate");
@@ -137,6 +167,7 @@
         const r = await api("/api/plan/validate", {text: text.value});
         state.plan = r.plan; state.dirty = false;
         if (r.plan && typeof r.plan.name === "string") name.value = r.plan.name;
+        renderList(r.plan);
         status.replaceChildren(h("div", {class: "ok-box", id: "plan-ok"}, `valid: ${r.summary || "ok"}`));
         return true;
       } catch (e) {
@@ -147,13 +178,31 @@
     validateBtn.addEventListener("click", validate);
     applyBtn.addEventListener("click", async () => {
       applyBtn.disabled = true;
+      applyStatus.replaceChildren();
       const token = ctx.token();
       try {
-        if (!(await validate())) return;
+        if (!state.dirty && !(state.plan.edits || []).length) {  // empty plan: take the builder's edit
+          const e = builderEdit();
+          if (!e) {
+            applyStatus.replaceChildren(errorBox("The plan has no edits: fill in the edit in 1. Compose and press " +
+                                                 "Add edit, or write a plan in 2. Plan document."));
+            return;
+          }
+          addEdit();
+          applyStatus.replaceChildren(h("p", {class: "note", id: "auto-added"},
+            `The plan had no edits: added the builder's edit (${JSON.stringify(e)}).`));
+        }
+        if (!(await validate())) {
+          applyStatus.appendChild(errorBox(`The plan is not valid (details under 2. Plan document): ${
+            status.textContent}`));
+          return;
+        }
         const {job} = await api("/api/edit", {text: text.value, target: target.value.trim(),
           n_images: Number(nImages.value), featurevis: fv.checked});
+        const t0 = performance.now();
         const res = await pollJob(job, result, token);
-        result.replaceChildren(...renderResult(ctx, res, target.value.trim()));
+        result.replaceChildren(...renderResult(ctx, res, target.value.trim(), state.plan).filter(Boolean));
+        result.setAttribute("data-seconds", ((performance.now() - t0) / 1000).toFixed(1));
         result.setAttribute("data-job", job);
       } catch (e) {
         if (e.message !== "cancelled") result.replaceChildren(errorBox(e, "apply"));
@@ -177,20 +226,28 @@
       h("section", {class: "panel", "aria-labelledby": "h-text"}, h("h2", {id: "h-text"}, "2. Plan document"),
         h("div", {class: "form-row"}, h("label", {for: "plan-format"}, "format", fmtSel)),
         h("label", {for: "plan-text", class: "note", id: "plan-help"},
-          "The plan as `circuits edit apply --plan FILE` reads it; you may edit it here."), text,
+          "The plan file that ", h("code", {}, "circuits edit validate PLAN"), " and ",
+          h("code", {}, "circuits edit apply PLAN --out FILE"), " read (save it as plan.yaml, then e.g. ",
+          h("code", {}, "circuits edit apply plan.yaml --out edited.safetensors"), "). You may edit it here: ",
+          "Validate and Apply read this text and update the list of edits."), text,
         h("div", {class: "form-row"}, validateBtn), status),
       h("section", {class: "panel", "aria-labelledby": "h-apply"}, h("h2", {id: "h-apply"}, "3. Apply"),
         h("div", {class: "form-row"},
           h("label", {for: "edit-target"}, "show tuning of (unit or family)", target),
           h("label", {for: "edit-n-images"}, "images for top-1/top-5", nImages),
           h("label", {for: "edit-featurevis", class: "inline"}, fv, "feature visualization before/after (slow)"),
-          applyBtn),
+          applyBtn, applyStatus),
+        h("p", {class: "note"}, `Apply with top-1/top-5 on 100 images took ${N_IMAGES_SECONDS} s on 2 shared CPU cores (measured; the `,
+          "unedited model's result is stored once); fewer images are faster but one image is then a large change. ",
+          "Ablating a family makes its own units 0 everywhere: to see tuning change, show a downstream family ",
+          "(e.g. mixed4a/curves after ablating mixed3b/curves)."),
         result),
     ];
   }
 
-  function renderResult(ctx, res, targetName) {
+  function renderResult(ctx, res, targetName, plan) {
     const {h, fileUrl} = ctx;
+    const fmt = P.fmt;
     const out = [h("h2", {}, `Result for ${targetName}`)];
     const ch = res.changed;
     if (ch) out.push(h("p", {id: "edit-changed"}, `The plan changed ${ch.weights ?? "?"} weights in ${ch.tensors ?? "?"} tensors`,
@@ -198,7 +255,14 @@
     const before = res.before || {series: []}, after = res.after || {series: []};
     const cols = P.palette(after.series.length);
     const byId = Object.fromEntries(before.series.map((s) => [s.id, s]));
+    const ablates = ((plan && plan.edits) || []).some((e) => e.type === "Ablate");
+    const why = ablates ? "ablated" : "silenced by the edit";
+    const maxOf = (r) => (r && r.length ? Math.max(...r.filter(Number.isFinite)) : NaN);
+    const nZero = after.series.filter((s) => P.allZero(s.response)).length;
     out.push(h("h3", {}, "Radial tuning before / after"),
+      nZero ? h("p", {class: "after-note", id: "after-zero-note"}, `${nZero} of ${after.series.length} units respond 0 `,
+        `at every orientation after the edit (${why}): drawn as a ring at the centre. To see tuning change rather `,
+        "than vanish, show a family downstream of the edit (e.g. mixed4a/curves).") : null,
       P.legend([{label: "before", colour: "#777", dashed: true}, {label: "after (one colour per unit)", colour: cols[0] || "#2c6fbb"}]),
       h("div", {class: after.series.length > 1 ? "multiples" : "multiples one", id: "before-after"}, after.series.map((s, i) => h("figure", {"data-unit": s.id},
         P.polarPlot({orientation: after.orientation_deg, units: after.units || before.units || "σ",
@@ -207,7 +271,9 @@
           series: [...(byId[s.id] ? [{id: s.id, kind: "before", response: byId[s.id].response, colour: "#777",
                                      dashed: true, label: `${s.id} before`}] : []),
                    {id: s.id, kind: "after", response: s.response, colour: cols[i], label: `${s.id} after`}]}),
-        h("figcaption", {}, s.id)))));
+        h("figcaption", {}, h("strong", {}, s.id), `: max after ${fmt(maxOf(s.response))}`,
+          byId[s.id] ? ` (before ${fmt(maxOf(byId[s.id].response))})` : "", ` ${after.units || before.units || "σ"}`,
+          P.allZero(s.response) ? h("div", {class: "after-note"}, `after: 0 at every orientation (${why})`) : null)))));
     const acc = res.accuracy;
     if (acc) {
       const row = (k) => {

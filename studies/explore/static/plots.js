@@ -35,27 +35,44 @@
     return a !== 0 && (a < 0.01 || a >= 1e4) ? v.toExponential(2) : (+v.toFixed(a < 1 ? 3 : 2)).toString();
   }
 
+  /** Words of `text` in lines of at most `max` characters. */
+  function wrap(text, max) {
+    const lines = [];
+    String(text).split(/\s+/).forEach((w) => {
+      const last = lines[lines.length - 1];
+      if (last !== undefined && (last + " " + w).length <= max) lines[lines.length - 1] = last + " " + w;
+      else lines.push(w);
+    });
+    return lines;
+  }
+
+  /** True when every finite value is 0 (|v| < 1e-9): a unit that never responds, or an ablated one. */
+  const allZero = (values) => values.filter((v) => Number.isFinite(v)).every((v) => Math.abs(v) < 1e-9);
+
   /**
    * Radial tuning as a polar plot: angle = stimulus orientation (degrees, 0° to the right,
    * counter-clockwise), radius = response (linear; the centre is min(0, smallest response)).
    * opts: {orientation: [deg], series: [{id, response, colour?, dashed?, label?}], units: "σ"|…,
    *        pref: deg|null, size: px, title: string}
    * Every series path carries data-id and data-response (JSON) so readers and tests can check the numbers.
+   * A series that is 0 at every orientation is also drawn as a ring (class "zero-ring") where 0 lies, so
+   * it stays visible at the centre; when every series is 0 the radial scale is left out and the plot
+   * says "no response to any curve stimulus (max = 0)" (class "no-response").
    */
   function polarPlot(opts) {
     const size = opts.size || 320, pad = 44, R = size / 2 - pad, cx = size / 2, cy = size / 2 + 6;
-    const svg = el("svg", {class: "plot polar", width: size, height: size + 40, viewBox: `0 0 ${size} ${size + 40}`,
-                           role: "img", "aria-label": opts.title || "radial tuning"});
     const all = opts.series.flatMap((s) => s.response).filter((v) => Number.isFinite(v));
-    const lo0 = Math.min(0, ...all), hi0 = Math.max(...all, lo0 + 1e-9);
+    const silent = all.length > 0 && allZero(all);
+    const label = [`angle: stimulus orientation (°)`, `radius: response (${opts.units || "activation"})`]
+      .flatMap((t) => wrap(t, Math.max(24, Math.floor(size / 6.6))));
+    const capH = 12 + 14 * label.length;
+    const svg = el("svg", {class: "plot polar", width: size, height: size + capH, viewBox: `0 0 ${size} ${size + capH}`,
+                           role: "img", "aria-label": opts.title || "radial tuning"});
+    const lo0 = Math.min(0, ...all), hi0 = silent ? 1 : Math.max(...all, lo0 + 1e-9);
     const ticks = niceTicks(lo0, hi0, 4), lo = ticks[0], hi = ticks[ticks.length - 1];
     const rad = (v) => (R * (v - lo)) / (hi - lo || 1);
     const xy = (deg, v) => [cx + rad(v) * Math.cos((deg * Math.PI) / 180), cy - rad(v) * Math.sin((deg * Math.PI) / 180)];
-    ticks.forEach((t) => {
-      if (rad(t) > 0.5) svg.appendChild(el("circle", {class: "grid-line", cx, cy, r: rad(t)}));
-      const [tx, ty] = xy(100, t);
-      svg.appendChild(el("text", {class: "tick", x: tx + 2, y: ty - 2}, fmt(t)));
-    });
+    ticks.forEach((t) => { if (rad(t) > 0.5) svg.appendChild(el("circle", {class: "grid-line", cx, cy, r: rad(t)})); });
     for (let a = 0; a < 360; a += 45) {
       const [x1, y1] = xy(a, hi);
       svg.appendChild(el("line", {class: "grid-line", x1: cx, y1: cy, x2: x1, y2: y1}));
@@ -65,22 +82,40 @@
     const orient = opts.orientation, step = orient.length > 1 ? orient[1] - orient[0] : 0;
     const closed = orient.length > 2 && Math.abs(orient[orient.length - 1] + step - orient[0] - 360) < 1e-6;
     opts.series.forEach((s, i) => {
+      const colour = s.colour || palette(opts.series.length)[i];
       const pts = orient.map((d, k) => xy(d, Number.isFinite(s.response[k]) ? s.response[k] : lo));
       const d = pts.map((p, k) => `${k ? "L" : "M"}${p[0].toFixed(2)},${p[1].toFixed(2)}`).join(" ") + (closed ? " Z" : "");
-      const path = el("path", {class: "series", d, stroke: s.colour || palette(opts.series.length)[i],
+      const path = el("path", {class: "series", d, stroke: colour,
                                "stroke-dasharray": s.dashed ? "5 3" : null, "data-id": s.id, "data-kind": s.kind || null,
                                "data-response": JSON.stringify(s.response)});
       path.appendChild(el("title", {}, s.label || s.id));
       svg.appendChild(path);
+      if (s.response.length && allZero(s.response)) {  // 0 everywhere: a ring where 0 lies (the centre when lo = 0)
+        const ring = el("circle", {class: "zero-ring", cx, cy, r: Math.max(4, rad(0)), stroke: colour,
+                                   "data-id": s.id, "data-kind": s.kind || null});
+        ring.appendChild(el("title", {}, `${s.label || s.id}: 0 at every orientation`));
+        svg.appendChild(ring);
+      }
     });
     if (Number.isFinite(opts.pref)) {
       const [px, py] = xy(opts.pref, hi);
       svg.appendChild(el("line", {class: "pref", x1: cx, y1: cy, x2: px, y2: py, "data-pref": opts.pref}));
     }
-    const label = [`angle: stimulus orientation (°)`, `radius: response (${opts.units || "activation"})`];
-    const text = el("text", {class: "axis-label", x: cx, y: size + 20, "text-anchor": "middle"});
-    if (size >= 300) text.textContent = label.join("; ");
-    else label.forEach((t, i) => text.appendChild(el("tspan", {x: cx, dy: i ? 13 : 0}, t)));
+    if (silent) {
+      const t = el("text", {class: "no-response", x: cx, y: cy - 14, "text-anchor": "middle"});
+      ["no response to any ", "curve stimulus (max = 0)"].forEach((line, i) =>
+        t.appendChild(el("tspan", {x: cx, dy: i ? 14 : 0}, line)));
+      svg.appendChild(t);
+    } else {
+      // radial scale along 112.5° (between the 90° and 135° spokes), drawn last with a white halo
+      ticks.forEach((t) => {
+        if (rad(t) < 8) return;  // the centre's value is the smallest tick: read it from the next ring
+        const [tx, ty] = xy(112.5, t);
+        svg.appendChild(el("text", {class: "tick radial", x: tx, y: ty + 3, "text-anchor": "middle"}, fmt(t)));
+      });
+    }
+    const text = el("text", {class: "axis-label", x: cx, y: size + 16, "text-anchor": "middle"});
+    label.forEach((t, i) => text.appendChild(el("tspan", {x: cx, dy: i ? 14 : 0}, i < label.length - 1 ? t + " " : t)));
     svg.appendChild(text);
     return svg;
   }
@@ -157,10 +192,15 @@
       const c = el("circle", {class: "node", cx: x, cy: y, r: 5, fill: n.colour || "#ccc"});
       c.appendChild(el("title", {}, `${n.id}${n.family ? " — " + n.family : ""}`));
       a.appendChild(c);
-      a.appendChild(el("text", {class: "node-label", x: x + 7, y: y + 3}, String(n.index)));
       ng.appendChild(a);
     });
     view.appendChild(ng);
+    const lg = el("g", {class: "node-labels"});  // after edges and nodes: labels on top, with a white halo
+    data.nodes.forEach((n) => {
+      const [x, y] = pos[n.id];
+      lg.appendChild(el("text", {class: "node-label", x: x + 7, y: y + 3, "data-id": n.id}, String(n.index)));
+    });
+    view.appendChild(lg);
     // zoom and pan: the viewport transform is (tx, ty, k)
     let k = 1, tx = 0, ty = 0;
     const apply = () => view.setAttribute("transform", `translate(${tx.toFixed(2)},${ty.toFixed(2)}) scale(${k.toFixed(4)})`);
@@ -205,5 +245,5 @@
     return svg;
   }
 
-  window.CircuitPlots = {el, palette, niceTicks, fmt, polarPlot, polarGlyph, legend, graphView};
+  window.CircuitPlots = {el, palette, niceTicks, fmt, allZero, polarPlot, polarGlyph, legend, graphView};
 })();
