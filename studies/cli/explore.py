@@ -160,6 +160,7 @@ def _serve(app, config) -> int:
     sock.bind((config.host, config.port))
     sock.listen(128)
     port = sock.getsockname()[1]
+    config.port = port  # the Host check of studies.explore.server.SameOrigin
     host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
     print(f"circuits explore: serving http://{host}:{port}/", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))

@@ -62,7 +62,7 @@ def _client(app_or_client: Any) -> Iterator[Any]:
     level = log.level
     log.setLevel(max(level, logging.WARNING))
     try:
-        with TestClient(app_or_client) as client:
+        with TestClient(app_or_client, base_url="http://127.0.0.1") as client:  # a Host the server answers
             yield client
     finally:
         log.setLevel(level)

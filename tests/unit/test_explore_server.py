@@ -21,6 +21,9 @@ with warnings.catch_warnings():
 from studies.explore import pages
 from studies.explore.server import create_app, static_file
 
+#: The server's own origin (ExploreConfig's default host and port): the Host the server answers.
+BASE = "http://127.0.0.1:8000"
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -33,7 +36,7 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(app):
-    return TestClient(app)
+    return TestClient(app, base_url=BASE)
 
 
 def wait(client, job_id: str, timeout: float = 120.0) -> dict:
@@ -143,9 +146,10 @@ def test_body_over_the_limit_is_413_before_parsing(client):
         for _ in range(10):
             yield b" " * 1000
 
-    r = client.post("/api/plan/validate", content=chunks())
+    json_type = {"content-type": "application/json"}
+    r = client.post("/api/plan/validate", content=chunks(), headers=json_type)
     assert r.status_code == 413
-    r = client.post("/api/plan/validate", content=b"[1, 2")
+    r = client.post("/api/plan/validate", content=b"[1, 2", headers=json_type)
     assert r.status_code == 400 and "request body" in r.json()["error"]
 
 
@@ -230,7 +234,7 @@ def test_a_failing_job_or_page_leaves_the_server_serving(client, app, monkeypatc
         raise RuntimeError("the measurement failed")
 
     monkeypatch.setattr(pages, "unit_static", broken)
-    r = TestClient(app, raise_server_exceptions=False).get("/api/unit/conv2d2:100")
+    r = TestClient(app, base_url=BASE, raise_server_exceptions=False).get("/api/unit/conv2d2:100")
     assert r.status_code == 500 and r.json() == {"error": "RuntimeError: the measurement failed"}
     monkeypatch.undo()
     j = wait(client, client.post("/api/build", json={"layer": "conv2d2", "units": ["conv2d2:100"],
@@ -367,3 +371,40 @@ def test_a_running_job_does_not_block_pages(client, app):
     assert client.get(f"/api/jobs/{queued.id}").json()["state"] == "queued"  # one compute worker
     go.set()
     assert wait(client, job.id)["result"] == {"ok": True} and wait(client, queued.id)["result"] == 1
+
+
+def test_cross_site_requests_are_refused(app, client):
+    """F1: DNS rebinding (Host), cross-origin requests (Origin) and non-JSON POSTs (CSRF) are refused."""
+    plan = {"plan": {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}}
+    assert client.post("/api/plan/validate", json=plan).status_code == 200
+    for base in ("http://localhost:8000", "http://[::1]:8000"):
+        assert TestClient(app, base_url=base).get("/api/meta").status_code == 200, base
+    for base in ("http://evil.example:8000", "http://testserver", "http://127.0.0.1:8001", "http://127.0.0.1"):
+        r = TestClient(app, base_url=base).get("/api/meta")
+        assert r.status_code == 403 and "is not this server" in r.json()["error"], base
+    r = client.post("/api/plan/validate", json=plan, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "another origin" in r.json()["error"]
+    assert client.get("/api/meta", headers={"Origin": "null"}).status_code == 403
+    assert client.post("/api/plan/validate", json=plan, headers={"Origin": BASE}).status_code == 200
+    import json
+
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        headers = {"content-type": ctype} if ctype else {}
+        r = client.post("/api/edit", content=json.dumps(dict(plan, target="3b:9")), headers=headers)
+        assert r.status_code == 415 and "application/json" in r.json()["error"], ctype
+    r = client.post("/api/plan/validate", content=json.dumps(plan),
+                    headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+
+
+def test_allowed_hosts_with_another_interface():
+    from studies.explore.server import allowed_hosts, check_origin
+
+    assert allowed_hosts("127.0.0.1") == ("127.0.0.1", "localhost", "[::1]")
+    assert allowed_hosts("::1") == ("127.0.0.1", "localhost", "[::1]")
+    assert allowed_hosts("192.168.1.5")[-1] == "192.168.1.5"
+    hosts = allowed_hosts("Box.lan")
+    assert check_origin({b"host": b"box.lan:9000"}, "GET", hosts, 9000) is None
+    assert check_origin({b"host": b"box.lan:9000"}, "GET", allowed_hosts("127.0.0.1"), 9000)[0] == 403
+    assert check_origin({b"host": b"127.0.0.1:1234"}, "GET", hosts, 0) is None  # port 0: not known yet
+    assert check_origin({}, "GET", hosts, 9000)[0] == 403
