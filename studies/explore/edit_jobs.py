@@ -27,28 +27,48 @@ from .context import Explorer, UserError
 from .fasttune import radial
 from .store import make_key
 
+#: Most edits in one plan the server reads (checked before any validation work: a cost bound).
+MAX_EDITS = 64
 #: Most images an edit may classify (the sample folder has 1000).
 MAX_IMAGES = 50_000
+
+
+def _read_text(text) -> object:
+    """The document of a plan given as text (JSON when it starts with ``{``, else YAML), read as
+    :meth:`edits.EditPlan.from_json` / ``from_yaml`` read it (same bounds, same messages)."""
+    from circuits.documents import DocumentError, load_json, load_yaml
+
+    if not isinstance(text, str):
+        raise UserError(f"text must be a string (YAML or JSON), got {type(text).__name__}")
+    try:
+        return load_json(text, "plan") if text.lstrip().startswith("{") else load_yaml(text, "plan")
+    except DocumentError as e:
+        raise EditError(str(e).removeprefix("plan: ")) from None
+
+
+def _check_size(raw) -> None:
+    """At most :data:`MAX_EDITS` edits, checked before any edit is read or validated (the cost bound)."""
+    edits = raw.get("edits") if isinstance(raw, dict) else None
+    if isinstance(edits, list) and len(edits) > MAX_EDITS:
+        raise UserError(f"the plan has {len(edits)} edits; the explorer takes at most {MAX_EDITS} edits per plan "
+                        "(apply larger plans with circuits edit apply)")
 
 
 def parse_plan(ex: Explorer, body: dict) -> EditPlan:
     """The validated :class:`~edits.EditPlan` of a request body (``plan`` object or ``text``).
 
     Raises:
-        UserError: no plan, both, or an invalid plan (the message of ``circuits edit validate``)."""
+        UserError: no plan, both, over :data:`MAX_EDITS` edits (before any validation), or an invalid plan
+            (the message of ``circuits edit validate``)."""
     if not isinstance(body, dict):
         raise UserError("the request body must be a JSON object")
     has_plan, has_text = "plan" in body, "text" in body
     if has_plan == has_text:
         raise UserError('give the plan as {"plan": {...}} (a JSON object) or {"text": "..."} (YAML or JSON text)')
     try:
-        if has_plan:
-            plan = EditPlan.from_dict(body["plan"])
-        else:
-            text = body["text"]
-            if not isinstance(text, str):
-                raise UserError(f"text must be a string (YAML or JSON), got {type(text).__name__}")
-            plan = EditPlan.from_json(text) if text.lstrip().startswith("{") else EditPlan.from_yaml(text)
+        raw = body["plan"] if has_plan else _read_text(body["text"])
+        _check_size(raw)
+        plan = EditPlan.from_dict(raw)
         plan.validate(ex.spec)
     except EditError as e:
         raise UserError(str(e)) from None

@@ -408,3 +408,24 @@ def test_allowed_hosts_with_another_interface():
     assert check_origin({b"host": b"box.lan:9000"}, "GET", allowed_hosts("127.0.0.1"), 9000)[0] == 403
     assert check_origin({b"host": b"127.0.0.1:1234"}, "GET", hosts, 0) is None  # port 0: not known yet
     assert check_origin({}, "GET", hosts, 9000)[0] == 403
+
+
+def test_plans_over_the_edit_limit_are_refused_before_validation(client, monkeypatch):
+    """F2: a plan of 65 edits is refused naming the limit, before any edit is read or validated."""
+    from edits import EditPlan
+    from studies.explore.edit_jobs import MAX_EDITS
+
+    def never(*a, **k):
+        raise AssertionError("validation work on a plan over the limit")
+
+    monkeypatch.setattr(EditPlan, "from_dict", classmethod(never))
+    edits = [{"type": "Ablate", "units": [f"3b:{i}"]} for i in range(MAX_EDITS + 1)]
+    text = "edits:\n" + "".join(f"- type: Ablate\n  units: [3b:{i}]\n" for i in range(MAX_EDITS + 1))
+    for route, body in (("/api/plan/validate", {"plan": {"edits": edits}}), ("/api/plan/validate", {"text": text}),
+                        ("/api/edit", {"plan": {"edits": edits}, "target": "3b:9"})):
+        r = client.post(route, json=body)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"].startswith("the plan has 65 edits; the explorer takes at most 64 edits per plan")
+    monkeypatch.undo()
+    ok = client.post("/api/plan/validate", json={"plan": {"edits": edits[:MAX_EDITS]}})
+    assert ok.status_code == 200 and "64 edit(s)" in ok.json()["summary"]
