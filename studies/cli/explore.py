@@ -164,8 +164,32 @@ def _serve(app, config) -> int:
     host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
     print(f"circuits explore: serving http://{host}:{port}/", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # Ctrl-C is KeyboardInterrupt even where the
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # parent ignored SIGINT (a background job)
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=[sock])  # Ctrl-C / SIGTERM: uvicorn shuts down, then raises the signal again
     finally:
         sock.close()
+        _stop_jobs(app)
     return 0
+
+
+def _stop_jobs(app, timeout: float = 10.0) -> None:
+    """Stop the job worker before the interpreter exits (a torch computation on a thread that is still
+    running at exit aborts the process: "terminate called without an active exception"). A job that
+    does not reach its next progress report within ``timeout`` s: the process ends at once, with the
+    status of the signal (130 Ctrl-C, 143 SIGTERM) and one line."""
+    import os
+
+    if app.state.explorer.jobs.stop(timeout):
+        return
+    e = sys.exc_info()[1]
+    code = 130 if isinstance(e, KeyboardInterrupt) else e.code if isinstance(e, SystemExit) else 0
+    if isinstance(e, KeyboardInterrupt):
+        print("circuits: error: interrupted", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)

@@ -429,3 +429,63 @@ def test_plans_over_the_edit_limit_are_refused_before_validation(client, monkeyp
     monkeypatch.undo()
     ok = client.post("/api/plan/validate", json={"plan": {"edits": edits[:MAX_EDITS]}})
     assert ok.status_code == 200 and "64 edit(s)" in ok.json()["summary"]
+
+
+SERVE_BUSY = '''
+import pathlib, sys
+import torch
+import circuits
+import studies.explore.server as S
+from circuits.model import InceptionV1
+from circuits.spec import get_spec
+from studies.cli import main
+
+torch.manual_seed(0)
+circuits.load_model = lambda *a, **k: InceptionV1(get_spec("inceptionv1_caffe")).eval()
+real = S.create_app
+
+def create_app(config, model=None):
+    app = real(config, model)
+    def busy(report):  # torch work on the worker thread, reporting between chunks
+        pathlib.Path(sys.argv[2]).write_text("running")
+        x = torch.randn(256, 256)
+        while True:
+            for _ in range(5):
+                x = torch.tanh(x @ x)
+            report(0.5, "busy")
+    app.state.explorer.jobs.submit("busy", busy)
+    return app
+
+S.create_app = create_app
+sys.exit(main(["explore", "--port", "0", "--cache", sys.argv[1]]))
+'''
+
+
+@pytest.mark.parametrize("sig, status, line", [("SIGINT", 130, "circuits: error: interrupted"),
+                                               ("SIGTERM", 143, "circuits: error: terminated (SIGTERM)")])
+def test_a_signal_during_a_job_stops_the_server_cleanly(tmp_path, sig, status, line):
+    """F4: Ctrl-C / SIGTERM while a job computes: the exit status of the signal and one line, not
+    'terminate called without an active exception' (an abort, status 134)."""
+    import signal
+    import subprocess
+    import sys
+
+    script, marker = tmp_path / "serve.py", tmp_path / "running"
+    script.write_text(SERVE_BUSY)
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(marker)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists():
+            assert p.poll() is None and time.monotonic() - t0 < 90, p.stderr.read() if p.poll() is not None else ""
+            time.sleep(0.1)
+        time.sleep(0.3)  # the server is up: the job is submitted before uvicorn starts
+        p.send_signal(getattr(signal, sig))
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == status, (p.returncode, err)
+    assert out.startswith("circuits explore: serving http://127.0.0.1:") and err == line + "\n"
