@@ -103,13 +103,22 @@ def _check(args: argparse.Namespace):
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
+    from studies.explore.config import check_cache
+
     mode, layer, units = _check(args)
     config = _config(args)
+    check_cache(config.cache)  # before the model loads
     if mode == "build":
         return _build(config, layer, units, args)
+    sock = _listen(config) if mode == "serve" else None  # a port in use: said before the model loads
     from studies.explore.server import create_app
 
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     if mode == "export":
         from pathlib import Path
 
@@ -119,7 +128,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, progress=not args.quiet)
         print(f"circuits explore: wrote {out} (open {out / 'index.html'})")
         return 0
-    return _serve(app, config)
+    return _serve(app, config, sock)
 
 
 def _build(config, layer: str, units, args: argparse.Namespace) -> int:
@@ -149,16 +158,32 @@ def _build(config, layer: str, units, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(app, config) -> int:
+def _listen(config):
+    """A listening socket on ``config.host:config.port``.
+
+    Raises:
+        ValueError: the port is in use or the address cannot be bound (names the port; suggests ``--port 0``)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise ValueError(f"cannot listen on {config.host} port {config.port} ({e.strerror or e}): give another "
+                         "--port, or --port 0 for a free one") from None
+    return sock
+
+
+def _serve(app, config, sock) -> int:
     import socket
 
     import uvicorn
 
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
-    sock.listen(128)
+    family = sock.family
     port = sock.getsockname()[1]
     config.port = port  # the Host check of studies.explore.server.SameOrigin
     host = f"[{config.host}]" if family == socket.AF_INET6 else config.host

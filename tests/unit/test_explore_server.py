@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -489,3 +490,33 @@ def test_a_signal_during_a_job_stops_the_server_cleanly(tmp_path, sig, status, l
             p.wait()
     assert p.returncode == status, (p.returncode, err)
     assert out.startswith("circuits explore: serving http://127.0.0.1:") and err == line + "\n"
+
+
+def _no_model(monkeypatch):
+    import circuits
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(circuits, "load_model", never)
+
+
+def test_an_unusable_cache_or_port_is_an_error_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    """F5: --cache that cannot be created or written, a --port in use: one clear error, exit 2, no model."""
+    import socket
+
+    from studies.cli import main
+
+    _no_model(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    for cache in (tmp_path / "file" / "cache", Path("/proc/circuits-explore-cache")):
+        assert main(["explore", "--cache", str(cache)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"circuits: error: --cache {cache}: cannot create or write the cache folder"), err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["explore", "--port", str(port), "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"circuits: error: cannot listen on 127.0.0.1 port {port} (") and "--port 0" in err, err
