@@ -162,7 +162,9 @@ def downloads(ex: Explorer, edited, record, plan_d: dict) -> dict:
         if not ex.store.has(k, ext):
             ex.store.write_bytes(k, ext, text.encode())
         out[ext] = ex.store.url(k, ext)
-    k = make_key(ex.fp, "edited-weights", None, plan_d)
+    # keyed by the edits only: renaming a plan does not store another copy of the weights (~28 MB); the file's
+    # metadata names the plan of its first download
+    k = make_key(ex.fp, "edited-weights", None, {"edits": plan_d["edits"]})
     try:
         if not ex.store.has(k, "safetensors"):
             ex.store.write_with(k, "safetensors", lambda tmp: save_edited(edited, tmp))

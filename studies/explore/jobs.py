@@ -24,9 +24,15 @@ from typing import Any
 
 log = logging.getLogger("circuits.explore")
 
+#: Most jobs waiting (queued, not running) at once; one more is refused (:class:`QueueFull`, HTTP 429).
+MAX_QUEUED = 8
 #: Finished jobs remembered (oldest forgotten first).
 KEEP = 256
 JOB_ID_LEN = 16
+
+
+class QueueFull(Exception):
+    """:meth:`JobRunner.submit` when :data:`MAX_QUEUED` jobs already wait (the server answers 429)."""
 
 
 class JobCancelled(Exception):
@@ -90,12 +96,19 @@ class JobRunner:
         self._stopping = threading.Event()
 
     def submit(self, kind: str, fn: Callable[[Callable], Any], key: str | None = None) -> Job:
-        """Queue ``fn(report)``; returns its :class:`Job` (or the queued/running job with the same ``key``)."""
+        """Queue ``fn(report)``; returns its :class:`Job` (or the queued/running job with the same ``key``).
+
+        Raises:
+            QueueFull: :data:`MAX_QUEUED` jobs are already waiting."""
         with self._lock:
             if key is not None:
                 for j in self._jobs.values():
                     if j.key == key and j.state in ("queued", "running"):
                         return j
+            waiting = sum(j.state == "queued" for j in self._jobs.values())
+            if waiting >= MAX_QUEUED:
+                raise QueueFull(f"{waiting} jobs are already waiting (at most {MAX_QUEUED}); try again when one "
+                                "has finished")
             job = Job(secrets.token_hex(JOB_ID_LEN // 2), kind, key, fn=fn, cancel=self._stopping)
             self._jobs[job.id] = job
             self._forget()

@@ -33,7 +33,7 @@ from circuits.model import InceptionV1
 from . import builds, edit_jobs, family, pages
 from .config import ExploreConfig
 from .context import Explorer, UserError
-from .jobs import JOB_ID_LEN, message
+from .jobs import JOB_ID_LEN, QueueFull, message
 
 log = logging.getLogger("circuits.explore")
 
@@ -211,6 +211,10 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(UserError)
     async def user_error(request: Request, e: UserError):
         return _error(e.status, str(e))
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, e: QueueFull):
+        return _error(429, str(e))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):

@@ -520,3 +520,44 @@ def test_an_unusable_cache_or_port_is_an_error_before_the_model_loads(tmp_path, 
         assert main(["explore", "--port", str(port), "--cache", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"circuits: error: cannot listen on 127.0.0.1 port {port} (") and "--port 0" in err, err
+
+
+def test_the_job_queue_is_bounded(client, app):
+    """F3: at most MAX_QUEUED jobs wait; one more is 429 with a message, and the server keeps serving."""
+    import threading
+
+    from studies.explore.jobs import MAX_QUEUED
+
+    ex = app.state.explorer
+    go = threading.Event()
+    first = ex.jobs.submit("hold", lambda report: go.wait(30))
+    t0 = time.monotonic()
+    while first.state != "running":
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.01)
+    try:
+        waiting = [ex.jobs.submit("wait", lambda report: 1) for _ in range(MAX_QUEUED)]
+        r = client.post("/api/build", json={"layer": "conv2d2", "units": ["conv2d2:1"], "what": ["pages"]})
+        assert r.status_code == 429 and f"at most {MAX_QUEUED}" in r.json()["error"], r.text
+        r = client.post("/api/edit", json={"plan": {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}, "target": "3b:9"})
+        assert r.status_code == 429
+        assert client.get("/api/meta").status_code == 200
+    finally:
+        go.set()
+    assert all(wait(client, j.id)["state"] == "done" for j in [first, *waiting])
+
+
+def test_renaming_a_plan_stores_no_second_weights_file(client, app):
+    """F3: the edited weights are keyed by the edits, not the plan's name."""
+    ex = app.state.explorer
+    files = ex.store.root / "files"
+    urls = []
+    for name in ("first", "renamed"):
+        plan = {"name": name, "edits": [{"type": "Ablate", "units": ["3b:11"]}]}
+        j = wait(client, client.post("/api/edit", json={"plan": plan, "target": "3b:11"}).json()["job"])
+        assert j["state"] == "done", j
+        urls.append(j["result"]["downloads"])
+        if name == "first":
+            n = len(list(files.rglob("*.safetensors")))
+    assert urls[0]["weights"] == urls[1]["weights"] and urls[0]["yaml"] != urls[1]["yaml"]
+    assert len(list(files.rglob("*.safetensors"))) == n
