@@ -95,9 +95,10 @@ def _check(args: argparse.Namespace):
     if args.build:
         return ("build", *_layer_units(args, args.build, spec))
     if args.export:
-        from studies.report.folder import check_out_dir
+        from studies.explore.config import default_cache
+        from studies.explore.export import check_export_dir
 
-        check_out_dir(args.export, args.overwrite, lock=False)
+        check_export_dir(args.export, args.overwrite, args.cache or default_cache(), lock=False)
         return ("export", *_layer_units(args, args.layer, spec))
     return "serve", None, None
 

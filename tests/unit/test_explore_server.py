@@ -561,3 +561,39 @@ def test_renaming_a_plan_stores_no_second_weights_file(client, app):
             n = len(list(files.rglob("*.safetensors")))
     assert urls[0]["weights"] == urls[1]["weights"] and urls[0]["yaml"] != urls[1]["yaml"]
     assert len(list(files.rglob("*.safetensors"))) == n
+
+
+def test_export_folder_is_checked_against_the_cache_and_other_commands(app, tmp_path, monkeypatch, capsys):
+    """F6/F7: --export refused (before any request) when it is, contains or lies in the cache, or (with
+    --overwrite) when another command wrote it; the messages name --export; other commands' --overwrite is
+    unchanged; an export records explore-export in its marker."""
+    import json
+
+    from studies.cli import main
+    from studies.explore import export
+    from studies.report.folder import MARKER, UnsafeOutputError, check_out_dir, report_folder
+
+    cache = app.state.explorer.config.cache
+    monkeypatch.setattr(export, "_fetch_pages", lambda *a: pytest.fail("a request before the folder check"))
+    for out, how in ((cache, "is"), (cache.parent, "contains"), (cache / "site", "is inside")):
+        with pytest.raises(UnsafeOutputError, match=f"^--export {out} {how} the cache folder"):
+            export.export_site(app, "conv2d2", out, overwrite=True)
+    _no_model(monkeypatch)
+    assert main(["explore", "--export", str(tmp_path / "c" / "site"), "--layer", "3b", "--cache",
+                 str(tmp_path / "c")]) == 2
+    assert "--export" in capsys.readouterr().err
+    report = tmp_path / "report"
+    with report_folder(report) as tmp:  # another command's report: a marker without a command
+        (tmp / "report.html").write_text("x")
+    assert check_out_dir(report, overwrite=True, lock=False) == report  # their --overwrite still works
+    with pytest.raises(UnsafeOutputError, match=r"^--export .* holds the output of another circuits command"):
+        export.export_site(app, "conv2d2", report, overwrite=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UnsafeOutputError, match=r"^--export .* was not created by circuits"):
+        export.check_export_dir(other, True, lock=False)
+    with report_folder(tmp_path / "site", command=export.COMMAND):
+        pass
+    assert json.loads((tmp_path / "site" / MARKER).read_text())["command"] == "explore-export"
+    assert export.check_export_dir(tmp_path / "site", True, cache, lock=False) == tmp_path / "site"
