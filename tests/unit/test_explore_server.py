@@ -597,3 +597,26 @@ def test_export_folder_is_checked_against_the_cache_and_other_commands(app, tmp_
         pass
     assert json.loads((tmp_path / "site" / MARKER).read_text())["command"] == "explore-export"
     assert export.check_export_dir(tmp_path / "site", True, cache, lock=False) == tmp_path / "site"
+
+
+def test_huge_yaml_integers_are_a_document_error(client, tmp_path, capsys):
+    """F8: a YAML integer over 100 digits is refused like a JSON one (400 from the server, a clean CLI error),
+    not Python's 4,300-digit ValueError."""
+    from circuits.documents import DocumentError, load_json, load_yaml
+    from studies.cli import main
+
+    for text in ("a: " + "9" * 5000, "a: -0x" + "f" * 101, "a: 1_" + "0" * 101):
+        with pytest.raises(DocumentError, match=r"an integer of [\d,]+ digits \(the limit is 100\)"):
+            load_yaml(text, "plan")
+    with pytest.raises(DocumentError, match=r"^plan: an integer of 5,000 digits \(the limit is 100\)"):
+        load_json('{"a": ' + "9" * 5000 + "}", "plan")
+    assert load_yaml("a: " + "9" * 100)["a"] == int("9" * 100)
+    text = "edits:\n- type: Ablate\n  units: [3b:1]\n  mode: " + "9" * 3000 + "\n"  # under the 4096-byte body
+    r = client.post("/api/plan/validate", json={"text": text})
+    assert r.status_code == 400 and "an integer of 3,000 digits (the limit is 100)" in r.json()["error"]
+    text = text.replace("9" * 3000, "9" * 5000)
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    assert main(["edit", "validate", str(path), "--model", "inceptionv1_caffe"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("circuits: error: ") and "an integer of 5,000 digits" in err and err.count("\n") == 1
