@@ -60,8 +60,9 @@ def _config(args: argparse.Namespace):
 
 def _layer_units(args: argparse.Namespace, layer_arg: str, spec) -> tuple[str, list | None]:
     """Canonical layer (one with pages) and the ``--units`` of it, checked before the model loads."""
-    from circuits.units import Unit, canonical_layer
+    from circuits.units import canonical_layer, resolve_units
     from studies.explore.context import LAYERS
+    from studies.explore.jobs import message
 
     try:
         layer = canonical_layer(layer_arg)
@@ -71,7 +72,10 @@ def _layer_units(args: argparse.Namespace, layer_arg: str, spec) -> tuple[str, l
         raise ValueError(f"unknown layer {layer_arg!r}; valid layers: {', '.join(LAYERS)}")
     units = None
     if args.units:
-        units = [Unit.parse(u).validate(spec) for u in args.units]
+        try:  # the one parser: unit ids and family keys, range-checked (the message names the valid range)
+            units = resolve_units(args.units, spec, unique=True)
+        except (IndexError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"--units: {message(e)}") from None
         if any(u.layer != layer for u in units):
             raise ValueError(f"--units must be units of {layer}; got {', '.join(args.units)}")
     return layer, units

@@ -250,6 +250,11 @@ def test_cli_options_are_checked_before_compute(capsys, tmp_path):
     for argv, words in ((["--build", "zz"], "unknown layer 'zz'"), (["--export", str(tmp_path / "o")], "needs --layer"),
                         (["--layer", "3b"], "--layer goes with --export"),
                         (["--build", "3b", "--units", "3a:1"], "--units must be units of mixed3b"),
+                        (["--build", "3b", "--units", "3b:999"], "--units: mixed3b:999 is out of range for "
+                                                                 "inceptionv1_caffe: mixed3b has units 0..479"),
+                        (["--export", str(tmp_path / "o"), "--layer", "3b", "--units", "3b:9", "3b:480"],
+                         "mixed3b has units 0..479"),
+                        (["--build", "3b", "--units", "3b/nope"], "--units: "),
                         (["--images", str(tmp_path / "none"), "--build", "3b"], "does not exist")):
         assert main(["explore", *argv]) == 2
         assert words in capsys.readouterr().err
