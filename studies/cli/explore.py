@@ -183,16 +183,35 @@ def _listen(config):
     return sock
 
 
-def _serve(app, config, sock) -> int:
-    import socket
+def serve_lines(host: str, port: int) -> tuple[str, str | None]:
+    """``(url, warning)`` printed when the server starts: a URL a browser on this machine can open (a
+    wildcard bind, ``0.0.0.0`` / ``::``, is reached at the loopback address), and a warning when ``host`` is
+    not a loopback address: every route, the edit and build ones included, is then reachable from the network."""
+    import ipaddress
 
+    name = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(name)
+        loopback, wildcard = ip.is_loopback, ip.is_unspecified
+    except ValueError:
+        loopback, wildcard = name.lower() == "localhost", False
+    shown = ("[::1]" if ":" in name else "127.0.0.1") if wildcard else f"[{name}]" if ":" in name else name
+    warning = None if loopback else (
+        f"circuits: warning: --host {host}: the explorer is reachable from the network, its edit and build "
+        "routes (which run computations and write the cache) included; anyone who can reach this machine "
+        "can use them (the default --host 127.0.0.1 keeps it on this machine)")
+    return f"http://{shown}:{port}/", warning
+
+
+def _serve(app, config, sock) -> int:
     import uvicorn
 
-    family = sock.family
     port = sock.getsockname()[1]
     config.port = port  # the Host check of studies.explore.server.SameOrigin
-    host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
-    print(f"circuits explore: serving http://{host}:{port}/", flush=True)
+    url, warning = serve_lines(config.host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    print(f"circuits explore: serving {url}", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     import signal
     import threading

@@ -102,8 +102,12 @@ LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 def allowed_hosts(host: str) -> tuple[str, ...]:
     """The ``Host`` names (no port) the server answers: the loopback names, and ``host`` when it binds another
     interface (``--host``). A DNS-rebinding page's requests carry its own domain name and are refused."""
+    import socket
+
     own = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return LOOPBACK + (() if own in LOOPBACK or own in ("::1", "0.0.0.0", "[::]") else (own.lower(),))
+    if own in ("0.0.0.0", "[::]"):  # every interface: the machine's name too
+        return LOOPBACK + (socket.gethostname().lower(),)
+    return LOOPBACK + (() if own in LOOPBACK or own == "::1" else (own.lower(),))
 
 
 def check_origin(headers: dict[bytes, bytes], method: str, hosts: tuple[str, ...], port: int) -> tuple[int, str] | None:

@@ -409,6 +409,9 @@ def test_allowed_hosts_with_another_interface():
     assert allowed_hosts("127.0.0.1") == ("127.0.0.1", "localhost", "[::1]")
     assert allowed_hosts("::1") == ("127.0.0.1", "localhost", "[::1]")
     assert allowed_hosts("192.168.1.5")[-1] == "192.168.1.5"
+    import socket
+
+    assert allowed_hosts("0.0.0.0")[-1] == socket.gethostname().lower()
     hosts = allowed_hosts("Box.lan")
     assert check_origin({b"host": b"box.lan:9000"}, "GET", hosts, 9000) is None
     assert check_origin({b"host": b"box.lan:9000"}, "GET", allowed_hosts("127.0.0.1"), 9000)[0] == 403
@@ -625,3 +628,19 @@ def test_huge_yaml_integers_are_a_document_error(client, tmp_path, capsys):
     assert main(["edit", "validate", str(path), "--model", "inceptionv1_caffe"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("circuits: error: ") and "an integer of 5,000 digits" in err and err.count("\n") == 1
+
+
+def test_a_network_host_is_warned_about_and_gets_a_usable_url():
+    """F10: --host not loopback: a warning line about the edit/build routes; the URL printed opens in a browser."""
+    from studies.cli.explore import serve_lines
+
+    assert serve_lines("127.0.0.1", 8000) == ("http://127.0.0.1:8000/", None)
+    assert serve_lines("::1", 8000) == ("http://[::1]:8000/", None)
+    assert serve_lines("localhost", 80) == ("http://localhost:80/", None)
+    url, warning = serve_lines("0.0.0.0", 8123)
+    assert url == "http://127.0.0.1:8123/"
+    assert warning.startswith("circuits: warning: --host 0.0.0.0: the explorer is reachable from the network, its "
+                              "edit and build routes")
+    assert serve_lines("::", 8123)[0] == "http://[::1]:8123/"
+    url, warning = serve_lines("192.168.1.5", 9000)
+    assert url == "http://192.168.1.5:9000/" and "reachable from the network" in warning
