@@ -27,6 +27,9 @@ from .context import Explorer, UserError
 from .fasttune import radial
 from .store import make_key
 
+#: What stored tuning / accuracy entries hold (another shape is recomputed).
+RADIAL_KEYS = ("orientation_deg", "series")
+ACCURACY_KEYS = ("top1", "top5", "n_images")
 #: Most edits in one plan the server reads (checked before any validation work: a cost bound).
 MAX_EDITS = 64
 #: Most images an edit may classify (the sample folder has 1000).
@@ -111,7 +114,7 @@ def radial_before(ex: Explorer, units: Sequence[Unit]) -> dict:
     """Radial tuning of ``units`` on the unedited model (stored)."""
     settings = ex.config.tuning_settings()
     key = ex.key("radial-set", dict(settings, units=[str(u) for u in units]))
-    got = ex.store.read_json(key)
+    got = ex.store.read_json(key, RADIAL_KEYS)
     if got is None:
         got = radial(ex.model, units, settings, ex.model, ex.fp, ex.trunk)
         ex.store.write_json(key, got)
@@ -122,7 +125,7 @@ def radial_after(ex: Explorer, edited, plan_d: dict, units: Sequence[Unit]) -> d
     """Radial tuning of ``units`` on the edited model (stored under the plan)."""
     settings = ex.config.tuning_settings()
     key = make_key(ex.fp, "radial-set", dict(settings, units=[str(u) for u in units]), plan_d)
-    got = ex.store.read_json(key)
+    got = ex.store.read_json(key, RADIAL_KEYS)
     if got is None:
         got = radial(edited, units, settings, ex.model, ex.fp, ex.trunk)
         ex.store.write_json(key, got)
@@ -135,7 +138,7 @@ def accuracy(ex: Explorer, edited, plan_d: dict, n: int) -> dict:
 
     settings = dict(images=ex.config.images, n=n)
     kb, ka = ex.key("accuracy", settings), make_key(ex.fp, "accuracy", settings, plan_d)
-    before, after = ex.store.read_json(kb), ex.store.read_json(ka)
+    before, after = ex.store.read_json(kb, ACCURACY_KEYS), ex.store.read_json(ka, ACCURACY_KEYS)
     if before is None and after is None:
         res = evaluate_variants({"before": ex.model, "after": edited}, ex.config.images, limit=n, num_workers=0,
                                 progress=False)

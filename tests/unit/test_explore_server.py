@@ -644,3 +644,29 @@ def test_a_network_host_is_warned_about_and_gets_a_usable_url():
     assert serve_lines("::", 8123)[0] == "http://[::1]:8123/"
     url, warning = serve_lines("192.168.1.5", 9000)
     assert url == "http://192.168.1.5:9000/" and "reachable from the network" in warning
+
+
+def test_damaged_cache_entries_are_recomputed_not_served(client, app):
+    """F11: a unit page stored as valid JSON of another shape, and a PNG cut short or not a PNG, are made
+    again, never served."""
+    from studies.explore.store import png_whole
+
+    ex = app.state.explorer
+    page = client.get("/api/unit/conv2d2:40").json()
+    key = pages._page_key(ex, ex.unit("conv2d2:40"))
+    path = ex.store.path(key, "json")
+    for junk in ("[1, 2]", '{"radial": 1}', "null", '"page"'):
+        path.write_text(junk)
+        assert client.get("/api/unit/conv2d2:40").json() == page, junk
+        assert set(pages.PAGE_KEYS) <= set(ex.store.read_json(key))
+    png = ex.store.resolve_served(page["joint"].rsplit("/", 1)[1])
+    whole = png.read_bytes()
+    assert png_whole(png)
+    for damaged in (whole[:-20], whole[:100], b"GIF89a" + whole[6:], b""):
+        png.write_bytes(damaged)
+        assert not png_whole(png)
+        r = client.get(page["joint"])
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+        path.write_text("[]")  # the page is made again: so is its picture
+        assert client.get("/api/unit/conv2d2:40").json() == page
+        assert client.get(page["joint"]).content == whole
