@@ -4,7 +4,10 @@ Routes (the contract in ``EXPLORE_CONTRACT.md``): ``GET /`` (the page), ``/stati
 ``studies/explore/static`` only), ``/files/<64 hex>.<png|json|yaml|safetensors>`` (the store only),
 ``/api/meta``, ``/api/layer/{layer}``, ``/api/unit/{uid}``, ``/api/family/{layer}/{name}``, ``/api/graph``,
 ``/api/search?q=``, ``POST /api/plan/validate``, ``POST /api/edit``, ``POST /api/build``,
-``/api/jobs/{id}``.
+``/api/jobs/{id}`` (``HEAD`` too for ``/files/``).
+
+Status rule: a name in the URL path that does not exist (layer, unit, family, job, file) is 404; anything wrong
+in a request body or query (the POST routes) is 400, as is a unit path segment that is not ``layer:index``.
 
 Safety: a file is served only when its name matches a strict pattern and, resolved, lies in the static
 folder or the store's ``files`` folder (no ``..``, no absolute paths, no symlinks out, no other suffixes);
@@ -251,7 +254,7 @@ def _page_routes(app: FastAPI, ex: Explorer) -> None:
             return _error(404, f"no static file {name[:100]!r}")
         return FileResponse(p, media_type=MEDIA[p.suffix[1:]])
 
-    @app.get("/files/{name:path}")
+    @app.api_route("/files/{name:path}", methods=["GET", "HEAD"])
     def files(name: str):
         p = ex.store.resolve_served(name)
         if p is None:
@@ -303,14 +306,14 @@ def _api_routes(app: FastAPI, ex: Explorer) -> None:
     @app.post("/api/build")
     async def build(request: Request):
         body = await _json_body(request)
-        layer = ex.layer(body.get("layer", ""))
+        layer = ex.layer(body.get("layer", ""), 400)
         units = body.get("units")
         if units is None:
             us = [ex.unit(f"{layer}:{i}") for i in range(ex.spec.layer_width(layer))]
         else:
             if not isinstance(units, list) or not units or len(units) > 1024:
                 raise UserError("units must be a non-empty list of unit ids such as ['3b:379'] (at most 1024)")
-            us = [ex.unit(str(u)) for u in units]
+            us = [ex.unit(str(u), 400) for u in units]
             if any(u.layer != layer for u in us):
                 raise UserError(f"units must be of layer {layer}")
         job = builds.submit_build(ex, us, body.get("what", ["featurevis", "dataset"]))

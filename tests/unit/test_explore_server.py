@@ -216,7 +216,7 @@ def test_edit_and_build_inputs_are_checked(client):
                         ({"plan": plan, "text": "edits: []", "target": "3b:9"}, 'give the plan as')):
         r = client.post("/api/edit", json=body)
         assert r.status_code == 400 and words in r.json()["error"], (body, r.text)
-    for body, status, words in (({"layer": "zz"}, 404, "valid layers"),
+    for body, status, words in (({"layer": "zz"}, 400, "valid layers"),
                                 ({"layer": "3b", "what": ["pictures"]}, 400, "valid: pages, featurevis, dataset"),
                                 ({"layer": "3b", "units": ["3a:1"]}, 400, "units must be of layer mixed3b")):
         r = client.post("/api/build", json=body)
@@ -670,3 +670,28 @@ def test_damaged_cache_entries_are_recomputed_not_served(client, app):
         path.write_text("[]")  # the page is made again: so is its picture
         assert client.get("/api/unit/conv2d2:40").json() == page
         assert client.get(page["joint"]).content == whole
+
+
+def test_status_rule_target_layers_and_head(client):
+    """F12: a name in the URL path that does not exist is 404, anything wrong in a body is 400; a target's
+    layer error lists only the layers with pages; HEAD /files/... answers like GET without a body."""
+    from studies.explore.context import LAYERS
+
+    assert client.get("/api/unit/3b:480").status_code == 404 and client.get("/api/layer/4e").status_code == 404
+    assert "mixed4e has no pages" in client.get("/api/layer/4e").json()["error"]
+    for body, words in (({"layer": "zz"}, "unknown layer 'zz'"), ({"layer": "4e"}, "mixed4e has no pages"),
+                        ({"layer": "3b", "units": ["3b:480"]}, "mixed3b has units 0..479"),
+                        ({"layer": "3b", "units": ["zz:1"]}, "unknown layer in unit")):
+        r = client.post("/api/build", json=body)
+        assert r.status_code == 400 and words in r.json()["error"], (body, r.text)
+    plan = {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}
+    for target in ("zz:1", "4e:1", "3b:9,zz/curves"):
+        r = client.post("/api/edit", json={"plan": plan, "target": target})
+        err = r.json()["error"]
+        assert r.status_code == 400 and err.endswith(f"valid layers: {', '.join(LAYERS)}"), (target, err)
+        assert "mixed5b" not in err
+    page = client.get("/api/unit/conv2d2:20").json()
+    got, head = client.get(page["joint"]), client.head(page["joint"])
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-type"] == "image/png"
+    assert int(head.headers["content-length"]) == len(got.content)
+    assert client.head("/files/" + "0" * 64 + ".png").status_code == 404
