@@ -73,7 +73,7 @@ def run(naive_subset: int = 64) -> dict:
     cache = tempfile.mkdtemp(prefix="bench-explore-")
     model = load_model("inceptionv1_caffe")
     t = time.perf_counter()
-    client = TestClient(create_app(ExploreConfig(cache=cache), model=model))
+    client = TestClient(create_app(ExploreConfig(cache=cache), model=model), base_url="http://127.0.0.1:8000")
     t_app = time.perf_counter() - t
     t = time.perf_counter()
     assert client.get("/api/unit/3b:379").status_code == 200

@@ -10,7 +10,7 @@ Limits (module constants, stated in the README's "Security and limits"):
   **after alias expansion** (a "billion laughs" bomb of ~480 bytes, 9 levels × 9 aliases, expands
   to 9⁹ ≈ 387 M nodes and is refused in milliseconds, before construction), nesting at most
   :data:`MAX_DEPTH` (200) levels; only ``yaml.SafeLoader`` tags;
-- JSON: integers of at most :data:`MAX_INT_DIGITS` (100) digits (a 5,000-digit integer is refused
+- YAML and JSON: integers of at most :data:`MAX_INT_DIGITS` (100) digits (a 5,000-digit integer is refused
   by name instead of hitting CPython's 4,300-digit conversion limit), nesting at most
   :data:`MAX_DEPTH` levels.
 
@@ -74,6 +74,15 @@ class _BoundedLoader(yaml.SafeLoader):
             if self.aliases > MAX_YAML_ALIASES:
                 raise DocumentError(f"more than {MAX_YAML_ALIASES} YAML aliases")
         return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node):  # noqa: ANN001, ANN201 - PyYAML's signature
+        """An integer of at most :data:`MAX_INT_DIGITS` digits (as JSON's), before Python converts it."""
+        _check_digits(str(node.value).replace("_", "").replace(":", "").lstrip("+-").lower()
+                      .removeprefix("0x").removeprefix("0o").removeprefix("0b"))
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def _expanded_size(root: yaml.Node) -> int:
@@ -146,10 +155,13 @@ def _yaml_reason(e: BaseException) -> str:
     return _short(str(e))
 
 
+def _check_digits(digits: str) -> None:
+    if len(digits) > MAX_INT_DIGITS:
+        raise DocumentError(f"an integer of {len(digits):,} digits (the limit is {MAX_INT_DIGITS})")
+
+
 def _int(s: str) -> int:
-    digits = len(s.lstrip("-"))
-    if digits > MAX_INT_DIGITS:
-        raise DocumentError(f"an integer of {digits:,} digits (the limit is {MAX_INT_DIGITS})")
+    _check_digits(s.lstrip("-"))
     return int(s)
 
 

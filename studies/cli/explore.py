@@ -60,8 +60,9 @@ def _config(args: argparse.Namespace):
 
 def _layer_units(args: argparse.Namespace, layer_arg: str, spec) -> tuple[str, list | None]:
     """Canonical layer (one with pages) and the ``--units`` of it, checked before the model loads."""
-    from circuits.units import Unit, canonical_layer
+    from circuits.units import canonical_layer, resolve_units
     from studies.explore.context import LAYERS
+    from studies.explore.jobs import message
 
     try:
         layer = canonical_layer(layer_arg)
@@ -71,7 +72,10 @@ def _layer_units(args: argparse.Namespace, layer_arg: str, spec) -> tuple[str, l
         raise ValueError(f"unknown layer {layer_arg!r}; valid layers: {', '.join(LAYERS)}")
     units = None
     if args.units:
-        units = [Unit.parse(u).validate(spec) for u in args.units]
+        try:  # the one parser: unit ids and family keys, range-checked (the message names the valid range)
+            units = resolve_units(args.units, spec, unique=True)
+        except (IndexError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"--units: {message(e)}") from None
         if any(u.layer != layer for u in units):
             raise ValueError(f"--units must be units of {layer}; got {', '.join(args.units)}")
     return layer, units
@@ -95,21 +99,31 @@ def _check(args: argparse.Namespace):
     if args.build:
         return ("build", *_layer_units(args, args.build, spec))
     if args.export:
-        from studies.report.folder import check_out_dir
+        from studies.explore.config import default_cache
+        from studies.explore.export import check_export_dir
 
-        check_out_dir(args.export, args.overwrite, lock=False)
+        check_export_dir(args.export, args.overwrite, args.cache or default_cache(), lock=False)
         return ("export", *_layer_units(args, args.layer, spec))
     return "serve", None, None
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
+    from studies.explore.config import check_cache
+
     mode, layer, units = _check(args)
     config = _config(args)
+    check_cache(config.cache)  # before the model loads
     if mode == "build":
         return _build(config, layer, units, args)
+    sock = _listen(config) if mode == "serve" else None  # a port in use: said before the model loads
     from studies.explore.server import create_app
 
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     if mode == "export":
         from pathlib import Path
 
@@ -119,7 +133,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, progress=not args.quiet)
         print(f"circuits explore: wrote {out} (open {out / 'index.html'})")
         return 0
-    return _serve(app, config)
+    return _serve(app, config, sock)
 
 
 def _build(config, layer: str, units, args: argparse.Namespace) -> int:
@@ -149,22 +163,82 @@ def _build(config, layer: str, units, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(app, config) -> int:
-    import socket
+def _listen(config):
+    """A listening socket on ``config.host:config.port``.
 
-    import uvicorn
+    Raises:
+        ValueError: the port is in use or the address cannot be bound (names the port; suggests ``--port 0``)."""
+    import socket
 
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
-    print(f"circuits explore: serving http://{host}:{port}/", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     try:
-        server.run(sockets=[sock])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise ValueError(f"cannot listen on {config.host} port {config.port} ({e.strerror or e}): give another "
+                         "--port, or --port 0 for a free one") from None
+    return sock
+
+
+def serve_lines(host: str, port: int) -> tuple[str, str | None]:
+    """``(url, warning)`` printed when the server starts: a URL a browser on this machine can open (a
+    wildcard bind, ``0.0.0.0`` / ``::``, is reached at the loopback address), and a warning when ``host`` is
+    not a loopback address: every route, the edit and build ones included, is then reachable from the network."""
+    import ipaddress
+
+    name = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(name)
+        loopback, wildcard = ip.is_loopback, ip.is_unspecified
+    except ValueError:
+        loopback, wildcard = name.lower() == "localhost", False
+    shown = ("[::1]" if ":" in name else "127.0.0.1") if wildcard else f"[{name}]" if ":" in name else name
+    warning = None if loopback else (
+        f"circuits: warning: --host {host}: the explorer is reachable from the network, its edit and build "
+        "routes (which run computations and write the cache) included; anyone who can reach this machine "
+        "can use them (the default --host 127.0.0.1 keeps it on this machine)")
+    return f"http://{shown}:{port}/", warning
+
+
+def _serve(app, config, sock) -> int:
+    import uvicorn
+
+    port = sock.getsockname()[1]
+    config.port = port  # the Host check of studies.explore.server.SameOrigin
+    url, warning = serve_lines(config.host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    print(f"circuits explore: serving {url}", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # Ctrl-C is KeyboardInterrupt even where the
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # parent ignored SIGINT (a background job)
+    try:
+        server.run(sockets=[sock])  # Ctrl-C / SIGTERM: uvicorn shuts down, then raises the signal again
     finally:
         sock.close()
+        _stop_jobs(app)
     return 0
+
+
+def _stop_jobs(app, timeout: float = 10.0) -> None:
+    """Stop the job worker before the interpreter exits (a torch computation on a thread that is still
+    running at exit aborts the process: "terminate called without an active exception"). A job that
+    does not reach its next progress report within ``timeout`` s: the process ends at once, with the
+    status of the signal (130 Ctrl-C, 143 SIGTERM) and one line."""
+    import os
+
+    if app.state.explorer.jobs.stop(timeout):
+        return
+    e = sys.exc_info()[1]
+    code = 130 if isinstance(e, KeyboardInterrupt) else e.code if isinstance(e, SystemExit) else 0
+    if isinstance(e, KeyboardInterrupt):
+        print("circuits: error: interrupted", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)

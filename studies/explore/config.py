@@ -21,6 +21,27 @@ def default_cache() -> Path:
     return cache_dir() / "explore"
 
 
+def check_cache(cache: Path) -> Path:
+    """Create ``cache`` (and its parents) and write and remove a probe file in it: the CLI calls this before
+    loading the model, so an unusable ``--cache`` costs nothing.
+
+    Raises:
+        ValueError: the folder cannot be created or written (the message names ``--cache`` and the reason)."""
+    import os
+    import tempfile
+
+    cache = Path(cache).expanduser()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".circuits-probe-", dir=cache)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"--cache {cache}: cannot create or write the cache folder ({e.strerror or e}); "
+                         "give a writable folder with --cache DIR") from None
+    return cache
+
+
 @dataclass
 class ExploreConfig:
     """What the explorer serves and how it measures.

@@ -82,24 +82,29 @@ class Explorer:
         return v
 
     # ---------------------------------------------------------------- names
-    def layer(self, name: str) -> str:
+    # The status rule: a name in the URL path that does not exist (a layer, unit, family, job) is 404; anything
+    # wrong in a request body or query string (POST routes) is 400, as is a path segment that is not even a
+    # well-formed unit id. ``status`` is the one of a name that does not exist: 404 (path) or 400 (body).
+    def layer(self, name: str, status: int = 404) -> str:
         """Canonical layer with pages.
 
         Raises:
-            UserError (404): unknown layer, listing the valid ones."""
+            UserError (``status``): unknown layer, or a layer without pages, listing the layers with pages."""
         try:
             layer = canonical_layer(str(name)[:64])
         except (KeyError, TypeError):
             layer = None
         if layer not in LAYERS:
-            raise UserError(f"unknown layer {str(name)[:64]!r}; valid layers: {', '.join(LAYERS)}", 404)
+            what = f"layer {layer} has no pages in the explorer" if layer else f"unknown layer {str(name)[:64]!r}"
+            raise UserError(f"{what}; valid layers: {', '.join(LAYERS)}", status)
         return layer
 
-    def unit(self, uid: str) -> Unit:
+    def unit(self, uid: str, status: int = 404) -> Unit:
         """``"3b:379"`` / ``"mixed3b:379"`` → a range-checked :class:`Unit` of a layer with pages.
 
         Raises:
-            UserError: not ``layer:index`` (400), unknown layer or index out of range (404, naming the range)."""
+            UserError: not ``layer:index`` (400), unknown layer or index out of range (``status``, naming the
+            range)."""
         text = str(uid)[:64]
         try:
             u = Unit.parse(text)
@@ -107,14 +112,14 @@ class Explorer:
             raise UserError(f"cannot parse unit {text!r}; expected 'layer:index' such as '3b:379' or "
                             f"'mixed3b:379' (layers: {', '.join(LAYERS)})") from None
         except KeyError:
-            raise UserError(f"unknown layer in unit {text!r}; valid layers: {', '.join(LAYERS)}", 404) from None
+            raise UserError(f"unknown layer in unit {text!r}; valid layers: {', '.join(LAYERS)}", status) from None
         except IndexError as e:
-            raise UserError(str(e), 404) from None
-        self.layer(u.layer)
+            raise UserError(str(e), status) from None
+        self.layer(u.layer, status)
         try:
             return u.validate(self.spec)
         except IndexError as e:
-            raise UserError(str(e), 404) from None
+            raise UserError(str(e), status) from None
 
     def family(self, key: str) -> Family:
         """A family of the catalog by key (``mixed3b/curves``).
@@ -140,7 +145,10 @@ class Explorer:
             us = resolve_units(text[:2000], self.spec, families=self.catalog, unique=True,
                                hint=f" (valid families: {', '.join(self.catalog) or '(none)'})")
         except KeyError as e:
-            raise UserError(e.args[0] if e.args else str(e)) from None
+            msg = e.args[0] if e.args else str(e)
+            if msg.startswith("unknown layer"):  # the spec's layers: name only those with pages
+                msg = f"{msg.split(';')[0]} in target {text[:80]!r}; valid layers: {', '.join(LAYERS)}"
+            raise UserError(msg) from None
         except (ValueError, IndexError, TypeError) as e:
             raise UserError(str(e)) from None
         if not us:
@@ -148,7 +156,7 @@ class Explorer:
         if len(us) > 64:
             raise UserError(f"target {text[:80]!r} has {len(us)} units; at most 64 per edit view")
         for u in us:
-            self.layer(u.layer)
+            self.layer(u.layer, 400)
         return us
 
     def families_of(self, u: Unit) -> list[str]:

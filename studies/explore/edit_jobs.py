@@ -27,28 +27,51 @@ from .context import Explorer, UserError
 from .fasttune import radial
 from .store import make_key
 
+#: What stored tuning / accuracy entries hold (another shape is recomputed).
+RADIAL_KEYS = ("orientation_deg", "series")
+ACCURACY_KEYS = ("top1", "top5", "n_images")
+#: Most edits in one plan the server reads (checked before any validation work: a cost bound).
+MAX_EDITS = 64
 #: Most images an edit may classify (the sample folder has 1000).
 MAX_IMAGES = 50_000
+
+
+def _read_text(text) -> object:
+    """The document of a plan given as text (JSON when it starts with ``{``, else YAML), read as
+    :meth:`edits.EditPlan.from_json` / ``from_yaml`` read it (same bounds, same messages)."""
+    from circuits.documents import DocumentError, load_json, load_yaml
+
+    if not isinstance(text, str):
+        raise UserError(f"text must be a string (YAML or JSON), got {type(text).__name__}")
+    try:
+        return load_json(text, "plan") if text.lstrip().startswith("{") else load_yaml(text, "plan")
+    except DocumentError as e:
+        raise EditError(str(e).removeprefix("plan: ")) from None
+
+
+def _check_size(raw) -> None:
+    """At most :data:`MAX_EDITS` edits, checked before any edit is read or validated (the cost bound)."""
+    edits = raw.get("edits") if isinstance(raw, dict) else None
+    if isinstance(edits, list) and len(edits) > MAX_EDITS:
+        raise UserError(f"the plan has {len(edits)} edits; the explorer takes at most {MAX_EDITS} edits per plan "
+                        "(apply larger plans with circuits edit apply)")
 
 
 def parse_plan(ex: Explorer, body: dict) -> EditPlan:
     """The validated :class:`~edits.EditPlan` of a request body (``plan`` object or ``text``).
 
     Raises:
-        UserError: no plan, both, or an invalid plan (the message of ``circuits edit validate``)."""
+        UserError: no plan, both, over :data:`MAX_EDITS` edits (before any validation), or an invalid plan
+            (the message of ``circuits edit validate``)."""
     if not isinstance(body, dict):
         raise UserError("the request body must be a JSON object")
     has_plan, has_text = "plan" in body, "text" in body
     if has_plan == has_text:
         raise UserError('give the plan as {"plan": {...}} (a JSON object) or {"text": "..."} (YAML or JSON text)')
     try:
-        if has_plan:
-            plan = EditPlan.from_dict(body["plan"])
-        else:
-            text = body["text"]
-            if not isinstance(text, str):
-                raise UserError(f"text must be a string (YAML or JSON), got {type(text).__name__}")
-            plan = EditPlan.from_json(text) if text.lstrip().startswith("{") else EditPlan.from_yaml(text)
+        raw = body["plan"] if has_plan else _read_text(body["text"])
+        _check_size(raw)
+        plan = EditPlan.from_dict(raw)
         plan.validate(ex.spec)
     except EditError as e:
         raise UserError(str(e)) from None
@@ -91,7 +114,7 @@ def radial_before(ex: Explorer, units: Sequence[Unit]) -> dict:
     """Radial tuning of ``units`` on the unedited model (stored)."""
     settings = ex.config.tuning_settings()
     key = ex.key("radial-set", dict(settings, units=[str(u) for u in units]))
-    got = ex.store.read_json(key)
+    got = ex.store.read_json(key, RADIAL_KEYS)
     if got is None:
         got = radial(ex.model, units, settings, ex.model, ex.fp, ex.trunk)
         ex.store.write_json(key, got)
@@ -102,7 +125,7 @@ def radial_after(ex: Explorer, edited, plan_d: dict, units: Sequence[Unit]) -> d
     """Radial tuning of ``units`` on the edited model (stored under the plan)."""
     settings = ex.config.tuning_settings()
     key = make_key(ex.fp, "radial-set", dict(settings, units=[str(u) for u in units]), plan_d)
-    got = ex.store.read_json(key)
+    got = ex.store.read_json(key, RADIAL_KEYS)
     if got is None:
         got = radial(edited, units, settings, ex.model, ex.fp, ex.trunk)
         ex.store.write_json(key, got)
@@ -115,7 +138,7 @@ def accuracy(ex: Explorer, edited, plan_d: dict, n: int) -> dict:
 
     settings = dict(images=ex.config.images, n=n)
     kb, ka = ex.key("accuracy", settings), make_key(ex.fp, "accuracy", settings, plan_d)
-    before, after = ex.store.read_json(kb), ex.store.read_json(ka)
+    before, after = ex.store.read_json(kb, ACCURACY_KEYS), ex.store.read_json(ka, ACCURACY_KEYS)
     if before is None and after is None:
         res = evaluate_variants({"before": ex.model, "after": edited}, ex.config.images, limit=n, num_workers=0,
                                 progress=False)
@@ -142,7 +165,9 @@ def downloads(ex: Explorer, edited, record, plan_d: dict) -> dict:
         if not ex.store.has(k, ext):
             ex.store.write_bytes(k, ext, text.encode())
         out[ext] = ex.store.url(k, ext)
-    k = make_key(ex.fp, "edited-weights", None, plan_d)
+    # keyed by the edits only: renaming a plan does not store another copy of the weights (~28 MB); the file's
+    # metadata names the plan of its first download
+    k = make_key(ex.fp, "edited-weights", None, {"edits": plan_d["edits"]})
     try:
         if not ex.store.has(k, "safetensors"):
             ex.store.write_with(k, "safetensors", lambda tmp: save_edited(edited, tmp))

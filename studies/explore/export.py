@@ -15,7 +15,8 @@ Layout of ``out``::
     index.html  static/{app,plots,edit}.js  static/style.css
     data/index.js  data/meta.js  data/layer_mixed3b.js  data/unit_3b_379.js …  data/graph.js
     files/<64 hex>.png …
-    .circuits-report                (the marker: only such a folder is replaced with overwrite=True)
+    .circuits-report                (the marker, recording "explore-export": only such a folder is replaced
+                                     with overwrite=True)
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _client(app_or_client: Any) -> Iterator[Any]:
     level = log.level
     log.setLevel(max(level, logging.WARNING))
     try:
-        with TestClient(app_or_client) as client:
+        with TestClient(app_or_client, base_url="http://127.0.0.1") as client:  # a Host the server answers
             yield client
     finally:
         log.setLevel(level)
@@ -150,6 +151,28 @@ def _write_site(tmp: Path, client: Any, pages: dict[str, Any]) -> int:
     return len(urls)
 
 
+#: The command recorded in an export's marker: ``overwrite`` replaces only a folder that records it.
+COMMAND = "explore-export"
+
+
+def check_export_dir(out: str | Path, overwrite: bool, cache: str | Path | None = None, lock: bool = True) -> Path:
+    """:func:`studies.report.folder.check_out_dir` for ``--export``: also refused when ``out`` is, contains or
+    lies inside the ``cache`` folder (replacing it would delete the cache, or the cache's own files), and with
+    ``overwrite`` when ``out`` was written by another command (its marker does not record :data:`COMMAND`).
+
+    Raises:
+        UnsafeOutputError / ReportExistsError / NotADirectoryError: naming ``--export``."""
+    from studies.report.folder import UnsafeOutputError
+
+    real = Path(out).expanduser().resolve()
+    if cache is not None:
+        c = Path(cache).expanduser().resolve()
+        how = "is" if real == c else "contains" if real in c.parents else "is inside" if c in real.parents else ""
+        if how:
+            raise UnsafeOutputError(f"--export {real} {how} the cache folder {c}; give a folder outside the cache")
+    return check_out_dir(out, overwrite, lock, flag="--export", command=COMMAND)
+
+
 def export_site(app_or_client: Any, layer: str, out: str | Path, *, units: list[str] | None = None,
                 overwrite: bool = False, progress: bool = False) -> Path:
     """Write the static explorer site of ``layer`` into the folder ``out`` and return it (absolute).
@@ -159,7 +182,8 @@ def export_site(app_or_client: Any, layer: str, out: str | Path, *, units: list[
             client with ``.get(path)`` answering like it (``fastapi.testclient.TestClient``, ``httpx.Client``).
         layer: a layer of ``/api/meta`` (``"mixed3b"`` or ``"3b"``).
         out: the folder to write; written atomically (:func:`studies.report.folder.report_folder`):
-            a non-empty folder is refused unless ``overwrite`` and it holds the report marker.
+            a non-empty folder is refused unless ``overwrite`` and its marker records an earlier export
+            (:data:`COMMAND`); refused when it is, contains or lies in the explorer's cache folder.
         units: only these unit ids (``"3b:379"``) get unit pages (default: every unit of the layer);
             the layer grid links only to exported units.
         progress: print a line on stderr every 50 units.
@@ -171,10 +195,12 @@ def export_site(app_or_client: Any, layer: str, out: str | Path, *, units: list[
         RuntimeError: an endpoint answered with an error (its message included); nothing is written.
         ReportExistsError / UnsafeOutputError: ``out`` must not be written (see ``report_folder``).
     """
-    check_out_dir(out, overwrite)  # before any request: a refused folder costs nothing
+    state = getattr(getattr(app_or_client, "app", app_or_client), "state", None)
+    ex = getattr(state, "explorer", None)
+    check_export_dir(out, overwrite, ex.config.cache if ex is not None else None)  # before any request
     with _client(app_or_client) as client:
         name, pages = _fetch_pages(client, layer, units, progress)
-        with report_folder(out, overwrite=overwrite) as tmp:
+        with report_folder(out, overwrite=overwrite, flag="--export", command=COMMAND) as tmp:
             n_files = _write_site(tmp, client, pages)
     if progress:
         print(f"circuits explore: exported {name}: {len(pages)} pages, {n_files} files", file=sys.stderr, flush=True)

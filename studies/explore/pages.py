@@ -71,7 +71,7 @@ def _reference(ex: Explorer, layer: str):
     key = ex.key("reference-stats", settings)
 
     def make():
-        got = ex.store.read_json(key)
+        got = ex.store.read_json(key, ("index", "mean", "std"))
         if got is None:
             from studies.measure.tuning import reference_stats
 
@@ -177,13 +177,17 @@ def _page_key(ex: Explorer, u: Unit) -> str:
                                     n=ex.config.reference_images, top=TOP_NEIGHBOURS))
 
 
+#: What a stored unit page holds; a cache entry without them (valid JSON of another shape) is recomputed.
+PAGE_KEYS = ("preferred_orientation_deg", "radial", "joint", "joint_units", "incoming", "outgoing")
+
+
 def unit_static(ex: Explorer, u: Unit, df=None) -> dict:
     """The measured part of a unit page, computed once and stored (``df``: see :func:`unit_tuning`)."""
     key = _page_key(ex, u)
-    got = ex.store.read_json(key)
+    got = ex.store.read_json(key, PAGE_KEYS)
     if got is None:
         with ex.compute:
-            got = ex.store.read_json(key)  # another request may have made it meanwhile
+            got = ex.store.read_json(key, PAGE_KEYS)  # another request may have made it meanwhile
             if got is None:
                 got = unit_tuning(ex, u, df)
                 got["incoming"], got["outgoing"] = neighbours(ex, u)
@@ -199,7 +203,7 @@ def unit_statics(ex: Explorer, units, report=None, batch: int = 32) -> None:
     from studies.measure import tuning as T
 
     s = ex.config.tuning_settings()
-    todo = [u for u in units if ex.store.read_json(_page_key(ex, u)) is None]
+    todo = [u for u in units if ex.store.read_json(_page_key(ex, u), PAGE_KEYS) is None]
     groups: dict = {}
     for u in todo:
         branch = ex.spec.branch_of(u.layer, u.index) if u.layer.startswith("mixed") else ""

@@ -4,11 +4,16 @@ Routes (the contract in ``EXPLORE_CONTRACT.md``): ``GET /`` (the page), ``/stati
 ``studies/explore/static`` only), ``/files/<64 hex>.<png|json|yaml|safetensors>`` (the store only),
 ``/api/meta``, ``/api/layer/{layer}``, ``/api/unit/{uid}``, ``/api/family/{layer}/{name}``, ``/api/graph``,
 ``/api/search?q=``, ``POST /api/plan/validate``, ``POST /api/edit``, ``POST /api/build``,
-``/api/jobs/{id}``.
+``/api/jobs/{id}`` (``HEAD`` too for ``/files/``).
+
+Status rule: a name in the URL path that does not exist (layer, unit, family, job, file) is 404; anything wrong
+in a request body or query (the POST routes) is 400, as is a unit path segment that is not ``layer:index``.
 
 Safety: a file is served only when its name matches a strict pattern and, resolved, lies in the static
 folder or the store's ``files`` folder (no ``..``, no absolute paths, no symlinks out, no other suffixes);
-request bodies over ``config.max_body`` bytes get 413 before they are parsed (the ``Content-Length``
+requests must name this server in ``Host`` (loopback names, or ``--host``) and, with an ``Origin``, come from
+it; ``POST`` bodies must be ``application/json`` (:func:`check_origin`: DNS rebinding and CSRF); request
+bodies over ``config.max_body`` bytes get 413 before they are parsed (the ``Content-Length``
 header, or counted while streaming); JSON bodies are read with :func:`circuits.documents.load_json`
 (nesting and number bounds); plans are validated before any compute; any error is a JSON
 ``{"error": message}`` and the server keeps serving.
@@ -31,7 +36,7 @@ from circuits.model import InceptionV1
 from . import builds, edit_jobs, family, pages
 from .config import ExploreConfig
 from .context import Explorer, UserError
-from .jobs import JOB_ID_LEN, message
+from .jobs import JOB_ID_LEN, QueueFull, message
 
 log = logging.getLogger("circuits.explore")
 
@@ -93,6 +98,64 @@ class BodyLimit:
                 await _send_json(send, 413, f"request body is over the limit of {self.limit} bytes")
 
 
+#: Host names of this machine (a browser on it sends one of these as ``Host``).
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts(host: str) -> tuple[str, ...]:
+    """The ``Host`` names (no port) the server answers: the loopback names, and ``host`` when it binds another
+    interface (``--host``). A DNS-rebinding page's requests carry its own domain name and are refused."""
+    import socket
+
+    own = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if own in ("0.0.0.0", "[::]"):  # every interface: the machine's name too
+        return LOOPBACK + (socket.gethostname().lower(),)
+    return LOOPBACK + (() if own in LOOPBACK or own == "::1" else (own.lower(),))
+
+
+def check_origin(headers: dict[bytes, bytes], method: str, hosts: tuple[str, ...], port: int) -> tuple[int, str] | None:
+    """``(status, message)`` for a request another site may have sent, else ``None``.
+
+    - 403 when ``Host`` is not ``<one of hosts>:<port>`` (``port`` 0: the port is not checked; a missing port
+      is accepted for port 80) — DNS rebinding;
+    - 403 when an ``Origin`` header is present and is not ``http://<Host>`` — cross-site requests;
+    - 415 for a ``POST`` whose ``Content-Type`` is not ``application/json`` (a page of another site can send
+      a form or ``text/plain`` POST without asking, never a JSON one) — CSRF."""
+    host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+    name, sep, p = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not sep:
+        name, p = host, ""
+    ok_port = port == 0 or p == str(port) or (not p and port == 80)
+    if name not in hosts or not ok_port or (p and not p.isdigit()):
+        return 403, (f"refused: Host {host[:80]!r} is not this server (expected one of "
+                     f"{', '.join(h + ':' + str(port) if port else h for h in hosts)})")
+    origin = headers.get(b"origin")
+    if origin is not None and origin.decode("latin-1").strip().lower() != f"http://{host}":
+        return 403, f"refused: a request from another origin ({origin.decode('latin-1')[:80]!r})"
+    if method == "POST":
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return 415, f"POST bodies must be sent as Content-Type: application/json; got {ctype[:60]!r}"
+    return None
+
+
+class SameOrigin:
+    """ASGI middleware: :func:`check_origin` on every request (``config.port`` read per request, so a server
+    that binds port 0 sets it once it knows the port)."""
+
+    def __init__(self, app, config: ExploreConfig):
+        self.app, self.config = app, config
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        bad = check_origin(headers, scope["method"], allowed_hosts(self.config.host), self.config.port)
+        if bad is not None:
+            return await _send_json(send, *bad)
+        return await self.app(scope, receive, send)
+
+
 async def _send_json(send, status: int, message: str) -> None:
     import json
 
@@ -144,6 +207,7 @@ def create_app(config: ExploreConfig, model: InceptionV1 | None = None) -> FastA
     app = FastAPI(title="circuits explore", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
     app.add_middleware(BodyLimit, limit=config.max_body)
+    app.add_middleware(SameOrigin, config=config)  # added last: runs first
     _handlers(app)
     _page_routes(app, ex)
     _api_routes(app, ex)
@@ -154,6 +218,10 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(UserError)
     async def user_error(request: Request, e: UserError):
         return _error(e.status, str(e))
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, e: QueueFull):
+        return _error(429, str(e))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
@@ -186,7 +254,7 @@ def _page_routes(app: FastAPI, ex: Explorer) -> None:
             return _error(404, f"no static file {name[:100]!r}")
         return FileResponse(p, media_type=MEDIA[p.suffix[1:]])
 
-    @app.get("/files/{name:path}")
+    @app.api_route("/files/{name:path}", methods=["GET", "HEAD"])
     def files(name: str):
         p = ex.store.resolve_served(name)
         if p is None:
@@ -238,14 +306,14 @@ def _api_routes(app: FastAPI, ex: Explorer) -> None:
     @app.post("/api/build")
     async def build(request: Request):
         body = await _json_body(request)
-        layer = ex.layer(body.get("layer", ""))
+        layer = ex.layer(body.get("layer", ""), 400)
         units = body.get("units")
         if units is None:
             us = [ex.unit(f"{layer}:{i}") for i in range(ex.spec.layer_width(layer))]
         else:
             if not isinstance(units, list) or not units or len(units) > 1024:
                 raise UserError("units must be a non-empty list of unit ids such as ['3b:379'] (at most 1024)")
-            us = [ex.unit(str(u)) for u in units]
+            us = [ex.unit(str(u), 400) for u in units]
             if any(u.layer != layer for u in us):
                 raise UserError(f"units must be of layer {layer}")
         job = builds.submit_build(ex, us, body.get("what", ["featurevis", "dataset"]))

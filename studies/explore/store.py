@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,10 @@ class Store:
         return f"/files/{key}.{ext}"
 
     def has(self, key: str, ext: str) -> bool:
-        return self.path(key, ext).is_file()
+        """The blob exists (a PNG: and is whole, :func:`png_whole`; a damaged one counts as missing and is
+        made again)."""
+        p = self.path(key, ext)
+        return p.is_file() and (ext != "png" or png_whole(p))
 
     def write_bytes(self, key: str, ext: str, data: bytes) -> Path:
         """Write atomically (a temporary file in the same folder, then ``os.replace``)."""
@@ -106,17 +110,21 @@ class Store:
     def write_json(self, key: str, obj: Any) -> Path:
         return self.write_bytes(key, "json", json.dumps(obj, allow_nan=False, separators=(",", ":")).encode())
 
-    def read_json(self, key: str) -> Any | None:
-        """The JSON blob, or ``None`` when absent or unreadable (a damaged entry is recomputed)."""
+    def read_json(self, key: str, keys: Iterable[str] | None = None) -> Any | None:
+        """The JSON blob, or ``None`` when absent or unreadable (a damaged entry is recomputed); with ``keys``,
+        also ``None`` unless it is an object holding every one of them (valid JSON of another shape)."""
         from circuits.documents import DocumentError, load_json, read_text
 
         p = self.path(key, "json")
         if not p.is_file():
             return None
         try:
-            return load_json(read_text(p, "cache entry"), "cache entry")
+            got = load_json(read_text(p, "cache entry"), "cache entry")
         except (DocumentError, OSError, ValueError):
             return None
+        if keys is not None and not (isinstance(got, dict) and all(k in got for k in keys)):
+            return None
+        return got
 
     def write_png(self, key: str, png: bytes) -> Path:
         if not png.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -135,9 +143,29 @@ class Store:
             return None
         import stat
 
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or (name.endswith(".png") and not png_whole(p)):
             return None
         real = p.resolve()
         if real.parent != self.files.resolve():
             return None
         return real
+
+
+#: The PNG signature and the IEND chunk every whole PNG ends with (length 0, type, CRC).
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_whole(path: Path) -> bool:
+    """``path`` starts with the PNG signature and ends with the IEND chunk (a file cut short by a crash or
+    a full disk, or not a PNG, is ``False``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(PNG_SIGNATURE))
+            f.seek(0, os.SEEK_END)
+            if f.tell() < len(PNG_SIGNATURE) + len(PNG_END):
+                return False
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return head == PNG_SIGNATURE and f.read() == PNG_END
+    except OSError:
+        return False

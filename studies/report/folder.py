@@ -67,7 +67,7 @@ def _protected(out: Path) -> str | None:
     return None
 
 
-def check_writable(out: Path) -> None:
+def check_writable(out: Path, flag: str = "--out") -> None:
     """Probe the nearest existing ancestor of ``out`` by creating and removing a folder in it."""
     base = out.parent
     while not base.exists():
@@ -75,12 +75,12 @@ def check_writable(out: Path) -> None:
             break
         base = base.parent
     if not base.is_dir():
-        raise NotADirectoryError(f"--out {out}: {base} is a file, not a folder")
+        raise NotADirectoryError(f"{flag} {out}: {base} is a file, not a folder")
     try:
         probe = tempfile.mkdtemp(prefix=".circuits-probe-", dir=base)
         os.rmdir(probe)
     except OSError as e:
-        raise UnsafeOutputError(f"--out {out}: cannot write in {base} ({e.strerror or e})") from None
+        raise UnsafeOutputError(f"{flag} {out}: cannot write in {base} ({e.strerror or e})") from None
 
 
 #: Locks held by this process: resolved path → (file descriptor, in use by a report_folder).
@@ -91,12 +91,12 @@ def _lock_path(out: Path) -> Path:
     return out.parent / f".{out.name}.lock"
 
 
-def _acquire(out: Path, use: bool) -> None:
+def _acquire(out: Path, use: bool, flag: str = "--out") -> None:
     """Take (or, when this process already checked ``out``, reuse) the lock of ``out``."""
     held = _LOCKS.get(out)
     if held is not None:
         if held[1] and use:
-            raise UnsafeOutputError(f"--out {out} is being written by another report in this process")
+            raise UnsafeOutputError(f"{flag} {out} is being written by another report in this process")
         held[1] = held[1] or use
         return
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +107,8 @@ def _acquire(out: Path, use: bool) -> None:
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise UnsafeOutputError(f"--out {out} is being written by another circuits run "
-                                        f"(lock {_lock_path(out)}); wait for it or choose another --out") from None
+                raise UnsafeOutputError(f"{flag} {out} is being written by another circuits run "
+                                        f"(lock {_lock_path(out)}); wait for it or choose another {flag}") from None
             raise
         try:  # the holder before us may have removed the file after we opened it: lock the current one
             if os.stat(_lock_path(out)).st_ino == os.fstat(fd).st_ino:
@@ -142,7 +142,18 @@ def release_out_dir(out: str | Path) -> None:
     _release(Path(os.path.expanduser(str(out))).resolve())
 
 
-def check_out_dir(out: str | Path, overwrite: bool, lock: bool = True) -> Path:
+def marker_command(out: Path) -> str | None:
+    """The ``command`` recorded in ``out``'s :data:`MARKER` (``None``: none recorded, or unreadable)."""
+    try:
+        d = json.loads((out / MARKER).read_text()[:4096])
+    except (OSError, ValueError):
+        return None
+    c = d.get("command") if isinstance(d, dict) else None
+    return c if isinstance(c, str) else None
+
+
+def check_out_dir(out: str | Path, overwrite: bool, lock: bool = True, *, flag: str = "--out",
+                  command: str | None = None) -> Path:
     """Fail early (before any compute) if ``out`` cannot or must not receive a report folder;
     return it absolute with ``~`` expanded. With ``lock`` (default) the folder's lock is taken
     and kept for :func:`report_folder` (released when the report is written or the process ends).
@@ -151,29 +162,38 @@ def check_out_dir(out: str | Path, overwrite: bool, lock: bool = True) -> Path:
         ReportExistsError: ``out`` is not empty and not ``overwrite`` (the message names the flag).
         UnsafeOutputError: ``out`` is ``/``, ``$HOME``, the working directory or a parent of one;
             with ``overwrite``, a non-empty folder without the :data:`MARKER` file; an unwritable
-            parent; another run holds the lock.
+            parent; another run holds the lock; with ``command`` and ``overwrite``, a folder whose marker
+            does not record that command (another command's report).
         NotADirectoryError: ``out`` (or a parent) is a file.
+
+    ``flag`` is the option named in the messages; ``command`` (e.g. ``"explore-export"``) is recorded in
+    the marker by :func:`report_folder` and required of a folder it replaces (other commands pass none:
+    their ``--overwrite`` is unchanged).
     """
     out = Path(os.path.expanduser(str(out))).resolve()
     why = _protected(out)
     if why:
-        raise UnsafeOutputError(f"--out {out} {why}; give a new folder for the report")
+        raise UnsafeOutputError(f"{flag} {out} {why}; give a new folder for the report")
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} exists and is a file, not a folder")
+        raise NotADirectoryError(f"{flag} {out} exists and is a file, not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ReportExistsError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+            raise ReportExistsError(f"{flag} {out} exists and is not empty; pass --overwrite to replace it")
         if not (out / MARKER).is_file():
-            raise UnsafeOutputError(f"--out {out} was not created by circuits (no {MARKER} file in it); "
-                                    "--overwrite only replaces report folders: remove it yourself or choose another --out")
-    check_writable(out)
+            raise UnsafeOutputError(f"{flag} {out} was not created by circuits (no {MARKER} file in it); "
+                                    f"--overwrite only replaces report folders: remove it yourself or choose another {flag}")
+        if command is not None and marker_command(out) != command:
+            raise UnsafeOutputError(f"{flag} {out} holds the output of another circuits command, not of {command}; "
+                                    f"--overwrite only replaces an earlier {command}: remove it yourself or choose "
+                                    f"another {flag}")
+    check_writable(out, flag)
     if lock:
-        _acquire(out, use=False)
+        _acquire(out, use=False, flag=flag)
     return out
 
 
 @contextmanager
-def report_folder(out: str | Path, overwrite: bool = False):
+def report_folder(out: str | Path, overwrite: bool = False, *, flag: str = "--out", command: str | None = None):
     """Yield a temporary folder beside ``out``; on success it replaces ``out`` atomically.
 
     The folder gets the :data:`MARKER` file and the umask's permissions. The lock on ``out`` is
@@ -181,14 +201,15 @@ def report_folder(out: str | Path, overwrite: bool = False):
     On any exception (including KeyboardInterrupt) the temporary folder is removed and
     ``out`` is left as it was.
     """
-    out = check_out_dir(out, overwrite, lock=False)
-    _acquire(out, use=True)
+    out = check_out_dir(out, overwrite, lock=False, flag=flag, command=command)
+    _acquire(out, use=True, flag=flag)
     try:
-        out = check_out_dir(out, overwrite, lock=False)  # again, under the lock
+        out = check_out_dir(out, overwrite, lock=False, flag=flag, command=command)  # again, under the lock
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         try:
             apply_umask(tmp, 0o777)
-            (tmp / MARKER).write_text(json.dumps({"created_by": "circuits", "pid": os.getpid()}) + "\n")
+            mark = {"created_by": "circuits", "pid": os.getpid()} | ({"command": command} if command else {})
+            (tmp / MARKER).write_text(json.dumps(mark) + "\n")
             yield tmp
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

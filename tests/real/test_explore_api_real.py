@@ -26,7 +26,7 @@ N_IMAGES = 16
 @pytest.fixture(scope="module")
 def client(caffe_model, images_dir, tmp_path_factory):
     cfg = ExploreConfig(images=str(images_dir), cache=tmp_path_factory.mktemp("explore"), reference_images=20)
-    return TestClient(create_app(cfg, model=caffe_model))
+    return TestClient(create_app(cfg, model=caffe_model), base_url="http://127.0.0.1:8000")
 
 
 def test_unit_page_values_equal_the_tuning_measures(client, caffe_model):

@@ -33,7 +33,7 @@ def client(images_dir, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "explore-cache"
     cache.mkdir(exist_ok=True)
     config = ExploreConfig(images=str(images_dir), cache=cache, port=0, reference_images=20).check()
-    with TestClient(create_app(config)) as c:
+    with TestClient(create_app(config), base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,9 @@ with warnings.catch_warnings():
 from studies.explore import pages
 from studies.explore.server import create_app, static_file
 
+#: The server's own origin (ExploreConfig's default host and port): the Host the server answers.
+BASE = "http://127.0.0.1:8000"
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -33,7 +37,7 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(app):
-    return TestClient(app)
+    return TestClient(app, base_url=BASE)
 
 
 def wait(client, job_id: str, timeout: float = 120.0) -> dict:
@@ -143,9 +147,10 @@ def test_body_over_the_limit_is_413_before_parsing(client):
         for _ in range(10):
             yield b" " * 1000
 
-    r = client.post("/api/plan/validate", content=chunks())
+    json_type = {"content-type": "application/json"}
+    r = client.post("/api/plan/validate", content=chunks(), headers=json_type)
     assert r.status_code == 413
-    r = client.post("/api/plan/validate", content=b"[1, 2")
+    r = client.post("/api/plan/validate", content=b"[1, 2", headers=json_type)
     assert r.status_code == 400 and "request body" in r.json()["error"]
 
 
@@ -211,7 +216,7 @@ def test_edit_and_build_inputs_are_checked(client):
                         ({"plan": plan, "text": "edits: []", "target": "3b:9"}, 'give the plan as')):
         r = client.post("/api/edit", json=body)
         assert r.status_code == 400 and words in r.json()["error"], (body, r.text)
-    for body, status, words in (({"layer": "zz"}, 404, "valid layers"),
+    for body, status, words in (({"layer": "zz"}, 400, "valid layers"),
                                 ({"layer": "3b", "what": ["pictures"]}, 400, "valid: pages, featurevis, dataset"),
                                 ({"layer": "3b", "units": ["3a:1"]}, 400, "units must be of layer mixed3b")):
         r = client.post("/api/build", json=body)
@@ -230,7 +235,7 @@ def test_a_failing_job_or_page_leaves_the_server_serving(client, app, monkeypatc
         raise RuntimeError("the measurement failed")
 
     monkeypatch.setattr(pages, "unit_static", broken)
-    r = TestClient(app, raise_server_exceptions=False).get("/api/unit/conv2d2:100")
+    r = TestClient(app, base_url=BASE, raise_server_exceptions=False).get("/api/unit/conv2d2:100")
     assert r.status_code == 500 and r.json() == {"error": "RuntimeError: the measurement failed"}
     monkeypatch.undo()
     j = wait(client, client.post("/api/build", json={"layer": "conv2d2", "units": ["conv2d2:100"],
@@ -245,6 +250,11 @@ def test_cli_options_are_checked_before_compute(capsys, tmp_path):
     for argv, words in ((["--build", "zz"], "unknown layer 'zz'"), (["--export", str(tmp_path / "o")], "needs --layer"),
                         (["--layer", "3b"], "--layer goes with --export"),
                         (["--build", "3b", "--units", "3a:1"], "--units must be units of mixed3b"),
+                        (["--build", "3b", "--units", "3b:999"], "--units: mixed3b:999 is out of range for "
+                                                                 "inceptionv1_caffe: mixed3b has units 0..479"),
+                        (["--export", str(tmp_path / "o"), "--layer", "3b", "--units", "3b:9", "3b:480"],
+                         "mixed3b has units 0..479"),
+                        (["--build", "3b", "--units", "3b/nope"], "--units: "),
                         (["--images", str(tmp_path / "none"), "--build", "3b"], "does not exist")):
         assert main(["explore", *argv]) == 2
         assert words in capsys.readouterr().err
@@ -367,3 +377,321 @@ def test_a_running_job_does_not_block_pages(client, app):
     assert client.get(f"/api/jobs/{queued.id}").json()["state"] == "queued"  # one compute worker
     go.set()
     assert wait(client, job.id)["result"] == {"ok": True} and wait(client, queued.id)["result"] == 1
+
+
+def test_cross_site_requests_are_refused(app, client):
+    """F1: DNS rebinding (Host), cross-origin requests (Origin) and non-JSON POSTs (CSRF) are refused."""
+    plan = {"plan": {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}}
+    assert client.post("/api/plan/validate", json=plan).status_code == 200
+    for base in ("http://localhost:8000", "http://[::1]:8000"):
+        assert TestClient(app, base_url=base).get("/api/meta").status_code == 200, base
+    for base in ("http://evil.example:8000", "http://testserver", "http://127.0.0.1:8001", "http://127.0.0.1"):
+        r = TestClient(app, base_url=base).get("/api/meta")
+        assert r.status_code == 403 and "is not this server" in r.json()["error"], base
+    r = client.post("/api/plan/validate", json=plan, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "another origin" in r.json()["error"]
+    assert client.get("/api/meta", headers={"Origin": "null"}).status_code == 403
+    assert client.post("/api/plan/validate", json=plan, headers={"Origin": BASE}).status_code == 200
+    import json
+
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        headers = {"content-type": ctype} if ctype else {}
+        r = client.post("/api/edit", content=json.dumps(dict(plan, target="3b:9")), headers=headers)
+        assert r.status_code == 415 and "application/json" in r.json()["error"], ctype
+    r = client.post("/api/plan/validate", content=json.dumps(plan),
+                    headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+
+
+def test_allowed_hosts_with_another_interface():
+    from studies.explore.server import allowed_hosts, check_origin
+
+    assert allowed_hosts("127.0.0.1") == ("127.0.0.1", "localhost", "[::1]")
+    assert allowed_hosts("::1") == ("127.0.0.1", "localhost", "[::1]")
+    assert allowed_hosts("192.168.1.5")[-1] == "192.168.1.5"
+    import socket
+
+    assert allowed_hosts("0.0.0.0")[-1] == socket.gethostname().lower()
+    hosts = allowed_hosts("Box.lan")
+    assert check_origin({b"host": b"box.lan:9000"}, "GET", hosts, 9000) is None
+    assert check_origin({b"host": b"box.lan:9000"}, "GET", allowed_hosts("127.0.0.1"), 9000)[0] == 403
+    assert check_origin({b"host": b"127.0.0.1:1234"}, "GET", hosts, 0) is None  # port 0: not known yet
+    assert check_origin({}, "GET", hosts, 9000)[0] == 403
+
+
+def test_plans_over_the_edit_limit_are_refused_before_validation(client, monkeypatch):
+    """F2: a plan of 65 edits is refused naming the limit, before any edit is read or validated."""
+    from edits import EditPlan
+    from studies.explore.edit_jobs import MAX_EDITS
+
+    def never(*a, **k):
+        raise AssertionError("validation work on a plan over the limit")
+
+    monkeypatch.setattr(EditPlan, "from_dict", classmethod(never))
+    edits = [{"type": "Ablate", "units": [f"3b:{i}"]} for i in range(MAX_EDITS + 1)]
+    text = "edits:\n" + "".join(f"- type: Ablate\n  units: [3b:{i}]\n" for i in range(MAX_EDITS + 1))
+    for route, body in (("/api/plan/validate", {"plan": {"edits": edits}}), ("/api/plan/validate", {"text": text}),
+                        ("/api/edit", {"plan": {"edits": edits}, "target": "3b:9"})):
+        r = client.post(route, json=body)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"].startswith("the plan has 65 edits; the explorer takes at most 64 edits per plan")
+    monkeypatch.undo()
+    ok = client.post("/api/plan/validate", json={"plan": {"edits": edits[:MAX_EDITS]}})
+    assert ok.status_code == 200 and "64 edit(s)" in ok.json()["summary"]
+
+
+SERVE_BUSY = '''
+import pathlib, sys
+import torch
+import circuits
+import studies.explore.server as S
+from circuits.model import InceptionV1
+from circuits.spec import get_spec
+from studies.cli import main
+
+torch.manual_seed(0)
+circuits.load_model = lambda *a, **k: InceptionV1(get_spec("inceptionv1_caffe")).eval()
+real = S.create_app
+
+def create_app(config, model=None):
+    app = real(config, model)
+    def busy(report):  # torch work on the worker thread, reporting between chunks
+        pathlib.Path(sys.argv[2]).write_text("running")
+        x = torch.randn(256, 256)
+        while True:
+            for _ in range(5):
+                x = torch.tanh(x @ x)
+            report(0.5, "busy")
+    app.state.explorer.jobs.submit("busy", busy)
+    return app
+
+S.create_app = create_app
+sys.exit(main(["explore", "--port", "0", "--cache", sys.argv[1]]))
+'''
+
+
+@pytest.mark.parametrize("sig, status, line", [("SIGINT", 130, "circuits: error: interrupted"),
+                                               ("SIGTERM", 143, "circuits: error: terminated (SIGTERM)")])
+def test_a_signal_during_a_job_stops_the_server_cleanly(tmp_path, sig, status, line):
+    """F4: Ctrl-C / SIGTERM while a job computes: the exit status of the signal and one line, not
+    'terminate called without an active exception' (an abort, status 134)."""
+    import signal
+    import subprocess
+    import sys
+
+    script, marker = tmp_path / "serve.py", tmp_path / "running"
+    script.write_text(SERVE_BUSY)
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(marker)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists():
+            assert p.poll() is None and time.monotonic() - t0 < 90, p.stderr.read() if p.poll() is not None else ""
+            time.sleep(0.1)
+        time.sleep(0.3)  # the server is up: the job is submitted before uvicorn starts
+        p.send_signal(getattr(signal, sig))
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == status, (p.returncode, err)
+    assert out.startswith("circuits explore: serving http://127.0.0.1:") and err == line + "\n"
+
+
+def _no_model(monkeypatch):
+    import circuits
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(circuits, "load_model", never)
+
+
+def test_an_unusable_cache_or_port_is_an_error_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    """F5: --cache that cannot be created or written, a --port in use: one clear error, exit 2, no model."""
+    import socket
+
+    from studies.cli import main
+
+    _no_model(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    for cache in (tmp_path / "file" / "cache", Path("/proc/circuits-explore-cache")):
+        assert main(["explore", "--cache", str(cache)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"circuits: error: --cache {cache}: cannot create or write the cache folder"), err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["explore", "--port", str(port), "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"circuits: error: cannot listen on 127.0.0.1 port {port} (") and "--port 0" in err, err
+
+
+def test_the_job_queue_is_bounded(client, app):
+    """F3: at most MAX_QUEUED jobs wait; one more is 429 with a message, and the server keeps serving."""
+    import threading
+
+    from studies.explore.jobs import MAX_QUEUED
+
+    ex = app.state.explorer
+    go = threading.Event()
+    first = ex.jobs.submit("hold", lambda report: go.wait(30))
+    t0 = time.monotonic()
+    while first.state != "running":
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.01)
+    try:
+        waiting = [ex.jobs.submit("wait", lambda report: 1) for _ in range(MAX_QUEUED)]
+        r = client.post("/api/build", json={"layer": "conv2d2", "units": ["conv2d2:1"], "what": ["pages"]})
+        assert r.status_code == 429 and f"at most {MAX_QUEUED}" in r.json()["error"], r.text
+        r = client.post("/api/edit", json={"plan": {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}, "target": "3b:9"})
+        assert r.status_code == 429
+        assert client.get("/api/meta").status_code == 200
+    finally:
+        go.set()
+    assert all(wait(client, j.id)["state"] == "done" for j in [first, *waiting])
+
+
+def test_renaming_a_plan_stores_no_second_weights_file(client, app):
+    """F3: the edited weights are keyed by the edits, not the plan's name."""
+    ex = app.state.explorer
+    files = ex.store.root / "files"
+    urls = []
+    for name in ("first", "renamed"):
+        plan = {"name": name, "edits": [{"type": "Ablate", "units": ["3b:11"]}]}
+        j = wait(client, client.post("/api/edit", json={"plan": plan, "target": "3b:11"}).json()["job"])
+        assert j["state"] == "done", j
+        urls.append(j["result"]["downloads"])
+        if name == "first":
+            n = len(list(files.rglob("*.safetensors")))
+    assert urls[0]["weights"] == urls[1]["weights"] and urls[0]["yaml"] != urls[1]["yaml"]
+    assert len(list(files.rglob("*.safetensors"))) == n
+
+
+def test_export_folder_is_checked_against_the_cache_and_other_commands(app, tmp_path, monkeypatch, capsys):
+    """F6/F7: --export refused (before any request) when it is, contains or lies in the cache, or (with
+    --overwrite) when another command wrote it; the messages name --export; other commands' --overwrite is
+    unchanged; an export records explore-export in its marker."""
+    import json
+
+    from studies.cli import main
+    from studies.explore import export
+    from studies.report.folder import MARKER, UnsafeOutputError, check_out_dir, report_folder
+
+    cache = app.state.explorer.config.cache
+    monkeypatch.setattr(export, "_fetch_pages", lambda *a: pytest.fail("a request before the folder check"))
+    for out, how in ((cache, "is"), (cache.parent, "contains"), (cache / "site", "is inside")):
+        with pytest.raises(UnsafeOutputError, match=f"^--export {out} {how} the cache folder"):
+            export.export_site(app, "conv2d2", out, overwrite=True)
+    _no_model(monkeypatch)
+    assert main(["explore", "--export", str(tmp_path / "c" / "site"), "--layer", "3b", "--cache",
+                 str(tmp_path / "c")]) == 2
+    assert "--export" in capsys.readouterr().err
+    report = tmp_path / "report"
+    with report_folder(report) as tmp:  # another command's report: a marker without a command
+        (tmp / "report.html").write_text("x")
+    assert check_out_dir(report, overwrite=True, lock=False) == report  # their --overwrite still works
+    with pytest.raises(UnsafeOutputError, match=r"^--export .* holds the output of another circuits command"):
+        export.export_site(app, "conv2d2", report, overwrite=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UnsafeOutputError, match=r"^--export .* was not created by circuits"):
+        export.check_export_dir(other, True, lock=False)
+    with report_folder(tmp_path / "site", command=export.COMMAND):
+        pass
+    assert json.loads((tmp_path / "site" / MARKER).read_text())["command"] == "explore-export"
+    assert export.check_export_dir(tmp_path / "site", True, cache, lock=False) == tmp_path / "site"
+
+
+def test_huge_yaml_integers_are_a_document_error(client, tmp_path, capsys):
+    """F8: a YAML integer over 100 digits is refused like a JSON one (400 from the server, a clean CLI error),
+    not Python's 4,300-digit ValueError."""
+    from circuits.documents import DocumentError, load_json, load_yaml
+    from studies.cli import main
+
+    for text in ("a: " + "9" * 5000, "a: -0x" + "f" * 101, "a: 1_" + "0" * 101):
+        with pytest.raises(DocumentError, match=r"an integer of [\d,]+ digits \(the limit is 100\)"):
+            load_yaml(text, "plan")
+    with pytest.raises(DocumentError, match=r"^plan: an integer of 5,000 digits \(the limit is 100\)"):
+        load_json('{"a": ' + "9" * 5000 + "}", "plan")
+    assert load_yaml("a: " + "9" * 100)["a"] == int("9" * 100)
+    text = "edits:\n- type: Ablate\n  units: [3b:1]\n  mode: " + "9" * 3000 + "\n"  # under the 4096-byte body
+    r = client.post("/api/plan/validate", json={"text": text})
+    assert r.status_code == 400 and "an integer of 3,000 digits (the limit is 100)" in r.json()["error"]
+    text = text.replace("9" * 3000, "9" * 5000)
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    assert main(["edit", "validate", str(path), "--model", "inceptionv1_caffe"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("circuits: error: ") and "an integer of 5,000 digits" in err and err.count("\n") == 1
+
+
+def test_a_network_host_is_warned_about_and_gets_a_usable_url():
+    """F10: --host not loopback: a warning line about the edit/build routes; the URL printed opens in a browser."""
+    from studies.cli.explore import serve_lines
+
+    assert serve_lines("127.0.0.1", 8000) == ("http://127.0.0.1:8000/", None)
+    assert serve_lines("::1", 8000) == ("http://[::1]:8000/", None)
+    assert serve_lines("localhost", 80) == ("http://localhost:80/", None)
+    url, warning = serve_lines("0.0.0.0", 8123)
+    assert url == "http://127.0.0.1:8123/"
+    assert warning.startswith("circuits: warning: --host 0.0.0.0: the explorer is reachable from the network, its "
+                              "edit and build routes")
+    assert serve_lines("::", 8123)[0] == "http://[::1]:8123/"
+    url, warning = serve_lines("192.168.1.5", 9000)
+    assert url == "http://192.168.1.5:9000/" and "reachable from the network" in warning
+
+
+def test_damaged_cache_entries_are_recomputed_not_served(client, app):
+    """F11: a unit page stored as valid JSON of another shape, and a PNG cut short or not a PNG, are made
+    again, never served."""
+    from studies.explore.store import png_whole
+
+    ex = app.state.explorer
+    page = client.get("/api/unit/conv2d2:40").json()
+    key = pages._page_key(ex, ex.unit("conv2d2:40"))
+    path = ex.store.path(key, "json")
+    for junk in ("[1, 2]", '{"radial": 1}', "null", '"page"'):
+        path.write_text(junk)
+        assert client.get("/api/unit/conv2d2:40").json() == page, junk
+        assert set(pages.PAGE_KEYS) <= set(ex.store.read_json(key))
+    png = ex.store.resolve_served(page["joint"].rsplit("/", 1)[1])
+    whole = png.read_bytes()
+    assert png_whole(png)
+    for damaged in (whole[:-20], whole[:100], b"GIF89a" + whole[6:], b""):
+        png.write_bytes(damaged)
+        assert not png_whole(png)
+        r = client.get(page["joint"])
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+        path.write_text("[]")  # the page is made again: so is its picture
+        assert client.get("/api/unit/conv2d2:40").json() == page
+        assert client.get(page["joint"]).content == whole
+
+
+def test_status_rule_target_layers_and_head(client):
+    """F12: a name in the URL path that does not exist is 404, anything wrong in a body is 400; a target's
+    layer error lists only the layers with pages; HEAD /files/... answers like GET without a body."""
+    from studies.explore.context import LAYERS
+
+    assert client.get("/api/unit/3b:480").status_code == 404 and client.get("/api/layer/4e").status_code == 404
+    assert "mixed4e has no pages" in client.get("/api/layer/4e").json()["error"]
+    for body, words in (({"layer": "zz"}, "unknown layer 'zz'"), ({"layer": "4e"}, "mixed4e has no pages"),
+                        ({"layer": "3b", "units": ["3b:480"]}, "mixed3b has units 0..479"),
+                        ({"layer": "3b", "units": ["zz:1"]}, "unknown layer in unit")):
+        r = client.post("/api/build", json=body)
+        assert r.status_code == 400 and words in r.json()["error"], (body, r.text)
+    plan = {"edits": [{"type": "Ablate", "units": ["3b:9"]}]}
+    for target in ("zz:1", "4e:1", "3b:9,zz/curves"):
+        r = client.post("/api/edit", json={"plan": plan, "target": target})
+        err = r.json()["error"]
+        assert r.status_code == 400 and err.endswith(f"valid layers: {', '.join(LAYERS)}"), (target, err)
+        assert "mixed5b" not in err
+    page = client.get("/api/unit/conv2d2:20").json()
+    got, head = client.get(page["joint"]), client.head(page["joint"])
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-type"] == "image/png"
+    assert int(head.headers["content-length"]) == len(got.content)
+    assert client.head("/files/" + "0" * 64 + ".png").status_code == 404

@@ -11,7 +11,7 @@ from circuits.fingerprint import fingerprint
 from circuits.model import InceptionV1
 from circuits.spec import get_spec
 from edits import Ablate, EditPlan
-from studies.explore.store import Store, make_key
+from studies.explore.store import PNG_END, Store, make_key
 
 FP = "a" * 64
 
@@ -67,10 +67,10 @@ def test_blobs_round_trip_atomically_and_damaged_json_is_a_miss(tmp_path):
 def test_only_regular_blob_files_in_the_folder_are_served(tmp_path):
     st = Store(tmp_path / "cache")
     k = make_key(FP, "x")
-    st.write_bytes(k, "png", b"\x89PNG\r\n\x1a\nxx")
+    st.write_bytes(k, "png", b"\x89PNG\r\n\x1a\nxx" + PNG_END)  # signature ... IEND: a whole PNG
     assert st.resolve_served(f"{k}.png") == st.path(k, "png").resolve()
     secret = tmp_path / "secret.png"
-    secret.write_bytes(b"\x89PNG\r\n\x1a\nsecret")
+    secret.write_bytes(b"\x89PNG\r\n\x1a\nsecret" + PNG_END)
     link = make_key(FP, "link")
     os.symlink(secret, st.files / f"{link}.png")
     assert st.resolve_served(f"{link}.png") is None  # a symlink, even to a PNG
