@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when what a kind of entry holds changes, so old entries are not reused.
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: joint-map and weight-diagram figures redrawn (titles, labels, cell size)
 #: File suffixes the store writes (and the server may serve).
 EXTENSIONS = ("json", "png", "yaml", "safetensors")
 #: A blob's file name.
