@@ -20,6 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _cmdline(pid: int) -> str:
+    """The process's command line, or "" when it has already exited (a child may end between listing and reading)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
@@ -69,7 +77,7 @@ def sweep_driver(images_dir, caffe_model, tmp_path):
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
-            workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+            workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
             if len(workers) == 2 and all(_armed(w) for w in workers):
                 break
             time.sleep(0.2)
