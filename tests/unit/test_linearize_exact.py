@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from circuits.catalog import load_catalog
 from circuits.model import InceptionV1
 from circuits.spec import get_spec
-from edits import EditError, EditPlan, Linearize
+from edits import EditError, EditPlan, Linearize, PrunePathway
 from edits.linearize import linear_kernel
 
 SPEC = get_spec("inceptionv1_caffe")
@@ -77,3 +78,27 @@ def test_units_outside_the_branch_are_refused_with_its_range(model, branch, unit
     with pytest.raises(EditError) as e:
         EditPlan([Linearize(branch, units)]).apply(model)
     assert e.value.field == field and message in str(e.value)
+
+
+def test_kernel_of_a_pruned_linear_path_claims_prepare_and_the_already_linearised_error(model):
+    assert linear_kernel(model, "mixed3b", "5x5", [])[0].dtype == torch.float64  # an empty kernel too
+    # after a prune, the unit's kernel is its (pruned) linear path, not the bottleneck × spatial product
+    edited, _ = EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:3"]),
+                          PrunePathway(src="3a:0", dst="mixed3b_5x5:3", sign="all")]).apply(model)
+    lp = edited.block("mixed3b").linear_paths["5x5"].conv
+    w, _ = linear_kernel(edited, "mixed3b", "5x5", [3])
+    assert torch.equal(w[0], lp.weight[0].double()) and torch.equal(w[0, 0], torch.zeros(5, 5, dtype=torch.float64))
+    assert not torch.equal(w[0], linear_kernel(model, "mixed3b", "5x5", [3])[0][0])
+    assert Linearize("3b_5x5", ["3b:330", "mixed3b_5x5:3"]).claims(SPEC) == [
+        (("mixed3b_5x5", 10, "linearize"), "mixed3b:330"), (("mixed3b_5x5", 3, "linearize"), "mixed3b_5x5:3")]
+    plain = Linearize("3b_5x5", ["3b:330"])
+    assert plain.prepare(model) is plain
+    fam = load_catalog(SPEC)["mixed3b/curves"]
+    assert Linearize("3b_5x5", "mixed3b/curves").prepare(model) == Linearize(
+        "mixed3b_5x5", [f"mixed3b:{i}" for i in fam.units])
+    assert Linearize("3b_5x5", "mixed3b/curves").prepare(model).units == tuple(f"mixed3b:{i}" for i in fam.units)
+    twice, _ = EditPlan([Linearize("3b_5x5", ["3b:330", "mixed3b_5x5:3"])]).apply(model)
+    with pytest.raises(EditError) as e:
+        Linearize("3b_5x5", ["mixed3b_5x5:10", "mixed3b_5x5:3"]).compile(twice)
+    assert e.value.field == "units" and "Linearize field 'units': mixed3b_5x5:10, mixed3b_5x5:3 already linearised" \
+        in str(e.value)
