@@ -229,3 +229,30 @@ def test_accepted_edge_values():
     assert same.families == (("mixed3b/curves", (1,)),)
     assert Ablate("3b:1", families={"3b/curves": [1]}).families == (("mixed3b/curves", (1,)),)
     assert Ablate("3b:1", families=[["mixed3b/curves", (1,)]]).families == (("mixed3b/curves", (1,)),)
+
+
+def test_unit_means_batches_and_sums_in_float64_exactly(model):
+    x = _images(5, seed=3)
+    units = ["3b:379", "3a:7", "3b:5", "3a:0"]
+    per_layer = {}
+    for a, b in ((0, 2), (2, 4), (4, 5)):  # batch_size=2: the same passes the function makes
+        acts = _run(model, x[a:b], ["mixed3a", "mixed3b"])
+        for name, v in acts.items():
+            per_layer[name] = per_layer.get(name, 0) + v.double().sum(dim=(0, 2, 3))
+    n = 5 * acts["mixed3b"].shape[2] * acts["mixed3b"].shape[3]
+    n3a = 5 * acts["mixed3a"].shape[2] * acts["mixed3a"].shape[3]
+    expect = [(per_layer["mixed3b"][379] / n).float().item(), (per_layer["mixed3a"][7] / n3a).float().item(),
+              (per_layer["mixed3b"][5] / n).float().item(), (per_layer["mixed3a"][0] / n3a).float().item()]
+    assert unit_means(model, units, x, batch_size=2) == expect
+    # the default batch size is 32 images: 33 images take two passes (32 + 1)
+    seen: list[int] = []
+    handle = model.conv2d0.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[0]))
+    try:
+        unit_means(model, ["3a:0"], _images(33, size=16))
+    finally:
+        handle.remove()
+    assert seen == [32, 1]
+
+
+def test_a_family_may_list_unit_0():
+    assert Ablate("3b:0", families={"mixed3b/curves": [0]}).families == (("mixed3b/curves", (0,)),)
