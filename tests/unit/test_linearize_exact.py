@@ -102,3 +102,19 @@ def test_kernel_of_a_pruned_linear_path_claims_prepare_and_the_already_linearise
         Linearize("3b_5x5", ["mixed3b_5x5:10", "mixed3b_5x5:3"]).compile(twice)
     assert e.value.field == "units" and "Linearize field 'units': mixed3b_5x5:10, mixed3b_5x5:3 already linearised" \
         in str(e.value)
+
+
+def test_a_second_linearize_appends_rows_and_keeps_the_first(model):
+    x = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    first, _ = EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:3"])]).apply(model)
+    second, _ = EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:7", "mixed3b_5x5:9"])]).apply(first)
+    assert second.block("mixed3b").linear_units("5x5") == [3, 7, 9]
+    before, after = _branch(model, x), _branch(second, x)
+    blk = model.block("mixed3b")
+    b, s = blk.unit("5x5_bottleneck").conv, blk.unit("5x5").conv
+    chans = [3, 7, 9]
+    with torch.no_grad():
+        expect = F.conv2d(F.conv2d(before["mixed3a"], b.weight, b.bias), s.weight[chans], s.bias[chans], padding=2)
+    torch.testing.assert_close(after["mixed3b_5x5_pre_relu"][:, chans], expect, rtol=1e-9, atol=1e-9)
+    others = [c for c in range(96) if c not in chans]
+    assert torch.equal(after["mixed3b_5x5_pre_relu"][:, others], before["mixed3b_5x5_pre_relu"][:, others])
