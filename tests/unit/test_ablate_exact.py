@@ -256,3 +256,15 @@ def test_unit_means_batches_and_sums_in_float64_exactly(model):
 
 def test_a_family_may_list_unit_0():
     assert Ablate("3b:0", families={"mixed3b/curves": [0]}).families == (("mixed3b/curves", (0,)),)
+
+
+def test_unit_means_of_a_resampling_model_run_whole_resample_groups(model):
+    from edits.interventions import resample_groups
+
+    x = _images(5, seed=4)
+    edited, _ = EditPlan([Ablate(["3a:1", "3a:3", "3a:8"], mode="resample")]).apply(model)
+    with torch.no_grad(), resample_groups(torch.zeros(5, dtype=torch.long)):  # 5 images: one group of 5
+        acts = edited.run(x, ["mixed3b"])["mixed3b"]
+    expect = [acts[:, c].double().mean().float().item() for c in (5, 379)]
+    assert unit_means(edited, ["3b:5", "3b:379"], x, batch_size=2) == expect
+    assert unit_means(edited, ["3b:5", "3b:379"], x, batch_size=5) == expect

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from circuits.catalog import load_catalog
 from circuits.model import InceptionV1
 from circuits.spec import get_spec
 from circuits.units import Unit
@@ -154,8 +155,8 @@ def test_ops_claims_and_rescaled_zeros():
 def test_normalised_fields_serialisation_and_family_resolution():
     assert PrunePathway(src="3a:1", dst="3b:1").sign == "all" and PrunePathway(src="3a:1", dst="3b:1").via is None
     assert [PrunePathway(src="3a:1", dst="3b:1", via=v).via for v in ("mixed3b_pool", "pool", "3b_3x3", " 5x5 ",
-                                                                       "pool_reduce", "1x1")] == \
-        ["mixed3b_pool_reduce", "pool_reduce", "mixed3b_3x3", "5x5", "pool_reduce", "1x1"]
+                                                                       "pool_reduce", "1x1", "mixed3b_pool_reduce")] == \
+        ["mixed3b_pool_reduce", "pool_reduce", "mixed3b_3x3", "5x5", "pool_reduce", "1x1", "mixed3b_pool_reduce"]
     s = Scale(src="3a:1", dst="3b:1", factor=2)
     assert s.to_dict() == {"type": "Scale", "src": ["mixed3a:1"], "dst": ["mixed3b:1"], "factor": 2.0, "sign": "all",
                            "via": None}
@@ -165,6 +166,8 @@ def test_normalised_fields_serialisation_and_family_resolution():
     assert in_branch(["3b:5", "3b:330", "3b:200", "mixed3b_5x5:1"], "mixed3b_5x5", SPEC) == \
         [Unit("mixed3b", 330), Unit("mixed3b_5x5", 1)]
     assert in_branch("3b:129", "3b_3x3", "inceptionv1_caffe") == [Unit("mixed3b", 129)]
+    curves = load_catalog(SPEC)["mixed3b/curves"].units  # a family key is looked up in the spec's catalog
+    assert in_branch("mixed3b/curves", "mixed3b_5x5", SPEC) == [Unit("mixed3b", i) for i in curves if 320 <= i < 416]
     plain = PrunePathway(src="3a:1", dst="3b:1")
     m = InceptionV1(SPEC)
     assert plain.prepare(m) is plain
