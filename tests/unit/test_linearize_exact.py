@@ -118,3 +118,24 @@ def test_a_second_linearize_appends_rows_and_keeps_the_first(model):
     torch.testing.assert_close(after["mixed3b_5x5_pre_relu"][:, chans], expect, rtol=1e-9, atol=1e-9)
     others = [c for c in range(96) if c not in chans]
     assert torch.equal(after["mixed3b_5x5_pre_relu"][:, others], before["mixed3b_5x5_pre_relu"][:, others])
+
+
+@pytest.mark.parametrize("units, message", [
+    ("mixed3b/curves", "mixed3b:9 is not in branch mixed3b_5x5: its units are mixed3b:320..415 (mixed3b_5x5:0..95)"),
+    ("mixed3b/nothing", "no family 'mixed3b/nothing' for inceptionv1_caffe (mixed3b has: mixed3b/curves)"),
+    (["conv2d2:3"], "conv2d2:3 is not in branch mixed3b_5x5: its units are mixed3b:320..415 (mixed3b_5x5:0..95)"),
+])
+def test_validation_of_family_keys_and_units_outside_any_block(units, message):
+    with pytest.raises(EditError) as e:
+        Linearize("3b_5x5", units).validate(SPEC)
+    assert e.value.field == "units" and f"Linearize field 'units': {message}" in str(e.value)
+
+
+def test_compiled_steps_are_described():
+    ops = Linearize("3b_5x5", ["3b:330", "mixed3b_5x5:3"]).compile(InceptionV1(SPEC))
+    assert ops[0].note == "mixed3b_5x5: linear path for 2 unit(s) (Linearize)"
+    assert ops[0].summary == {"op": "linear_path", "block": "mixed3b", "branch": "mixed3b_5x5", "rows": 2,
+                              "units": [10, 3], "reason": "Linearize"}
+    assert [(op.key, op.index, op.note) for op in ops[1:]] == [
+        ("mixed3b.linear_paths.5x5.conv.weight", (slice(0, 2),), "linearise 2 unit(s) of mixed3b_5x5"),
+        ("mixed3b.linear_paths.5x5.conv.bias", (slice(0, 2),), "bias of mixed3b_5x5's linearised units")]
