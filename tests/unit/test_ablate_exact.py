@@ -268,3 +268,8 @@ def test_unit_means_of_a_resampling_model_run_whole_resample_groups(model):
     expect = [acts[:, c].double().mean().float().item() for c in (5, 379)]
     assert unit_means(edited, ["3b:5", "3b:379"], x, batch_size=2) == expect
     assert unit_means(edited, ["3b:5", "3b:379"], x, batch_size=5) == expect
+
+
+def test_unit_means_of_float64_images_are_those_of_float32_images(model):
+    x = _images(2, seed=5)
+    assert unit_means(model, ["3b:379", "3a:7"], x.double()) == unit_means(model, ["3b:379", "3a:7"], x)

@@ -223,3 +223,23 @@ def test_scale_factor_rejections(factor, message):
     with pytest.raises(EditError) as e:
         Scale(src="3a:1", dst="3b:1", factor=factor)
     assert e.value.field == "factor" and f"Scale field 'factor': {message}" in str(e.value)
+
+
+def test_bottleneck_units_a_dst_row_does_not_read_are_not_copied(model, x):
+    import copy
+
+    sparse = copy.deepcopy(model)
+    with torch.no_grad():
+        sparse.block("mixed3b").unit("5x5").conv.weight[10, :4] = 0.0  # mixed3b:330 reads bottleneck units 4…31 only
+    edited, record = EditPlan([PrunePathway(src="3a:5", dst="3b:330")]).apply(sparse)
+    assert record.added_channels == {"mixed3b_5x5_bottleneck": 28}
+    before, after = _run(sparse, x, ["mixed3a", "mixed3b"]), _run(edited, x, ["mixed3a", "mixed3b_5x5_pre_relu", "mixed3b"])
+    blk = sparse.block("mixed3b")
+    b, s = blk.unit("5x5_bottleneck").conv, blk.unit("5x5").conv
+    wb = b.weight.detach().clone()
+    wb[:, 5] = 0.0
+    expect = F.conv2d(F.relu(F.conv2d(before["mixed3a"], wb, b.bias.detach())), s.weight[10:11].detach(),
+                      s.bias[10:11].detach(), padding=2)
+    torch.testing.assert_close(after["mixed3b_5x5_pre_relu"][:, 10:11], expect, rtol=1e-12, atol=1e-12)
+    others = [c for c in range(480) if c != 330]
+    assert torch.equal(after["mixed3b"][:, others], before["mixed3b"][:, others])
