@@ -139,3 +139,25 @@ def test_compiled_steps_are_described():
     assert [(op.key, op.index, op.note) for op in ops[1:]] == [
         ("mixed3b.linear_paths.5x5.conv.weight", (slice(0, 2),), "linearise 2 unit(s) of mixed3b_5x5"),
         ("mixed3b.linear_paths.5x5.conv.bias", (slice(0, 2),), "bias of mixed3b_5x5's linearised units")]
+
+
+@pytest.mark.parametrize("branch, units, field, message", [
+    ("3b_7x7", "3b:1", "branch", "'3b_7x7' is not a bottleneck branch; expected '<block>_3x3' or '<block>_5x5', "
+                                 "e.g. 'mixed3b_5x5'"),
+    ("mixed3b_1x1", "3b:1", "branch", "'mixed3b_1x1' is not a bottleneck branch"),
+    (5, "3b:1", "branch", "branch must be a string such as 'mixed3b_5x5', got 5"),
+    ("3b_5x5", "zz", "units", "cannot parse 'zz': expected a unit such as '3b:379' or a family such as 'mixed3b/curves'"),
+    ("3b_5x5", [], "units", "names no unit; give at least one, e.g. '3b:379'"),
+])
+def test_construction_rejections(branch, units, field, message):
+    with pytest.raises(EditError) as e:
+        Linearize(branch, units)
+    assert e.value.field == field and f"Linearize field '{field}': {message}" in str(e.value)
+
+
+def test_fields_are_normalised_and_units_of_another_blocks_branch_are_refused():
+    assert Linearize("3b_5x5", "3b:330, mixed3b_5x5:3") == Linearize("mixed3b_5x5", ["mixed3b:330", "mixed3b_5x5:3"])
+    assert Linearize("3b_5x5", "3b:330").units == ("mixed3b:330",) and Linearize("3b_3x3", "3b:129").branch == "mixed3b_3x3"
+    with pytest.raises(EditError) as e:
+        Linearize("3b_5x5", ["mixed3a_5x5:1"]).validate(SPEC)
+    assert e.value.field == "units" and "mixed3a_5x5:1 is not in branch mixed3b_5x5" in str(e.value)
