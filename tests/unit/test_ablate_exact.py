@@ -237,7 +237,7 @@ def test_accepted_edge_values():
 
 def test_unit_means_batches_and_sums_in_float64_exactly(model):
     x = _images(5, seed=3)
-    units = ["3b:379", "3a:7", "3b:5", "3a:0"]
+    units = ["3b:379", "3a:7", "3b:5", "3a:0", "3b:200"]  # three of one layer: each its own value
     per_layer = {}
     for a, b in ((0, 2), (2, 4), (4, 5)):  # batch_size=2: the same passes the function makes
         acts = _run(model, x[a:b], ["mixed3a", "mixed3b"])
@@ -246,7 +246,9 @@ def test_unit_means_batches_and_sums_in_float64_exactly(model):
     n = 5 * acts["mixed3b"].shape[2] * acts["mixed3b"].shape[3]
     n3a = 5 * acts["mixed3a"].shape[2] * acts["mixed3a"].shape[3]
     expect = [(per_layer["mixed3b"][379] / n).float().item(), (per_layer["mixed3a"][7] / n3a).float().item(),
-              (per_layer["mixed3b"][5] / n).float().item(), (per_layer["mixed3a"][0] / n3a).float().item()]
+              (per_layer["mixed3b"][5] / n).float().item(), (per_layer["mixed3a"][0] / n3a).float().item(),
+              (per_layer["mixed3b"][200] / n).float().item()]
+    assert len(set(expect)) == 5
     assert unit_means(model, units, x, batch_size=2) == expect
     # the default batch size is 32 images: 33 images take two passes (32 + 1)
     seen: list[int] = []

@@ -245,3 +245,25 @@ def test_bottleneck_units_a_dst_row_does_not_read_are_not_copied(model, x):
     torch.testing.assert_close(after["mixed3b_5x5_pre_relu"][:, 10:11], expect, rtol=1e-12, atol=1e-12)
     others = [c for c in range(480) if c != 330]
     assert torch.equal(after["mixed3b"][:, others], before["mixed3b"][:, others])
+
+
+def test_a_dst_row_reading_no_changed_bottleneck_unit_is_skipped_and_the_next_is_rewired(model, x):
+    import copy
+
+    sparse = copy.deepcopy(model)
+    b = sparse.block("mixed3b").unit("5x5_bottleneck").conv
+    pos = b.weight.detach()[:, 5, 0, 0] > 0  # bottleneck units with a positive weight from mixed3a:5
+    with torch.no_grad():
+        sparse.block("mixed3b").unit("5x5").conv.weight[10, pos] = 0.0  # mixed3b:330 reads none of them
+    edited, record = EditPlan([PrunePathway(src="3a:5", dst=["3b:330", "3b:331"], sign="positive")]).apply(sparse)
+    assert record.added_channels == {"mixed3b_5x5_bottleneck": int(pos.sum())}
+    names = ["mixed3a", "mixed3b_5x5_pre_relu", "mixed3b"]
+    before, after = _run(sparse, x, names), _run(edited, x, names)
+    s = sparse.block("mixed3b").unit("5x5").conv
+    wb = _changed(b.weight.detach(), [5], "positive", 0.0)
+    expect = F.conv2d(F.relu(F.conv2d(before["mixed3a"], wb, b.bias.detach())), s.weight[11:12].detach(),
+                      s.bias[11:12].detach(), padding=2)
+    torch.testing.assert_close(after["mixed3b_5x5_pre_relu"][:, 11:12], expect, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(after["mixed3b_5x5_pre_relu"][:, 11:12], before["mixed3b_5x5_pre_relu"][:, 11:12])
+    others = [c for c in range(480) if c != 331]
+    assert torch.equal(after["mixed3b"][:, others], before["mixed3b"][:, others])  # 330 included: nothing changed
