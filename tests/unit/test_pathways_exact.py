@@ -133,6 +133,9 @@ def test_ops_claims_and_rescaled_zeros():
     assert ops[0].note == "mixed3b:5: PrunePathway negative"
     new = ops[0].transform(row)[:, 0, 0]
     assert new.tolist() == [0.0, 2.0, 4.0, 0.0] and not torch.signbit(new).any()  # +0, never -0
+    zero = Scale(src="3a:0", dst="3b:5", factor=-0.25, sign="positive").compile(m)[0].transform(
+        torch.tensor([0.0, 1.0])[:, None, None])[:, 0, 0]
+    assert zero.tolist() == [0.0, 1.0] and not torch.signbit(zero[0])  # a zero weight is not positive: stays +0
     assert PrunePathway(src="3a:0", dst="3b:5", sign="positive").compile(m)[0].transform(row)[:, 0, 0].tolist() == \
         [-1.0, 2.0, 4.0, -3.0]
     ops = PrunePathway(src="3a:1", dst="3b:330").compile(m)
