@@ -279,3 +279,15 @@ def test_unit_means_of_a_resampling_model_run_whole_resample_groups(model):
 def test_unit_means_of_float64_images_are_those_of_float32_images(model):
     x = _images(2, seed=5)
     assert unit_means(model, ["3b:379", "3a:7"], x.double()) == unit_means(model, ["3b:379", "3a:7"], x)
+
+
+def test_resampling_means_do_not_depend_on_the_batch_size_across_groups(model):
+    x = _images(10, size=16, seed=6)  # resample groups of 8: images 0…7 and 8, 9
+    edited, _ = EditPlan([Ablate(["3a:1", "3a:3"], mode="resample")]).apply(model)
+    assert unit_means(edited, ["3b:5"], x, batch_size=8) == unit_means(edited, ["3b:5"], x, batch_size=100)
+
+
+def test_compile_resolves_a_family_key_through_the_models_spec():
+    fam = load_catalog(SPEC)["mixed3b/curves"]
+    ops = Ablate("mixed3b/curves").compile(InceptionV1(SPEC))
+    assert len(ops) == 2 * len(fam.units) and ops[0].note.startswith(f"zero mixed3b:{fam.units[0]} (")
