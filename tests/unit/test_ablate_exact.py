@@ -291,3 +291,13 @@ def test_compile_resolves_a_family_key_through_the_models_spec():
     fam = load_catalog(SPEC)["mixed3b/curves"]
     ops = Ablate("mixed3b/curves").compile(InceptionV1(SPEC))
     assert len(ops) == 2 * len(fam.units) and ops[0].note.startswith(f"zero mixed3b:{fam.units[0]} (")
+
+
+def test_validate_claims_and_interventions_resolve_family_keys():
+    fam = load_catalog(SPEC)["mixed3b/curves"]
+    Ablate("mixed3b/curves").validate(SPEC)
+    assert [c[1] for c in Ablate("mixed3b/curves").claims(SPEC)] == [f"mixed3b:{i}" for i in fam.units]
+    m = InceptionV1(SPEC)
+    (layer, fn, note), = Ablate("mixed3b/curves", mode="resample", seed=3).interventions(m)
+    assert layer == "mixed3b" and note == "resample " + ", ".join(f"mixed3b:{i}" for i in fam.units) + " (seed 3)"
+    assert repr(fn).endswith("seed=3, from batch)")

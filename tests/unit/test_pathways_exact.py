@@ -136,6 +136,13 @@ def test_ops_claims_and_rescaled_zeros():
     zero = Scale(src="3a:0", dst="3b:5", factor=-0.25, sign="positive").compile(m)[0].transform(
         torch.tensor([0.0, 1.0])[:, None, None])[:, 0, 0]
     assert zero.tolist() == [0.0, 1.0] and not torch.signbit(zero[0])  # a zero weight is not positive: stays +0
+    zero = Scale(src="3a:0", dst="3b:5", factor=-0.25, sign="negative").compile(m)[0].transform(
+        torch.tensor([0.0, -1.0])[:, None, None])[:, 0, 0]
+    assert zero.tolist() == [0.0, -1.0] and not torch.signbit(zero[0])  # nor negative
+    ops = PrunePathway(src="3a:1", dst=["3b:5", "3b:330"]).compile(m)  # a 1x1 dst, then a 5x5 dst
+    assert [getattr(op, "note", None) for op in ops][:2] == [
+        "mixed3b:5: PrunePathway all", "mixed3b_5x5_bottleneck: 32 → 64 channels (PrunePathway all)"]
+    assert len(ops) == 5
     assert PrunePathway(src="3a:0", dst="3b:5", sign="positive").compile(m)[0].transform(row)[:, 0, 0].tolist() == \
         [-1.0, 2.0, 4.0, -3.0]
     ops = PrunePathway(src="3a:1", dst="3b:330").compile(m)
