@@ -301,3 +301,9 @@ def test_validate_claims_and_interventions_resolve_family_keys():
     (layer, fn, note), = Ablate("mixed3b/curves", mode="resample", seed=3).interventions(m)
     assert layer == "mixed3b" and note == "resample " + ", ".join(f"mixed3b:{i}" for i in fam.units) + " (seed 3)"
     assert repr(fn).endswith("seed=3, from batch)")
+
+
+def test_repeated_units_are_kept_and_the_float32_maximum_is_a_valid_mean():
+    assert Ablate(["3b:1", "mixed3b:1"]).units == ("mixed3b:1", "mixed3b:1")
+    big = float(torch.finfo(torch.float32).max)
+    assert Ablate("3b:1", mode="mean", means=[big]).means == (big,)

@@ -277,3 +277,9 @@ def test_a_dst_row_reading_no_changed_bottleneck_unit_is_skipped_and_the_next_is
     assert not torch.allclose(after["mixed3b_5x5_pre_relu"][:, 11:12], before["mixed3b_5x5_pre_relu"][:, 11:12])
     others = [c for c in range(480) if c != 331]
     assert torch.equal(after["mixed3b"][:, others], before["mixed3b"][:, others])  # 330 included: nothing changed
+
+
+def test_branch_sources_before_layer_sources_and_family_key_sources():
+    assert [c[0][2] for c in PrunePathway(src="mixed3a_3x3:2,3a:1,mixed3a_1x1:3", dst="3b:5").claims(SPEC)] == [66, 1, 3]
+    curves = load_catalog(SPEC)["mixed3a/curves"].units
+    assert [c[0][2] for c in PrunePathway(src="mixed3a/curves", dst="3b:5").claims(SPEC)] == list(curves)
