@@ -62,6 +62,10 @@ class _Op:
     pad: int
     weight: Tensor | None = None  # conv: (out, in, k, k)
 
+    def __post_init__(self):
+        if self.kind not in ("conv", "pool"):
+            raise AssertionError(f"unknown linear stage kind {self.kind!r}")
+
 
 def _branch_kernel(model: InceptionV1, layer: str, conv: str, rows: Tensor | None, dtype) -> Tensor:
     """Kernel of one branch (through its bottleneck), ``(rows, cin, k, k)`` with k = 1, 3 or 5."""
@@ -133,6 +137,8 @@ def _ops(model: InceptionV1, src: str, dst: str, rows: list[int] | None, dtype) 
         elif kind == "conv":
             w = model.conv_unit(name).conv.weight.to(dtype)
             ops.append(_Op("conv", 1, w.shape[-1] // 2, w if r is None else w[r]))
+        elif kind != "block":
+            raise AssertionError(f"unknown stage kind {kind!r} for {name}")
         elif last and dst != dst_layer:  # a branch activation of the destination block
             conv = split_conv_activation(dst)[1]
             k = _branch_kernel(model, dst_layer, conv, None if r is None else torch.as_tensor(r), dtype)
