@@ -15,21 +15,6 @@ import warnings
 
 import pytest
 import torch
-from edit_strategies import (  # noqa: F401  (shared strategies)
-    LAYER_NAMES,
-    PLAUSIBLE,
-    VALID,
-    garbage,
-    good_unit_lists,
-    good_units,
-    indices,
-    kernels,
-    means,
-    modes,
-    scalars,
-    unit_lists,
-    unit_strings,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -14,20 +14,13 @@ import json
 import math
 
 import pytest
-from edit_strategies import (  # noqa: F401  (shared strategies)
-    LAYER_NAMES,
+from edit_strategies import (
     PLAUSIBLE,
     VALID,
     garbage,
-    good_unit_lists,
-    good_units,
-    indices,
-    kernels,
     means,
     modes,
-    scalars,
     unit_lists,
-    unit_strings,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
