@@ -417,6 +417,12 @@ def best_stimulus(
     return pd.DataFrame(rows)
 
 
+def _best_stimulus_only(kwargs: dict) -> dict:
+    """Removes and returns the keywords of ``kwargs`` that only :func:`best_stimulus` takes
+    (``orientation_step``, ``radii``): :func:`measure` would reject them."""
+    return {k: kwargs.pop(k) for k in ("orientation_step", "radii") if k in kwargs}
+
+
 def _per_unit(model, units, best: pd.DataFrame, make, **kwargs) -> pd.DataFrame:
     """Measure each unit on its own stimuli ``make(row) -> Stimuli``; one table."""
     stims = []
@@ -452,6 +458,11 @@ def combing_index(
     inward and outward); ``teeth_index`` = response(teeth alone) / response(plain curve).
     Both are NaN when the plain curve does not excite the unit (≤ 0).
 
+    Args:
+        best: :func:`best_stimulus` output; ``None`` finds it (from ``tuning`` if given).
+        **kwargs: ``orientation_step`` and ``radii`` go to :func:`best_stimulus` only (when
+            ``best`` is ``None``), the rest to :func:`measure` (e.g. ``batch_size``).
+
     Returns:
         One row per (unit, side): ``unit``, ``layer``, ``index``, ``side``, ``orientation``,
         ``radius``, ``plain``, ``combed``, ``teeth``, ``combing_index``, ``teeth_index``.
@@ -462,8 +473,9 @@ def combing_index(
     units = resolve_units(units, model.spec)
     for s in sides:  # validate before compute
         S.combed_curves([0], [10], s, spacing_px, length_px, stroke_width)
+    search = _best_stimulus_only(kwargs)
     if best is None:
-        best = best_stimulus(model, units, tuning=tuning, stroke_width=stroke_width, **kwargs)
+        best = best_stimulus(model, units, tuning=tuning, stroke_width=stroke_width, **search, **kwargs)
 
     def make(b):
         o, r = [b["preferred_orientation"] if not math.isnan(b["preferred_orientation"]) else 0.0], [b["best_radius"]]
@@ -505,6 +517,9 @@ def angle_vs_curve(
     orientation. ``ratio_to_best_curve`` = response / response to the curve of the best
     radius (NaN if that is ≤ 0).
 
+    Args:
+        best, **kwargs: as :func:`combing_index`.
+
     Returns:
         One row per (unit, stimulus): ``unit``, ``layer``, ``index``, ``kind`` (``angle`` or
         ``curve``), ``orientation``, ``opening_degrees`` (NaN for curves), ``radius`` (corner
@@ -512,8 +527,9 @@ def angle_vs_curve(
     """
     units = resolve_units(units, model.spec)
     S.angles([0], opening_degrees, corner_radii, stroke_width)  # validate before compute
+    search = _best_stimulus_only(kwargs)
     if best is None:
-        best = best_stimulus(model, units, tuning=tuning, stroke_width=stroke_width, **kwargs)
+        best = best_stimulus(model, units, tuning=tuning, stroke_width=stroke_width, **search, **kwargs)
 
     def make(b):
         o = [b["preferred_orientation"] if not math.isnan(b["preferred_orientation"]) else 0.0]

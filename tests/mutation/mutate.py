@@ -44,7 +44,7 @@ MODULES: dict[str, list[str]] = {
                                   "tests/unit/test_paired_defaults_exact.py"],
     "studies/measure/tuning.py": ["tests/unit/test_measures_exact.py", "tests/unit/test_tuning_measures.py",
                                   "tests/unit/test_stimuli_tuning.py", "tests/unit/test_tuning_metrics_edges.py",
-                                  "tests/unit/test_measure_paths.py",
+                                  "tests/unit/test_measure_paths.py", "tests/unit/test_tuning_exact.py",
                                   # whole-network runs (2–10 s each): they test the architecture, not the measures
                                   "--deselect", "tests/unit/test_stimuli_tuning.py::test_fast_path_with_lucid_padding",
                                   "--deselect",
