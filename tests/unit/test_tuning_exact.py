@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from circuits.spec import get_spec
 from circuits.units import resolve_units
@@ -273,3 +274,87 @@ def test_combing_and_angles_without_best_or_table_sweep_at_the_given_step(monkey
         assert sweep["orientation"].tolist() == [0.0, 120.0, 240.0] and sweep["radius"].tolist() == [9.0] * 3
         assert at_best["orientation"].tolist() == pytest.approx([120.0], abs=1e-9)
         assert np.abs(fake.calls[2][0]["orientation"].to_numpy() - 120.0).max() < 1e-9
+
+
+# ----------------------------------------------------------------------------- measure: defaults, resampling, bars
+@pytest.fixture(scope="module")
+def model():
+    from circuits.model import InceptionV1
+
+    torch.manual_seed(0)
+    m = InceptionV1(SPEC)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0.0, 0.05)
+    return m.eval()
+
+
+UNITS = ["mixed3a:5", "mixed3a:17", "mixed3a:40"]
+
+
+def test_measure_defaults_are_pre_relu_on_the_fast_path(model):
+    stim = S.curves([0.0, 90.0, 200.0], [10.0, 30.0])
+    default = T.measure(model, UNITS, stim)
+    pd.testing.assert_frame_equal(default, T.measure(model, UNITS, stim, pre_relu=True, fast=True), check_exact=True)
+    assert (default["response"] < 0).any()  # pre-ReLU: post-ReLU would differ
+
+
+def _resampled(model, units, seed=2):
+    from edits import Ablate, EditPlan
+
+    return EditPlan([Ablate(units, mode="resample", seed=seed)]).apply(model)[0]
+
+
+def test_measure_runs_whole_resample_groups_numbered_from_first_index(model):
+    """A model resampling from the batch: every stimulus's donor depends only on its number in
+    the table (groups of 8, numbered from ``first_index``), so responses equal one forward
+    pass of all 16 stimuli in their groups, for any batch size, and a sweep's second batch
+    (``first_index=8``) gives the same rows as the whole table."""
+    from circuits.geometry import measurement_window
+    from circuits.names import hook_name
+    from edits.interventions import group_ids, resample_groups
+
+    edited = _resampled(model, UNITS)
+    stim = S.curves(np.arange(0, 360, 22.5), [12.0])
+    assert len(stim) == 16
+    size, pos, center = measurement_window(SPEC, "mixed3a")
+    name = hook_name("mixed3a", pre_relu=False)
+    with torch.no_grad(), resample_groups(group_ids(16)):
+        expect = edited.run(stim.at(size, center).render(), [name])[name][:, [5, 17, 40], pos, pos]
+    for b in (1, 8, 256):
+        got = T.measure(edited, UNITS, stim, pre_relu=False, batch_size=b)["response"].to_numpy().reshape(3, 16)
+        assert np.array_equal(got, expect.numpy().T), b
+    second = T.measure(edited, UNITS, stim.subset(range(8, 16)), pre_relu=False, first_index=8)
+    assert np.array_equal(second["response"].to_numpy().reshape(3, 8), expect.numpy().T[:, 8:])
+    plain = T.measure(model, UNITS, stim, pre_relu=False)["response"].to_numpy().reshape(3, 16)
+    assert not np.array_equal(plain, expect.numpy().T)  # it did resample
+
+
+def test_progress_bars_name_the_layer_and_count_the_batches(model, monkeypatch):
+    """``progress`` shows a bar on stderr (``disable=None``: shown on a terminal), named
+    ``stimuli → <layer>``, counting batches; off by default (``disable=True``), on every path."""
+    import tqdm.auto
+
+    bars = []
+
+    def bar(iterable=None, **kwargs):
+        bars.append(kwargs)
+        return iterable
+
+    monkeypatch.setattr(T, "tqdm", bar)
+    monkeypatch.setattr(tqdm.auto, "tqdm", bar)  # the fast path's (circuits.cone.run_cone)
+    stim = S.curves([0.0, 90.0, 200.0], [10.0])
+    edited = _resampled(model, UNITS)
+    seen = []
+    for m, kwargs in ((model, {"fast": False}), (model, {}), (edited, {})):
+        for progress in (None, True):
+            bars.clear()
+            T.measure(m, "3a:5", stim if m is model else S.curves(np.arange(0, 360, 45.0), [12.0]), batch_size=2,
+                      **kwargs, **({} if progress is None else {"progress": True}))
+            seen.append([b for b in bars if b.get("desc", "").startswith("stimuli")])
+    naive = dict(total=2, desc="stimuli → mixed3a", unit="batch", leave=False)
+    assert seen[0] == [dict(naive, disable=True)] and seen[1] == [dict(naive, disable=None)]
+    assert [b["disable"] for b in seen[2] + seen[3]] == [True, None]
+    assert all(b["desc"] == "stimuli → mixed3a" for b in seen[2] + seen[3])
+    coupled = dict(desc="stimuli → mixed3a", unit="batch", leave=False)
+    assert seen[4] == [dict(coupled, disable=True)] and seen[5] == [dict(coupled, disable=False)]
