@@ -130,7 +130,7 @@ def _measure_fast(model, plan, idx, stimuli, pre_relu, batch_size, device, progr
     return (r if pre_relu else r.relu()).numpy()
 
 
-def _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress, first_index=0) -> np.ndarray:
+def _measure_naive(model, layer, idx, stimuli, pre_relu, batch_size, device, progress, first_index) -> np.ndarray:
     size, pos, center = measurement_window(model.spec, layer)
     stim = stimuli.at(size, center)
     name = hook_name(layer, pre_relu=pre_relu)
@@ -234,9 +234,8 @@ def tuning_metrics(radial: pd.DataFrame) -> pd.DataFrame:
     for key, g in radial.groupby(_group_cols(radial), sort=True):
         o = g["orientation"].to_numpy(float)
         r = g["response"].to_numpy(float)
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(_group_cols(radial), key))
-        peak = float(r.max()) if len(r) else 0.0
+        row = dict(zip(_group_cols(radial), key))  # a list of keys: pandas gives tuples; groups are never empty
+        peak = float(r.max())
         total = r.sum()
         if total > 0:
             vec = (r * np.exp(1j * np.radians(o))).sum()
@@ -348,8 +347,7 @@ def curve_line_preference(df: pd.DataFrame, stats=None) -> pd.DataFrame:
         raise ValueError("curve_line_preference needs curve and line responses (e.g. joint_sweep(..., lines=True))")
     rows = []
     for key, g in df.groupby(_group_cols(df), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(_group_cols(df), key))
+        row = dict(zip(_group_cols(df), key))  # a list of keys: pandas gives tuples
         c = g[g["kind"] == "curve"]
         ln = g[g["kind"] == "line"]
         bc, bl = c.loc[c["response"].idxmax()], ln.loc[ln["response"].idxmax()]

@@ -321,7 +321,7 @@ def test_measure_runs_whole_resample_groups_numbered_from_first_index(model):
     name = hook_name("mixed3a", pre_relu=False)
     with torch.no_grad(), resample_groups(group_ids(16)):
         expect = edited.run(stim.at(size, center).render(), [name])[name][:, [5, 17, 40], pos, pos]
-    for b in (1, 8, 256):
+    for b in (1, 256):  # whole groups of 8 per pass, or one pass
         got = T.measure(edited, UNITS, stim, pre_relu=False, batch_size=b)["response"].to_numpy().reshape(3, 16)
         assert np.array_equal(got, expect.numpy().T), b
     second = T.measure(edited, UNITS, stim.subset(range(8, 16)), pre_relu=False, first_index=8)
@@ -358,3 +358,144 @@ def test_progress_bars_name_the_layer_and_count_the_batches(model, monkeypatch):
     assert all(b["desc"] == "stimuli → mixed3a" for b in seen[2] + seen[3])
     coupled = dict(desc="stimuli → mixed3a", unit="batch", leave=False)
     assert seen[4] == [dict(coupled, disable=True)] and seen[5] == [dict(coupled, disable=False)]
+
+
+def _paths(monkeypatch):
+    """Records which path :func:`measure` takes per layer: ``[("fast" | "naive", layer), …]``."""
+    taken = []
+    fast, naive = T._measure_fast, T._measure_naive
+
+    def on_fast(model, plan, *args):
+        taken.append(("fast", plan.layer))
+        return fast(model, plan, *args)
+
+    def on_naive(model, layer, *args):
+        taken.append(("naive", layer))
+        return naive(model, layer, *args)
+
+    monkeypatch.setattr(T, "_measure_fast", on_fast)
+    monkeypatch.setattr(T, "_measure_naive", on_naive)
+    return taken
+
+
+def test_the_fast_path_is_the_default_and_fast_true_requires_it(model, monkeypatch):
+    import copy
+
+    taken = _paths(monkeypatch)
+    stim = S.curves([0.0], [10.0])
+    T.measure(model, "3a:5", stim)
+    T.measure(model, "3a:5", stim, fast=True)
+    T.measure(model, "3a:5", stim, fast=False)
+    # a non-standard stage after the measured layer does not matter (the cone stops at the layer)
+    later = copy.deepcopy(model)
+    later.mixed5b.unit("1x1").conv.padding_mode = "reflect"
+    T.measure(later, "3a:5", stim)
+    T.measure(later, "5b:5", stim, fast=False)
+    assert taken == [("fast", "mixed3a"), ("fast", "mixed3a"), ("naive", "mixed3a"), ("fast", "mixed3a"),
+                     ("naive", "mixed5b")]
+    with pytest.raises(ValueError) as e:
+        T.measure(later, "5b:5", stim, fast=True)
+    assert e.value.args[0] == ("fast path unavailable for mixed5b: stage mixed5b is not the standard module "
+                               "(edited structure or linear surrogate)")
+    with pytest.raises(IndexError) as e:
+        T.measure(model, ["3a:5", "mixed3a:256"], stim)
+    assert e.value.args[0] == "mixed3a:256 is out of range for inceptionv1_caffe: mixed3a has units 0..255"
+
+
+class _OnMeta(torch.nn.Module):
+    """A stand-in network whose parameters live on the ``meta`` device: ``run`` records the
+    device, size and hook names of each batch and answers channel ``c`` with the value ``c``
+    at every position (so each unit's response is its index)."""
+
+    def __init__(self):
+        super().__init__()
+        self.spec = SPEC
+        self.p = torch.nn.Parameter(torch.empty(1, device="meta"))
+        self.seen = []
+
+    def run(self, x, names):
+        self.seen.append((x.device.type, len(x), tuple(names)))
+        return {n: torch.arange(256.0).view(1, 256, 1, 1).expand(len(x), 256, 8, 8) for n in names}
+
+
+def test_measure_sends_the_stimuli_to_the_models_device_or_the_given_one():
+    m = _OnMeta()
+    stim = S.curves([0.0, 90.0, 180.0], [10.0])
+    df = T.measure(m, ["mixed3a:5", "mixed3a:17"], stim, batch_size=2)
+    assert m.seen == [("meta", 2, ("mixed3a_pre_relu",)), ("meta", 1, ("mixed3a_pre_relu",))]
+    assert df["response"].tolist() == [5.0] * 3 + [17.0] * 3 and list(df.index) == list(range(6))
+    m.seen.clear()
+    T.measure(m, "mixed3a:5", stim, device="cpu", pre_relu=False)
+    assert m.seen == [("cpu", 3, ("mixed3a",))]
+    with pytest.raises(ValueError) as e:
+        T.measure(m, "mixed3a:5", stim, fast=True)
+    assert e.value.args[0] == "fast path unavailable for mixed3a: not an InceptionV1 (_OnMeta)"
+
+
+# ----------------------------------------------------------------------------- compare, joint_sweep
+def test_compare_stacks_variants_first_with_a_fresh_index(monkeypatch):
+    fake = _fake(monkeypatch, lambda u, row: row.orientation)
+    both = T.compare({"before": MODEL, "after": MODEL}, "mixed3b:1", S.curves([0.0, 90.0], [10.0]), pre_relu=False)
+    assert list(both.columns[:4]) == ["variant", "unit", "layer", "index"] and list(both.index) == [0, 1, 2, 3]
+    assert both["variant"].tolist() == ["before", "before", "after", "after"]
+    assert both["response"].tolist() == [0.0, 90.0, 0.0, 90.0]
+    assert [kw for _, kw in fake.calls] == [{"pre_relu": False}] * 2
+
+
+def test_joint_sweep_defaults_curves_and_lines_and_checks_units_first(monkeypatch):
+    fake = _fake(monkeypatch, lambda u, row: 0.0)
+    T.joint_sweep(MODEL, "mixed3b:1")
+    meta, kwargs = fake.calls[0]
+    curves, lines = meta[meta["kind"] == "curve"], meta[meta["kind"] == "line"]
+    assert kwargs == {} and len(curves) == 72 * 9 and curves["radius"].tolist()[:9] == list(S.DEFAULT_RADII)
+    assert sorted(set(curves["orientation"])) == [float(o) for o in range(0, 360, 5)]
+    assert lines["orientation"].tolist() == [float(o) for o in range(0, 180, 5)] and set(meta["stroke_width"]) == {2.0}
+    T.joint_sweep(MODEL, "mixed3b:1", orientation_step=90.0, radii=(10.0,), batch_size=4, pre_relu=False)
+    assert fake.calls[1][1] == {"batch_size": 4, "pre_relu": False}
+    with pytest.raises(IndexError):  # the unit is checked before the (bad) grid
+        T.joint_sweep(MODEL, "mixed3b:100000", orientation_step=-1.0)
+    with pytest.raises(IndexError):
+        T.best_stimulus(MODEL, "mixed3b:100000", tuning=pd.DataFrame())
+    assert len(fake.calls) == 2
+
+
+# ----------------------------------------------------------------------------- table measures: orders, messages, edges
+def test_sigma_errors_name_the_first_layer_met_and_every_layer_available():
+    rows = [dict(variant=v, unit=u, layer=u.split(":")[0], index=int(u.split(":")[1]), kind=k, orientation=0.0,
+                 radius=10.0, response=1.0) for v, u in (("a", "mixed3b:1"), ("b", "mixed3a:2"))
+            for k in ("curve", "line")]
+    df = pd.DataFrame(rows)  # mixed3b first, in the table and in the (variant, unit) order
+    stats = {layer: pd.DataFrame({"mean": [0.0], "std": [1.0]}, index=pd.Index([0], name="index"))
+             for layer in ("mixed4a", "mixed4b")}
+    message = "no reference statistics for mixed3b; have mixed4a, mixed4b"
+    for run in (lambda: T.add_sigma(df, stats), lambda: T.curve_line_preference(df, stats)):
+        with pytest.raises(KeyError) as e:
+            run()
+        assert e.value.args[0] == message
+
+
+def test_angle_curve_summary_ratios_only_for_an_exciting_best_curve():
+    rows = []
+    for unit, curve, sharp, rounded in (("mixed3b:1", 0.0, 3.0, 1.0), ("mixed3b:2", 0.5, 0.25, 1.0),
+                                        ("mixed3b:3", -1.0, 2.0, 1.0)):
+        layer, index = unit.split(":")
+        base = dict(unit=unit, layer=layer, index=int(index))
+        rows += [dict(base, kind="curve", radius=10.0, response=curve),
+                 dict(base, kind="angle", radius=0.0, response=sharp),
+                 dict(base, kind="angle", radius=8.0, response=rounded)]
+    got = T.angle_curve_summary(pd.DataFrame(rows)).set_index("unit")
+    assert got.loc["mixed3b:2", ["angle_curve_ratio", "sharp_curve_ratio"]].tolist() == [2.0, 0.5]
+    for u in ("mixed3b:1", "mixed3b:3"):  # best curve 0 or negative: NaN, not a ratio (nor a division by 0)
+        assert got.loc[u, ["angle_curve_ratio", "sharp_curve_ratio"]].isna().all()
+    assert got.loc["mixed3b:1", "best_angle"] == 3.0 and got.loc["mixed3b:3", "sharp_angle"] == 2.0
+
+
+def test_tuning_metrics_of_object_columns_equal_those_of_float_columns():
+    """A table rebuilt from records (object columns of Python floats) gives the same metrics."""
+    o = np.arange(0, 360, 30.0)
+    radial = pd.DataFrame({"unit": "mixed3b:1", "layer": "mixed3b", "index": 1, "orientation": o,
+                           "response": np.exp(np.cos(np.radians(o - 60.0)))})
+    expect = T.tuning_metrics(radial)
+    got = T.tuning_metrics(radial.astype({"orientation": object, "response": object}))
+    pd.testing.assert_frame_equal(got, expect, check_exact=True)
+    assert expect["preferred_orientation"].iloc[0] == pytest.approx(60.0, abs=1e-9)
