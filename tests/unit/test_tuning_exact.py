@@ -499,3 +499,30 @@ def test_tuning_metrics_of_object_columns_equal_those_of_float_columns():
     got = T.tuning_metrics(radial.astype({"orientation": object, "response": object}))
     pd.testing.assert_frame_equal(got, expect, check_exact=True)
     assert expect["preferred_orientation"].iloc[0] == pytest.approx(60.0, abs=1e-9)
+
+
+def test_combing_rows_follow_the_units_order_and_need_a_positive_plain_curve(monkeypatch):
+    """Rows in the order the units are given (not sorted); the indices are NaN unless the plain
+    curve excites the unit (> 0): for a plain response of exactly 0 too (no division by 0)."""
+    plain = {"mixed3b:9": 0.0, "mixed3b:1": 0.5}
+    _fake(monkeypatch, lambda u, row: plain[u] if row.kind == "curve" else 1.0)
+    c = T.combing_index(MODEL, ["mixed3b:9", "mixed3b:1"], sides=("both",),
+                        best=_best([("mixed3b:9", 0.0, 10.0), ("mixed3b:1", 0.0, 10.0)]))
+    assert c["unit"].tolist() == ["mixed3b:9", "mixed3b:1"]
+    assert math.isnan(c["combing_index"].iloc[0]) and math.isnan(c["teeth_index"].iloc[0])
+    assert c["combing_index"].tolist()[1:] == [2.0] and c["teeth_index"].tolist()[1:] == [2.0]
+
+
+def test_units_then_stimulus_arguments_are_checked_before_the_best_stimulus_search(monkeypatch):
+    fake = _fake(monkeypatch, lambda u, row: 1.0)
+    for run in (lambda **kw: T.combing_index(MODEL, **kw), lambda **kw: T.angle_vs_curve(MODEL, **kw)):
+        with pytest.raises(IndexError):  # the unit first, then the stimuli
+            run(units="mixed3b:100000", stroke_width=-1.0)
+    for kwargs in ({"spacing_px": 0.0}, {"length_px": -1.0}, {"stroke_width": 0.0}):
+        with pytest.raises(S.StimulusError) as e:
+            T.combing_index(MODEL, "mixed3b:1", **kwargs)  # no best, no table: a sweep would come next
+        assert next(iter(kwargs)) in e.value.args[0]
+    for kwargs in ({"opening_degrees": (0.0,)}, {"corner_radii": (-1.0,)}, {"stroke_width": 0.0}):
+        with pytest.raises(S.StimulusError):
+            T.angle_vs_curve(MODEL, "mixed3b:1", **kwargs)
+    assert fake.calls == []
