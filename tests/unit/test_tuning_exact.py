@@ -390,9 +390,7 @@ def test_the_fast_path_is_the_default_and_fast_true_requires_it(model, monkeypat
     later = copy.deepcopy(model)
     later.mixed5b.unit("1x1").conv.padding_mode = "reflect"
     T.measure(later, "3a:5", stim)
-    T.measure(later, "5b:5", stim, fast=False)
-    assert taken == [("fast", "mixed3a"), ("fast", "mixed3a"), ("naive", "mixed3a"), ("fast", "mixed3a"),
-                     ("naive", "mixed5b")]
+    assert taken == [("fast", "mixed3a"), ("fast", "mixed3a"), ("naive", "mixed3a"), ("fast", "mixed3a")]
     with pytest.raises(ValueError) as e:
         T.measure(later, "5b:5", stim, fast=True)
     assert e.value.args[0] == ("fast path unavailable for mixed5b: stage mixed5b is not the standard module "
@@ -508,7 +506,8 @@ def test_combing_rows_follow_the_units_order_and_need_a_positive_plain_curve(mon
     _fake(monkeypatch, lambda u, row: plain[u] if row.kind == "curve" else 1.0)
     c = T.combing_index(MODEL, ["mixed3b:9", "mixed3b:1"], sides=("both",),
                         best=_best([("mixed3b:9", 0.0, 10.0), ("mixed3b:1", 0.0, 10.0)]))
-    assert c["unit"].tolist() == ["mixed3b:9", "mixed3b:1"]
+    assert c["unit"].tolist() == ["mixed3b:9", "mixed3b:1"] and c["layer"].tolist() == ["mixed3b"] * 2
+    assert c["index"].tolist() == [9, 1] and c["teeth"].tolist() == [1.0, 1.0] and c["plain"].tolist() == [0.0, 0.5]
     assert math.isnan(c["combing_index"].iloc[0]) and math.isnan(c["teeth_index"].iloc[0])
     assert c["combing_index"].tolist()[1:] == [2.0] and c["teeth_index"].tolist()[1:] == [2.0]
 
@@ -526,3 +525,37 @@ def test_units_then_stimulus_arguments_are_checked_before_the_best_stimulus_sear
         with pytest.raises(S.StimulusError):
             T.angle_vs_curve(MODEL, "mixed3b:1", **kwargs)
     assert fake.calls == []
+
+
+def test_angle_vs_curve_ratios_need_a_best_curve_above_zero(monkeypatch):
+    """Best-radius curve responses 0 (NaN ratios, not inf) and 0.5 (ratios, though below 1); a
+    corner radius of 0.5 px is a curve radius too (every corner radius > 0)."""
+    best_curve = {"mixed3b:1": 0.0, "mixed3b:2": 0.5}
+    _fake(monkeypatch, lambda u, row: (best_curve[u] if row.radius == 10.0 else 3.0) if row.kind == "curve" else 1.0)
+    best = _best([("mixed3b:1", 0.0, 10.0), ("mixed3b:2", 0.0, 10.0)])
+    av = T.angle_vs_curve(MODEL, ["mixed3b:1", "mixed3b:2"], best=best, opening_degrees=(90.0,),
+                          corner_radii=(0.0, 0.5))
+    one, two = av[av["unit"] == "mixed3b:1"], av[av["unit"] == "mixed3b:2"]
+    assert one["kind"].tolist() == ["curve", "curve", "angle", "angle"] and one["radius"].tolist() == [0.5, 10.0, 0.0, 0.5]
+    assert one["ratio_to_best_curve"].isna().all()
+    assert two["ratio_to_best_curve"].tolist() == [6.0, 1.0, 2.0, 2.0]
+
+
+class _Coupled:
+    """A forward hook that mixes the images of a batch (what :func:`edits.interventions.batch_coupled` looks for)."""
+
+    batch_coupled = True
+
+    def __init__(self):
+        self.fn = self
+
+    def __call__(self, module, args, output):
+        return output
+
+
+def test_measure_sends_whole_resample_groups_to_the_models_device():
+    m = _OnMeta()
+    m.register_forward_hook(_Coupled())
+    df = T.measure(m, ["mixed3a:5"], S.curves(np.arange(0, 360, 22.5), [10.0]), batch_size=5)
+    assert m.seen == [("meta", 8, ("mixed3a_pre_relu",))] * 2  # whole groups of 8, not batches of 5
+    assert df["response"].tolist() == [5.0] * 16
