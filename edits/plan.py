@@ -349,7 +349,11 @@ class EditPlan:
                     raise err.at(i, e.type_name) from None
                 applied.append(e)
                 n_backups, n_hooks = len(backups), len(hooks)
-                for op in e.compile(edited):
+                try:
+                    ops = e.compile(edited)
+                except EditError as err:  # e.g. a unit a linear path computes: located like the others
+                    raise err.at(i, e.type_name) from None
+                for op in ops:
                     if isinstance(op, StructOp):  # channels/modules added (edits.pathways)
                         op.forward(edited)
                         backups.append(op)
