@@ -8,6 +8,7 @@ rejection's message is pinned (mutation testing, issue 14; see docs/mutation.md)
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -295,7 +296,9 @@ def test_a_kernel_on_the_block_input_is_a_linear_path_row(model):
     k1, k2 = _k(257, 5, 5, seed=1) * 0.05, _k(256, 5, 5, seed=2) * 0.05
     plan = EditPlan([SetWeights("3b:330", k1, bias=0.25, reads="input"),
                      ReplaceUnits(["3b:325"], [k2], reads="input")])
-    edited, record = plan.apply(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unit's own bias is read without a requires-grad warning
+        edited, record = plan.apply(model)
     blk = edited.block("mixed3b")
     assert blk.linear_units("5x5") == [10, 5]
     lp = blk.linear_paths["5x5"].conv
