@@ -70,11 +70,15 @@ def _msg(fn) -> tuple[str, EditError]:
 # ---------------------------------------------------------------------------- construction
 def test_kernels_are_stored_as_exact_nested_float_tuples():
     t = torch.tensor([[[0.1, -2.0]], [[3.5, 0.0]]], dtype=torch.float32, requires_grad=True)
-    e = SetWeights("3b:5", t, bias=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a tensor that requires grad is detached first (no conversion warning)
+        e = SetWeights("3b:5", t, bias=2)
     expect = (((float(np.float32(0.1)), -2.0),), ((3.5, 0.0),))
     assert e.kernel == expect and all(type(v) is float for v in e.kernel[0][0])
     assert e.bias == 2.0 and type(e.bias) is float
     assert SetWeights("3b:5", [[[1, 2]]]).kernel == (((1.0, 2.0),),)
+    assert SetWeights("3b:5", [[[0.1]]]).kernel == (((0.1,),),)  # read as float64, not rounded to float32
+    assert SetWeights("3b:5", torch.tensor([[[0.1]]], dtype=torch.float64)).kernel == (((0.1,),),)
     assert SetWeights("3b:5", np.full((1, 1, 1), 0.25)).kernel == (((0.25,),),)
     assert SetWeights("3b:5", [[[F32_MAX]]]).kernel == (((F32_MAX,),),)  # the float32 range, inclusive
     assert SetWeights("3b:5", torch.zeros(0, 1, 1)).kernel == ()  # an empty kernel is a well-formed array
@@ -151,6 +155,7 @@ def test_replace_units_accepts_an_array_or_a_list_of_kernels():
     ({"weights": [[[[float("nan")]]], [[[1.0]]]]}, "field 'weights': contains NaN or infinite values"),
     ({"biases": [1.0]}, "field 'biases': expected 2 biases, got shape (1,)"),
     ({"biases": [[1.0, 2.0]]}, "field 'biases': expected 2 biases, got shape (1, 2)"),
+    ({"biases": [[1.0], [2.0]]}, "field 'biases': expected 2 biases, got shape (2, 1)"),
     ({"biases": 1.0}, "field 'biases': expected 2 biases, got shape ()"),
     ({"biases": [1.0, float("nan")]}, "field 'biases': contains NaN or infinite values"),
     ({"reads": "Conv"}, "field 'reads': 'Conv' is not a valid choice; valid choices: ['conv', 'input']"),
