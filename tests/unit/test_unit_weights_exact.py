@@ -326,6 +326,18 @@ def test_a_kernel_on_the_block_input_is_a_linear_path_row(model):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in restored.state_dict().items())
 
 
+@pytest.mark.parametrize("unit, key, row", [("3b:5", "mixed3b.b1x1.conv", 5),
+                                             ("mixed3b_3x3_bottleneck:3", "mixed3b.b3x3_bottleneck.conv", 3)])
+def test_a_unit_that_reads_the_block_input_anyway_keeps_its_convolution(model, unit, key, row):
+    k = _k(256, 1, 1, seed=7)
+    before = _params(model)
+    edited, record = EditPlan([SetWeights(unit, k, bias=1.5, reads="input")]).apply(model)
+    after = _params(edited)
+    assert torch.equal(after[f"{key}.weight"][row], k) and after[f"{key}.bias"][row].item() == 1.5
+    _only_rows_changed(before, after, {f"{key}.weight": row, f"{key}.bias": row})
+    assert record.structure == () and edited.block("mixed3b").linear_units("3x3") == []
+
+
 def test_two_units_of_one_edit_get_consecutive_rows(model):
     k = _k(256, 3, 3, seed=4)
     edited, record = EditPlan([SetWeights("3b:200, 3b:130", k, reads="input")]).apply(model)
@@ -417,4 +429,8 @@ def test_from_model_rejections(model):
     assert text == "ReplaceUnits field 'units': names no unit; give at least one, e.g. '3b:379'"
     with pytest.raises(ValueError) as e:
         ReplaceUnits.from_model(model, ["3b:450"], reads="input")
-    assert "reads='input' is not supported there" in str(e.value)
+    assert str(e.value) == ("mixed3b:450 reads the 3x3 max-pool of the block input; reads='input' is not "
+                            "supported there")
+    with pytest.raises(ValueError) as e:
+        ReplaceUnits.from_model(model, ["conv2d1:3"], reads="input")
+    assert str(e.value) == "reads='input' is for units of inception blocks; conv2d1:3 reads its input already"
