@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -78,6 +79,9 @@ class Ops(Edit):
             raise self.error("cannot measure", field="kind")
         if self.kind == "prepared":
             return dataclasses.replace(self, kind="resolved")
+        if self.kind == "measure":  # what it reads: the copy as edited so far, and the reference images
+            bias = model.conv_unit("conv2d1").conv.bias[0].item()
+            return dataclasses.replace(self, kind=f"bias {bias} images {tuple(reference.shape)}")
         return self
 
     def needs_reference(self):
@@ -88,6 +92,9 @@ class Ops(Edit):
             return [WeightOp("conv2d1.conv.bias", (slice(0, 2),), lambda t: torch.zeros(3), "widen the bias")]
         if self.kind == "same":
             return [WeightOp("conv2d1.conv.bias", (0,), lambda t: t.clone(), "write the same value")]
+        if self.kind == "twice":  # the same slice written twice: undo must replay backwards
+            return [WeightOp("conv2d1.conv.bias", (0,), lambda t: torch.full_like(t, 1.0), "one"),
+                    WeightOp("conv2d1.conv.bias", (0,), lambda t: t + 1.0, "two")]
         if self.kind == "compile-error":
             raise self.error("does not fit", field="kind")
         return []
@@ -285,6 +292,9 @@ def test_an_edit_that_changes_nothing_warns_with_its_index(model):
     with pytest.warns(EditWarning) as rec:
         EditPlan([Ops("same")]).apply(model)
     assert [str(w.message) for w in rec] == ["edits[0] (Ops) changed no weight and installed no intervention"]
+    # stacklevel 2: reported at the caller of apply (under mutmut, ``make mutation``, the call goes through
+    # mutmut's trampoline, one more frame: the warning lands there)
+    assert rec[0].filename.endswith("trampoline.py") if "MUTANT_UNDER_TEST" in os.environ else rec[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:3"])]).apply(model)  # adds a linear path: a change
@@ -335,6 +345,9 @@ def test_undo_refuses_a_model_that_does_not_carry_the_edit(model):
     restored = record.undo(edited)
     assert torch.equal(restored.conv_unit("conv2d1").conv.weight, model.conv_unit("conv2d1").conv.weight)
     assert edited.conv_unit("conv2d1").conv.weight[3].eq(0.5).all()  # the edited model is not modified
+    with torch.no_grad():
+        edited.conv_unit("conv2d1").conv.weight[3, 0] = 0.25  # changed since: the record kept its own copy
+    assert _msg(lambda: record.undo(edited)).startswith("cannot undo: conv2d1.conv.weight[(3,)] is not what")
 
 
 def test_apply_rejections(model):
@@ -353,6 +366,23 @@ def test_apply_rejections(model):
     assert _msg(lambda: EditPlan([Ops("reshape")]).apply(model), RuntimeError) == (
         "widen the bias: transform changed shape (2,) → (3,)")
     assert _msg(lambda: EditPlan([Claims(fail="claims-key")]).apply(model)) == "edits[0] (Claims): claim out of range"
+
+
+def test_prepare_sees_the_copy_as_edited_so_far_and_the_reference(model):
+    plan = EditPlan([SetWeights("conv2d1:0", torch.zeros(64, 1, 1), bias=0.5), Ops("measure")])
+    with pytest.warns(EditWarning):
+        _, record = plan.apply(model, reference=torch.zeros(2, 3, 8, 8))
+    assert record.plan["edits"][1] == {"type": "Ops", "kind": "bias 0.5 images (2, 3, 8, 8)"}
+
+
+def test_undo_replays_backwards(model):
+    edited, record = EditPlan([Ops("twice")]).apply(model)
+    assert edited.conv_unit("conv2d1").conv.bias[0].item() == 2.0
+    assert [(b.before.item(), b.after.item()) for b in record.inverse] == [
+        (model.conv_unit("conv2d1").conv.bias[0].item(), 1.0), (1.0, 2.0)]
+    assert record.changed == {"conv2d1.conv.bias": 1}
+    restored = record.undo(edited)
+    assert torch.equal(restored.conv_unit("conv2d1").conv.bias, model.conv_unit("conv2d1").conv.bias)
 
 
 def test_the_applied_plan_stores_the_prepared_edits(model, monkeypatch):
