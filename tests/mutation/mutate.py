@@ -57,8 +57,8 @@ MODULES: dict[str, list[str]] = {
     "edits/linearize.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py", "tests/unit/test_linearize_exact.py"],
     "edits/unit_weights.py": ["tests/unit/test_pathways.py", "tests/unit/test_edit_properties.py",
                               "tests/unit/test_unit_weights_exact.py"],
-    "edits/plan.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py", "tests/unit/test_edit_properties.py",
-                      "tests/unit/test_plan_exact.py"],
+    # test_edit_properties (hypothesis, ~20 s under load) reaches every plan function; left out for plan.py
+    "edits/plan.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py", "tests/unit/test_plan_exact.py"],
 }
 
 
