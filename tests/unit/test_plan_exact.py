@@ -56,12 +56,12 @@ class Claims(Edit):
     def validate(self, spec):
         if self.fail == "validate-key":
             raise KeyError("no such thing")
-        if self.fail == "validate-edit":
-            raise self.error("bad value", field="items")
+        if self.fail == "validate-edit":  # no edit type: the plan adds it
+            raise EditError("bad value", field="items")
 
     def claims(self, spec):
         if self.fail == "claims-edit":
-            raise self.error("bad claim", field="items", choices=["a"])
+            raise EditError("bad claim", field="items", choices=["a"])
         if self.fail == "claims-key":
             raise IndexError("claim out of range")
         return list(self.items)
@@ -75,8 +75,8 @@ class Ops(Edit):
     kind: str = "reshape"
 
     def prepare(self, model, reference=None):
-        if self.kind == "prepare-error":
-            raise self.error("cannot measure", field="kind")
+        if self.kind == "prepare-error":  # no edit type: the plan adds it
+            raise EditError("cannot measure", field="kind")
         if self.kind == "prepared":
             return dataclasses.replace(self, kind="resolved")
         if self.kind == "measure":  # what it reads: the copy as edited so far, and the reference images
@@ -96,14 +96,16 @@ class Ops(Edit):
             return [WeightOp("conv2d1.conv.bias", (0,), lambda t: torch.full_like(t, 1.0), "one"),
                     WeightOp("conv2d1.conv.bias", (0,), lambda t: t + 1.0, "two")]
         if self.kind == "compile-error":
-            raise self.error("does not fit", field="kind")
+            raise EditError("does not fit", field="kind")
         return []
 
     def interventions(self, model):
         if self.kind == "hook":
+            if not isinstance(model, InceptionV1):
+                raise TypeError(f"interventions are installed on a model, got {model!r}")
             return [("mixed3b", lambda t: t * 2, "double mixed3b")]
         if self.kind == "hook-error":
-            raise self.error("no hook point", field="kind")
+            raise EditError("no hook point", field="kind")
         return []
 
 

@@ -153,6 +153,7 @@ def test_replace_units_accepts_an_array_or_a_list_of_kernels():
     ({"weights": torch.zeros(3, 1, 1, 1)}, "field 'weights': 3 kernel(s) for 2 unit(s)"),
     ({"weights": [torch.zeros(1, 1, 1)]}, "field 'weights': 1 kernel(s) for 2 unit(s)"),
     ({"weights": [[[[float("nan")]]], [[[1.0]]]]}, "field 'weights': contains NaN or infinite values"),
+    ({"weights": torch.full((2, 1, 1, 1), float("inf"))}, "field 'weights': contains NaN or infinite values"),
     ({"biases": [1.0]}, "field 'biases': expected 2 biases, got shape (1,)"),
     ({"biases": [[1.0, 2.0]]}, "field 'biases': expected 2 biases, got shape (1, 2)"),
     ({"biases": [[1.0], [2.0]]}, "field 'biases': expected 2 biases, got shape (2, 1)"),
