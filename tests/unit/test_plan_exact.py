@@ -477,6 +477,8 @@ def test_document_defaults_and_constructor_errors(monkeypatch):
         how: Any = "type"
 
         def __post_init__(self):
+            if self.how == "edit":  # an EditError without an edit type: the plan adds the type it read
+                raise EditError("cannot build", field="how")
             raise {"type": TypeError, "recursion": RecursionError, "attr": AttributeError}[self.how]("cannot build")
 
     monkeypatch.setitem(EDIT_TYPES, "Boom", Boom)
@@ -484,3 +486,5 @@ def test_document_defaults_and_constructor_errors(monkeypatch):
         assert _msg(lambda how=how: EditPlan.from_dict({"edits": [{"type": "Ablate", "units": "3b:1"},
                                                                   {"type": "Boom", "how": how}]})) == (
             "edits[1] (Boom): invalid Boom: cannot build")
+    assert _msg(lambda: EditPlan.from_dict({"edits": [{"type": "Boom", "how": "edit"}]})) == (
+        "edits[0] (Boom) field 'how': cannot build")
