@@ -278,6 +278,11 @@ def test_compiled_ops_and_their_notes(model):
     assert torch.equal(ops[1].transform(torch.tensor(3.0, dtype=torch.float64)), torch.tensor(1.0, dtype=torch.float64))
     assert [(o.key, o.note) for o in SetWeights("3b:330", torch.ones(32, 5, 5)).compile(model)] == [
         ("mixed3b.b5x5.conv.weight", "set the weights of mixed3b:330")]
+    ops = SetWeights("3b:330", torch.ones(257, 5, 5), bias=1.0, reads="input").compile(model)
+    assert [(getattr(o, "key", None), getattr(o, "index", None), o.note) for o in ops] == [
+        (None, None, "mixed3b_5x5: linear path for 1 unit(s) (SetWeights mixed3b:330)"),
+        ("mixed3b.linear_paths.5x5.conv.weight", (0,), "set the weights of mixed3b:330"),
+        ("mixed3b.linear_paths.5x5.conv.bias", (0,), "set the bias of mixed3b:330")]
     assert [(o.key, o.index, o.note) for o in SetWeights("conv2d1:3", torch.ones(64, 1, 1), bias=0.0).compile(model)] == [
         ("conv2d1.conv.weight", (3,), "set the weights of conv2d1:3"), ("conv2d1.conv.bias", (3,), "set the bias of conv2d1:3")]
 
