@@ -309,31 +309,27 @@ class EditPlan:
 
         Args:
             model: an :class:`InceptionV1` (never modified).
-            reference: ``(N, 3, H, W)`` RGB images in [0, 1] for edits that measure statistics
-                (``Ablate(mode="mean")`` without stored means); measured on the copy as edited
-                by the plan's earlier edits, once, and stored in ``record.plan``.
+            reference: ``(N, 3, H, W)`` RGB images in [0, 1] for edits that measure statistics (``Ablate(mode="mean")``
+                without stored means); measured on the copy as edited by the plan's earlier edits, once, stored in ``record.plan``.
 
         Returns:
-            ``(edited, record)``: the edited copy — with ``edited.provenance.edit_plan`` (the applied
-            plan as a dict, measured values included) and ``.edit_history`` (every plan applied
-            so far, in order) — and the :class:`EditRecord`. An edit that changes no weight
-            value and installs nothing triggers an :class:`EditWarning`.
+            ``(edited, record)``: the edited copy — with ``edited.provenance.edit_plan`` (the applied plan as a dict,
+            measured values included) and ``.edit_history`` (every plan applied so far, in order) — and the
+            :class:`EditRecord`. An edit that changes no weight value and installs nothing triggers an :class:`EditWarning`.
 
         Raises:
             TypeError: ``model`` is not an :class:`InceptionV1`.
-            EditError: the plan does not validate against ``model.spec``, or an edit needs
-                ``reference`` and none (or a malformed one) was given — raised before copying.
+            EditError: the plan does not validate against ``model.spec``, or an edit needs ``reference`` and none (or a
+                malformed one) was given — raised before copying; an edit's ``prepare``/``compile`` fails (``edits[i]``).
         """
         if not isinstance(model, InceptionV1):
             raise TypeError(f"EditPlan.apply needs an InceptionV1, got {type(model).__name__}")
         self.validate(model.spec)
         for i, kind, field in self.needs_reference():
             if reference is None:
-                raise EditError(
-                    "needs reference images to measure it: pass EditPlan.apply(model, reference=images) "
-                    "(CLI: --reference DIR) or store the values in the plan",
-                    index=i, edit_type=kind, field=field,
-                )
+                raise EditError("needs reference images to measure it: pass EditPlan.apply(model, reference=images) "
+                                "(CLI: --reference DIR) or store the values in the plan", index=i, edit_type=kind,
+                                field=field)
         if reference is not None:
             _check_reference(reference)
         edited = own_copy(model)  # the model itself: hooks others attached to it stay behind
@@ -349,7 +345,11 @@ class EditPlan:
                     raise err.at(i, e.type_name) from None
                 applied.append(e)
                 n_backups, n_hooks = len(backups), len(hooks)
-                for op in e.compile(edited):
+                try:
+                    ops = e.compile(edited)
+                except EditError as err:  # e.g. a unit a linear path computes: located like the others
+                    raise err.at(i, e.type_name) from None
+                for op in ops:
                     if isinstance(op, StructOp):  # channels/modules added (edits.pathways)
                         op.forward(edited)
                         backups.append(op)

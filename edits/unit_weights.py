@@ -163,7 +163,7 @@ class _UnitWeightsEdit(Edit):
                 added.setdefault((block, conv), []).append(ch)
                 ops.append(linear_rows_op(block, conv, [ch], f"{self.type_name} {u}"))
                 if bias is None:  # keep the unit's own bias
-                    bias = float(blk.unit(conv).conv.bias[ch])
+                    bias = float(blk.unit(conv).conv.bias[ch].detach())
             ops.extend(self._row_ops(linear_path_path(block, conv), row, kernel, bias, str(u)))
         return ops
 
