@@ -305,11 +305,116 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
                 keep_s.append(float(score[i]))
                 keep_l.append(float(length[i]))
         if keep_c:
-            band = render(torch.as_tensor(np.array(keep_c), dtype=torch.float32), tuple(m.shape), width=min_sep)
-            residual = coarse.numpy() * (1 - band.amax(0).numpy())
+            residual = coarse.numpy() * (1 - band(np.array(keep_c), tuple(m.shape), width=min_sep))
     order = np.argsort(-np.array(keep_s) * np.array(keep_l)) if keep_c else np.zeros(0, int)
     return TraceResult(np.array(keep_c).reshape(-1, 4, 2)[order], np.array(keep_s)[order], np.array(keep_l)[order],
                        time.perf_counter() - t0)
+
+
+def trace_image(model, image: Tensor, families: str | Sequence[str] | None = None, power: float = 4.0,
+                explain_rounds: int = 3, mask_px: float = 6.0, n_splines: int = 24, rounds: int = 1,
+                **options) -> tuple[TraceResult, np.ndarray]:
+    """Trace the curves of an image, explaining away what is already traced.
+
+    The curve map's objective raises the families' activations to the 4th power, so its gradient
+    at a curve grows with the cube of the curve's activation: the strongest curve takes most of the
+    attribution and a curve half as strong gets about an eighth, below the tracer's level τ. So the
+    image is traced in ``explain_rounds``: each round computes the curve map
+    (:func:`~.extraction.curve_map`), fits splines to it (:func:`trace` with ``rounds``), and then
+    paints the pixels within ``mask_px / 2`` px of every spline kept so far with the image's mean
+    colour (the first map's baseline; every round's map keeps it, so painted pixels carry no
+    attribution) before the next round's map is computed; weaker curves then get their own attribution. A round's spline is kept when at
+    least half of its points lie farther than ``min_sep / 3`` px (``min_sep`` as in :func:`trace`,
+    default 8) from the splines kept in earlier rounds.
+
+    Chosen on the benchmark's tracing tuning split (scenes 30000–30095, 144 curves; never the test
+    split; :mod:`.bench_curves`): with one fitting round per map, curves with a spline within 2 px
+    went from 81 % (one map, :func:`trace`'s three residual rounds) to 89 % with 3 explaining
+    rounds and a 6-px mask.
+
+    Args:
+        model: :class:`~circuits.model.InceptionV1` (any checkpoint, edited models too).
+        image: ``(3, H, W)`` RGB in [0, 1], ≥ 32 px. families, power: of the curve map.
+        explain_rounds: maps computed (≥ 1; 1 = :func:`trace` on the image's curve map).
+        mask_px: width (px, > 0) of the band painted over each kept spline.
+        n_splines: most splines kept in all (≥ 1). rounds: :func:`trace`'s residual rounds per map.
+        options: further keyword arguments of :func:`trace` (``tau``, ``kappa``, ``steps``, ``lr``,
+            ``seeds``, ``min_sep``, ``novelty``, ``avoid``, ``mu`` …).
+
+    Returns:
+        ``(result, first_map)``: the kept splines (:class:`TraceResult`; ``score`` is the mean
+        normalised value along each spline on the map of the round that found it; round order,
+        best first within a round; ``seconds`` includes the maps) and the first round's
+        ``(H, W)`` curve map (what a figure shows).
+
+    Raises:
+        ValueError: bad image, power, rounds, ``mask_px`` or ``n_splines``; TypeError: an unknown
+            option; KeyError: unknown family.
+    """
+    from .extraction import curve_families, curve_map
+
+    t0 = time.perf_counter()
+    if explain_rounds < 1 or n_splines < 1 or rounds < 1:
+        raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
+                         f"{rounds}")
+    if not mask_px > 0:
+        raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
+    unknown = set(options) - _TRACE_OPTIONS
+    if unknown:
+        raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
+    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
+                         f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
+    curve_families(model, families)  # unknown family: KeyError before any compute
+    radius = options.get("min_sep", 8.0) / 3
+    img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
+    ctrl, polys, score, length, first = [], [], [], [], None
+    for _ in range(explain_rounds):
+        m = curve_map(model, img, families, power, baseline=base.view(3))[0].numpy()
+        first = m if first is None else first
+        res = trace(m, n_splines=n_splines, rounds=rounds, **options)
+        new = 0
+        for c, sc, ln in zip(res.ctrl, res.score, res.length):
+            poly = bezier_np(c, 64)
+            if len(ctrl) < n_splines and _novelty(poly, polys, radius) >= options.get("novelty", 0.5):
+                ctrl.append(c)
+                polys.append(poly)
+                score.append(float(sc))
+                length.append(float(ln))
+                new += 1
+        if not new or len(ctrl) >= n_splines:
+            break
+        mask = torch.from_numpy(band(np.array(ctrl), tuple(m.shape), mask_px))
+        img = img * (1 - mask) + base * mask
+    return (TraceResult(np.array(ctrl).reshape(-1, 4, 2), np.array(score), np.array(length),
+                        time.perf_counter() - t0), first)
+
+
+#: the keyword arguments :func:`trace_image` passes on to :func:`trace`
+_TRACE_OPTIONS = frozenset({"tau", "kappa", "steps", "lr", "seed_length", "avoid", "mu", "min_sep", "seeds",
+                            "curvatures", "novelty", "min_length"})
+
+
+def band(ctrl: np.ndarray, size: tuple[int, int], width: float) -> np.ndarray:
+    """Union of the strokes of splines ``ctrl (K, 4, 2)`` (px) as a ``(H, W)`` float mask in [0, 1]:
+    ``clamp(width/2 + 0.5 − d, 0, 1)`` as :func:`render`, with ``d`` the Euclidean distance
+    transform (:func:`scipy.ndimage.distance_transform_edt`) to the pixels the curves pass through
+    (each sampled every ≤ 0.25 px and rounded), so ``d`` is within 0.71 px of the exact distance.
+    Not differentiable; ~50× faster than :func:`render` for the suppression bands of :func:`trace`
+    and the masks of :func:`trace_image`. No splines → zeros.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    h, w = size
+    free = np.ones((h, w), bool)
+    for c in np.asarray(ctrl, dtype=np.float64).reshape(-1, 4, 2):
+        chord = float(np.linalg.norm(np.diff(c, axis=0), axis=1).sum())  # ≥ the arc length
+        xy = np.round(bezier_np(c, max(2, int(np.ceil(4 * chord)) + 1))).astype(int)
+        ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+        free[xy[ok, 1], xy[ok, 0]] = False
+    if free.all():
+        return np.zeros((h, w), np.float32)
+    return np.clip(width / 2 + 0.5 - distance_transform_edt(free), 0, 1).astype(np.float32)
 
 
 def bezier_np(ctrl: np.ndarray, n: int = 128) -> np.ndarray:

@@ -156,3 +156,54 @@ def test_match_curve_reports_partial_coverage():
     assert 0.5 <= cov <= 0.5 + 2 * 2.0 / (20.0 * np.pi)  # but it covers only half the arc (+ tol at its end)
     assert match_curve([], arc) == (float("inf"), 0.0, 0)
     assert on_curve([half, half + [40.0, 0.0]], [arc]) == pytest.approx(0.5, abs=0.02)
+
+
+def test_band_agrees_with_render_to_the_rasterisation_error():
+    """band() = clamp(w/2 + 0.5 − d) with d the distance to the rounded sample pixels: within
+    √0.5 px (rounding) + 0.125 px (samples every ≤ 0.25 px) of render()'s exact polyline distance."""
+    from studies.applications.splines import band
+
+    for width in (2.0, 6.0, 8.0):
+        b = band(CTRL.numpy(), (64, 64), width)
+        exact = render(CTRL, 64, width=width, samples=512).amax(0).numpy()
+        assert b.shape == (64, 64) and b.dtype == np.float32
+        assert np.abs(b - exact).max() <= math.sqrt(0.5) + 0.125 + 0.01
+        d = _analytic_distance(64).min(0)
+        assert (b[d <= 0.5] == 1).all()  # on the curve: fully inside the band
+        assert (b[d >= width / 2 + 0.5 + 0.85] == 0).all()  # beyond the band + the rasterisation error: outside
+
+
+def test_band_of_no_spline_or_a_spline_outside_the_image_is_empty():
+    from studies.applications.splines import band
+
+    assert not band(np.zeros((0, 4, 2)), (20, 30), 6.0).any()
+    outside = np.array([[[-50.0, -50.0], [-40.0, -45.0], [-30.0, -45.0], [-20.0, -50.0]]])
+    assert not band(outside, (20, 30), 6.0).any()
+    assert band(np.zeros((0, 4, 2)), (20, 30), 6.0).shape == (20, 30)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(explain_rounds=0), "explain_rounds"), (dict(n_splines=0), "n_splines"), (dict(rounds=0), "rounds"),
+    (dict(mask_px=0.0), "mask_px"), (dict(mask_px=float("nan")), "mask_px"),
+])
+def test_trace_image_rejects_bad_settings_before_any_compute(kwargs, match):
+    from studies.applications.splines import trace_image
+
+    with pytest.raises(ValueError, match=match):
+        trace_image(None, torch.zeros(3, 40, 40), **kwargs)  # no model needed: the check comes first
+
+
+def test_trace_image_names_unknown_options_and_bad_images():
+    from studies.applications.splines import trace_image
+
+    with pytest.raises(TypeError, match=r"unknown trace option\(s\) \['kapa'\]; valid: .*'kappa'"):
+        trace_image(None, torch.zeros(3, 40, 40), kapa=0.1)
+    with pytest.raises(ValueError, match=r"image must be \(3, H, W\) RGB in \[0, 1\]; got \(1, 3, 40, 40\)"):
+        trace_image(None, torch.zeros(1, 3, 40, 40))
+
+
+def test_curve_map_baseline_shape_is_checked_before_any_compute():
+    from studies.applications.extraction import curve_map
+
+    with pytest.raises(ValueError, match=r"baseline must be \(3,\) or \(2, 3\) colours; got \(4,\)"):
+        curve_map(None, torch.zeros(2, 3, 40, 40), baseline=torch.zeros(4))
