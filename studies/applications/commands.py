@@ -105,7 +105,7 @@ def svg_document(image: Tensor, result: TraceResult, colour: str = "#ff2020") ->
 
 def run_trace(model, path: str | Path, out: str | Path, families: str | None = None, n_splines: int = 24,
               steps: int = 200, tau: float = 0.15, max_side: int = 512, overwrite: bool = False,
-              rounds: int = 1, explain_rounds: int = 3) -> dict:
+              rounds: int = 2, explain_rounds: int = 4) -> dict:
     """Fit splines to an image's curve maps (:func:`~.splines.trace_image`) → ``out/trace.png``,
     ``out/splines.svg`` (image + paths), ``out/splines.csv`` (control points, px, x right / y down; score; length)."""
     from studies.report.folder import check_out_dir, report_folder

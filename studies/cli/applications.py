@@ -106,10 +106,10 @@ def add_trace(subparsers) -> None:
                    help="most splines kept (default 24)")
     p.add_argument("--explain-rounds", type=number(int, 1, 100), default=3,
                    help="curve maps computed: after each, the traced curves are painted over with the image's mean "
-                   "colour so weaker curves get their own attribution (default 3)")
-    p.add_argument("--rounds", type=number(int, 1, 100), default=1,
+                   "colour so weaker curves get their own attribution (default 4)")
+    p.add_argument("--rounds", type=number(int, 1, 100), default=2,
                    help="seeding rounds of 12 peaks per map, each on what the splines kept so far leave unexplained "
-                   "(default 1)")
+                   "(default 2)")
     p.add_argument("--steps", type=number(int, 1, 100_000), default=200, help="optimiser steps (default 200)")
     p.add_argument("--tau", type=number(float, 0.0, 1.0), default=0.15,
                    help="map level (fraction of its 99.5th percentile) below which a spline shrinks (default 0.15)")

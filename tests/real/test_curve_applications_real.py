@@ -89,7 +89,7 @@ def test_explaining_away_traces_the_weak_small_arc_one_map_misses(caffe_model):
     assert match_curve(polys, s.arcs[0])[0] < 2 and match_curve(polys, s.arcs[1])[0] < 1
     assert len(res.ctrl) == len(res.score) == len(res.length) <= 24 and res.seconds > 0
     # what the second map saw: the first round's splines painted with the mean colour
-    first_round = [c for c in trace(first, rounds=1).ctrl]
+    first_round = list(trace(first, rounds=2).ctrl)
     mask = torch.from_numpy(band(np.array(first_round), (128, 128), 6.0))
     base = s.image.mean((1, 2), keepdim=True)
     painted = s.image * (1 - mask) + base * mask
