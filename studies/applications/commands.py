@@ -120,13 +120,16 @@ def run_trace(model, path: str | Path, out: str | Path, families: str | None = N
     res, m = trace_image(model, image, families, n_splines=n_splines, steps=steps, tau=tau,
                          explain_rounds=explain_rounds, rounds=rounds)
     rows = [dict(spline=i, **{f"{a}{k}": float(c[k, j]) for k in range(4) for j, a in enumerate("xy")},
-                 score=float(s), length_px=float(ln), svg=d)
-            for i, (c, s, ln, d) in enumerate(zip(res.ctrl, res.score, res.length, res.svg_paths()))]
+                 score=float(s), length_px=float(ln), map=int(r) + 1, svg=d)
+            for i, (c, s, ln, r, d) in enumerate(zip(res.ctrl, res.score, res.length, res.map_index,
+                                                     res.svg_paths()))]
     with report_folder(out, overwrite) as tmp:
-        plot_trace(image, m, res.ctrl, tmp / "trace.png", f"{Path(path).stem}: {len(res.ctrl)} splines")
+        plot_trace(image, m, res.ctrl, tmp / "trace.png",
+                   f"{Path(path).stem} ({m.shape[1]} × {m.shape[0]} px): {len(res.ctrl)} splines "
+                   f"(most {n_splines}), {explain_rounds} maps", res.map_index)
         (tmp / "splines.svg").write_text(svg_document(image, res))
         pd.DataFrame(rows, columns=["spline", "x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "score", "length_px",
-                                    "svg"]).to_csv(tmp / "splines.csv", index=False)
+                                    "map", "svg"]).to_csv(tmp / "splines.csv", index=False)
         write_report(tmp, "Spline tracing")
     return dict(splines=len(res.ctrl), seconds=res.seconds)
 

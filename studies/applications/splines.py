@@ -143,12 +143,15 @@ class TraceResult:
         ctrl: ``(K, 4, 2)`` control points (px; x right, y down), best first.
         score: ``(K,)`` mean normalised map value along each spline.
         length: ``(K,)`` arc length (px). seconds: wall time of the fit.
+        map_index: ``(K,)`` int, which of :func:`trace_image`'s maps found each spline (0: the
+            image's own curve map; ``None`` from :func:`trace`).
     """
 
     ctrl: np.ndarray
     score: np.ndarray
     length: np.ndarray
     seconds: float
+    map_index: np.ndarray | None = None
 
     def svg_paths(self) -> list[str]:
         """One SVG path ``d`` attribute (``M x y C x y, x y, x y``) per spline."""
@@ -373,8 +376,8 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     curve_families(model, families)  # unknown family: KeyError before any compute
     radius = options.get("min_sep", 8.0) / 3
     img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
-    ctrl, polys, score, length, first = [], [], [], [], None
-    for _ in range(explain_rounds):
+    ctrl, polys, score, length, found_by, first = [], [], [], [], [], None
+    for r in range(explain_rounds):
         m = curve_map(model, img, families, power, baseline=base.view(3))[0].numpy()
         first = m if first is None else first
         res = trace(m, n_splines=n_splines, rounds=rounds, **options)
@@ -386,13 +389,14 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
                 polys.append(poly)
                 score.append(float(sc))
                 length.append(float(ln))
+                found_by.append(r)
                 new += 1
         if not new or len(ctrl) >= n_splines:
             break
         mask = torch.from_numpy(band(np.array(ctrl), tuple(m.shape), mask_px))
         img = img * (1 - mask) + base * mask
     return (TraceResult(np.array(ctrl).reshape(-1, 4, 2), np.array(score), np.array(length),
-                        time.perf_counter() - t0), first)
+                        time.perf_counter() - t0, np.array(found_by, dtype=int)), first)
 
 
 #: the keyword arguments :func:`trace_image` passes on to :func:`trace`
