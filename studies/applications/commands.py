@@ -126,7 +126,8 @@ def run_trace(model, path: str | Path, out: str | Path, families: str | None = N
     with report_folder(out, overwrite) as tmp:
         plot_trace(image, m, res.ctrl, tmp / "trace.png",
                    f"{Path(path).stem} ({m.shape[1]} × {m.shape[0]} px): {len(res.ctrl)} splines "
-                   f"(most {n_splines}), {explain_rounds} maps", res.map_index)
+                   f"(most {n_splines}), found on {len(set(res.map_index.tolist()))} of ≤ {explain_rounds} maps",
+                   res.map_index)
         (tmp / "splines.svg").write_text(svg_document(image, res))
         pd.DataFrame(rows, columns=["spline", "x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "score", "length_px",
                                     "map", "svg"]).to_csv(tmp / "splines.csv", index=False)

@@ -107,9 +107,11 @@ def curve_map(model, images: Tensor, families: str | Sequence[str] | None = None
         raise ValueError(f"power must be > 0; got {power}")
     x0 = _check_images(images).float()
     if baseline is not None:
-        baseline = torch.as_tensor(baseline, dtype=torch.float32)
+        baseline = torch.as_tensor(baseline).to(device=x0.device, dtype=torch.float32)
         if baseline.shape not in ((3,), (x0.shape[0], 3)):
             raise ValueError(f"baseline must be (3,) or ({x0.shape[0]}, 3) colours; got {tuple(baseline.shape)}")
+        if not bool(((baseline >= 0) & (baseline <= 1)).all()):
+            raise ValueError("baseline colours must lie in [0, 1] (finite)")
         baseline = baseline.expand(x0.shape[0], 3).reshape(-1, 3, 1, 1)
     fams = curve_families(model, families)
     names = list(dict.fromkeys(f.layer for f in fams))

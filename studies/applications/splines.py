@@ -231,6 +231,21 @@ def _seeds(cn: np.ndarray, k: int, min_sep: float, floor: float, seed_length: fl
     return np.array(init, dtype=np.float64).reshape(-1, len(curvatures), 4, 2)
 
 
+def _check_settings(**v) -> None:
+    """The tracer's numeric settings (names as in :func:`trace`) → ValueError naming the first bad one."""
+    import math
+
+    rules = dict(tau=("finite", lambda x: math.isfinite(x)), kappa=("finite and ≥ 0", lambda x: math.isfinite(x) and x >= 0),
+                 mu=("finite", lambda x: math.isfinite(x)), lr=("finite and > 0", lambda x: math.isfinite(x) and x > 0),
+                 seed_length=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
+                 min_sep=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
+                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
+    for k, x in v.items():
+        ok = isinstance(x, (int, float)) and not isinstance(x, bool)
+        if not ok or not rules[k][1](float(x)):
+            raise ValueError(f"{k} must be {rules[k][0]}; got {x!r}")
+
+
 def _novelty(poly: np.ndarray, kept: list[np.ndarray], radius: float) -> float:
     """Share of the points of ``poly (n, 2)`` farther than ``radius`` px from every polyline in ``kept``."""
     if not kept:
@@ -278,10 +293,14 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
         :class:`TraceResult` (possibly fewer splines than seeds), best (score × length) first.
 
     Raises:
-        ValueError: ``cmap`` not 2-D, ``avoid`` of another shape, ``n_splines``, ``seeds`` or
-            ``rounds`` < 1, no curvature.
+        ValueError: ``cmap`` not 2-D or not finite, ``avoid`` of another shape, ``n_splines``,
+            ``seeds``, ``rounds`` or ``steps`` < 1, no curvature, a setting out of range (``tau``,
+            ``kappa``, ``mu`` finite; ``kappa`` ≥ 0; ``lr``, ``seed_length``, ``min_sep`` > 0;
+            ``novelty`` in [0, 1]).
     """
     t0 = time.perf_counter()
+    _check_settings(tau=tau, kappa=kappa, mu=mu, lr=lr, seed_length=seed_length, min_sep=min_sep,
+                    novelty=novelty, steps=steps)
     m = torch.as_tensor(np.asarray(cmap, dtype=np.float32))
     if m.dim() != 2:
         raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
@@ -293,6 +312,8 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
         av = torch.as_tensor(np.asarray(avoid, dtype=np.float32))
         if av.shape != m.shape:
             raise ValueError(f"avoid mask {tuple(av.shape)} must have the map's shape {tuple(m.shape)}")
+    if not torch.isfinite(m).all():
+        raise ValueError("cmap has NaN or infinite values")
     m = m.clamp(min=0)
     m = m / m.flatten().quantile(0.995).clamp(min=1e-12)
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
@@ -356,8 +377,10 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         ``(H, W)`` curve map (what a figure shows).
 
     Raises:
-        ValueError: bad image, power, rounds, ``mask_px`` or ``n_splines``; TypeError: an unknown
-            option; KeyError: unknown family.
+        ValueError: bad image, power, rounds, ``mask_px`` (finite, > 0) or ``n_splines``, a bad
+            :func:`trace` setting or ``avoid`` shape (all before any compute); TypeError: an unknown
+            option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
+            mean colour) gives no splines.
     """
     from .extraction import curve_families, curve_map
 
@@ -365,20 +388,31 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     if explain_rounds < 1 or n_splines < 1 or rounds < 1:
         raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
                          f"{rounds}")
-    if not mask_px > 0:
+    if not (isinstance(mask_px, (int, float)) and 0 < mask_px < float("inf")):
         raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (explain_rounds, n_splines, rounds)):
+        raise ValueError(f"explain_rounds, n_splines and rounds must be integers; got {explain_rounds!r}, "
+                         f"{n_splines!r}, {rounds!r}")
     unknown = set(options) - _TRACE_OPTIONS
     if unknown:
         raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
+    _check_settings(**{k: v for k, v in options.items() if k in ("tau", "kappa", "mu", "lr", "seed_length", "min_sep",
+                                                                  "novelty", "steps")})
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
                          f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
+    if options.get("avoid") is not None and tuple(np.shape(options["avoid"])) != tuple(image.shape[1:]):
+        raise ValueError(f"avoid mask {tuple(np.shape(options['avoid']))} must have the image's shape "
+                         f"{tuple(image.shape[1:])}")
     curve_families(model, families)  # unknown family: KeyError before any compute
     radius = options.get("min_sep", 8.0) / 3
     img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
+    if float((img - base).abs().max()) < FLAT:  # no contrast, no curve: the map would be rounding noise
+        return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), time.perf_counter() - t0,
+                           np.zeros(0, int)), np.zeros(tuple(image.shape[1:]), np.float32)
     ctrl, polys, score, length, found_by, first = [], [], [], [], [], None
     for r in range(explain_rounds):
-        m = curve_map(model, img, families, power, baseline=base.view(3))[0].numpy()
+        m = curve_map(model, img, families, power, baseline=base.view(3))[0].cpu().numpy()
         first = m if first is None else first
         res = trace(m, n_splines=n_splines, rounds=rounds, **options)
         new = 0
@@ -393,11 +427,15 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
                 new += 1
         if not new or len(ctrl) >= n_splines:
             break
-        mask = torch.from_numpy(band(np.array(ctrl), tuple(m.shape), mask_px))
+        mask = torch.from_numpy(band(np.array(ctrl), tuple(m.shape), mask_px)).to(img.device)
         img = img * (1 - mask) + base * mask
     return (TraceResult(np.array(ctrl).reshape(-1, 4, 2), np.array(score), np.array(length),
                         time.perf_counter() - t0, np.array(found_by, dtype=int)), first)
 
+
+#: an image whose pixels all lie within this of its mean colour (half an 8-bit grey level) is flat:
+#: :func:`trace_image` returns no splines instead of tracing the map's rounding noise
+FLAT = 0.5 / 255
 
 #: the keyword arguments :func:`trace_image` passes on to :func:`trace`
 _TRACE_OPTIONS = frozenset({"tau", "kappa", "steps", "lr", "seed_length", "avoid", "mu", "min_sep", "seeds",

@@ -104,7 +104,7 @@ def add_trace(subparsers) -> None:
     _common(p)
     p.add_argument("--splines", type=number(int, 1, 1000), default=24,
                    help="most splines kept (default 24)")
-    p.add_argument("--explain-rounds", type=number(int, 1, 100), default=3,
+    p.add_argument("--explain-rounds", type=number(int, 1, 100), default=4,
                    help="curve maps computed: after each, the traced curves are painted over with the image's mean "
                    "colour so weaker curves get their own attribution (default 4)")
     p.add_argument("--rounds", type=number(int, 1, 100), default=2,
