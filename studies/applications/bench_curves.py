@@ -30,7 +30,7 @@ from studies.report.html import write_report
 from .benchmark import CANNY_GRID, Counts, score_set, tune
 from .extraction import binarize, canny, curve_families, curve_map, gaussian_blur
 from .scenes import make_scenes
-from .splines import bezier_np, mean_distance, trace
+from .splines import bezier_np, mean_distance, trace_image
 
 TEST_START, TRACE_START, TRACE_TUNE_START = 10000, 20000, 30000
 QUANTILES = (0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99)
@@ -55,8 +55,8 @@ class BenchConfig:
     power: float = 4.0
     n_tune: int = 24
     n_test: int = 48
-    n_trace: int = 24
-    n_trace_tune: int = 48
+    n_trace: int = 48
+    n_trace_tune: int = 96
     size: int = 128
     seed: int = 0
     tol: float = 2.0
@@ -172,8 +172,7 @@ def _trace_rows(model, scenes, cfg: BenchConfig) -> tuple[list[dict], list[dict]
     rows, srows, examples = [], [], []
     for s in scenes:
         t = time.perf_counter()
-        m = curve_map(model, s.image, cfg.families, cfg.power)[0]
-        res = trace(m)
+        res, _ = trace_image(model, s.image, cfg.families, cfg.power)
         sec = time.perf_counter() - t
         polys = [bezier_np(c) for c in res.ctrl]
         arcs = [a for a in s.arcs if len(a) >= 4]

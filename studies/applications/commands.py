@@ -19,7 +19,7 @@ from studies.report.html import write_report
 from studies.report.provenance import run_provenance
 
 from .extraction import binarize, canny, curve_families, curve_map
-from .splines import TraceResult, trace
+from .splines import TraceResult, trace, trace_image
 
 _WNID = "n" + "[0-9]" * 8
 
@@ -105,27 +105,32 @@ def svg_document(image: Tensor, result: TraceResult, colour: str = "#ff2020") ->
 
 def run_trace(model, path: str | Path, out: str | Path, families: str | None = None, n_splines: int = 24,
               steps: int = 200, tau: float = 0.15, max_side: int = 512, overwrite: bool = False,
-              rounds: int = 3) -> dict:
-    """Fit splines to an image's curve map → ``out/trace.png``, ``out/splines.svg`` (image + paths),
-    ``out/splines.csv`` (control points, px, x right / y down; score; length)."""
+              rounds: int = 2, explain_rounds: int = 4) -> dict:
+    """Fit splines to an image's curve maps (:func:`~.splines.trace_image`) → ``out/trace.png``,
+    ``out/splines.svg`` (image + paths), ``out/splines.csv`` (control points, px, x right / y down; score; length)."""
     from studies.report.folder import check_out_dir, report_folder
 
     from .figures import plot_trace
 
     check_out_dir(out, overwrite)
-    if n_splines < 1 or steps < 1 or rounds < 1:
-        raise ValueError(f"--splines, --steps and --rounds must be ≥ 1; got {n_splines}, {steps}, {rounds}")
+    if n_splines < 1 or steps < 1 or rounds < 1 or explain_rounds < 1:
+        raise ValueError(f"--splines, --steps, --rounds and --explain-rounds must be ≥ 1; got {n_splines}, {steps}, "
+                         f"{rounds}, {explain_rounds}")
     image = load_native(path, max_side)
-    m = curve_map(model, image, families)[0].numpy()
-    res = trace(m, n_splines=n_splines, steps=steps, tau=tau, rounds=rounds)
+    res, m = trace_image(model, image, families, n_splines=n_splines, steps=steps, tau=tau,
+                         explain_rounds=explain_rounds, rounds=rounds)
     rows = [dict(spline=i, **{f"{a}{k}": float(c[k, j]) for k in range(4) for j, a in enumerate("xy")},
-                 score=float(s), length_px=float(ln), svg=d)
-            for i, (c, s, ln, d) in enumerate(zip(res.ctrl, res.score, res.length, res.svg_paths()))]
+                 score=float(s), length_px=float(ln), map=int(r) + 1, svg=d)
+            for i, (c, s, ln, r, d) in enumerate(zip(res.ctrl, res.score, res.length, res.map_index,
+                                                     res.svg_paths()))]
     with report_folder(out, overwrite) as tmp:
-        plot_trace(image, m, res.ctrl, tmp / "trace.png", f"{Path(path).stem}: {len(res.ctrl)} splines")
+        plot_trace(image, m, res.ctrl, tmp / "trace.png",
+                   f"{Path(path).stem} ({m.shape[1]} × {m.shape[0]} px): {len(res.ctrl)} splines "
+                   f"(most {n_splines}), found on {len(set(res.map_index.tolist()))} of ≤ {explain_rounds} maps",
+                   res.map_index)
         (tmp / "splines.svg").write_text(svg_document(image, res))
         pd.DataFrame(rows, columns=["spline", "x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3", "score", "length_px",
-                                    "svg"]).to_csv(tmp / "splines.csv", index=False)
+                                    "map", "svg"]).to_csv(tmp / "splines.csv", index=False)
         write_report(tmp, "Spline tracing")
     return dict(splines=len(res.ctrl), seconds=res.seconds)
 

@@ -84,7 +84,7 @@ def _check_images(images: Tensor) -> Tensor:
 
 
 def curve_map(model, images: Tensor, families: str | Sequence[str] | None = None, power: float = 4.0,
-              smooth_px: float = 0.0) -> Tensor:
+              smooth_px: float = 0.0, baseline: Tensor | None = None) -> Tensor:
     """Per-pixel curve map (module docstring) of each image.
 
     Args:
@@ -93,21 +93,30 @@ def curve_map(model, images: Tensor, families: str | Sequence[str] | None = None
         families: see :func:`curve_families`.
         power: exponent of the activations in the objective (> 0; default 4, 1 = plain sum).
         smooth_px: σ (px) of a Gaussian blur applied to the map (0: none).
+        baseline: the colour ``b`` the input is compared with, ``(3,)`` or ``(N, 3)`` in [0, 1];
+            ``None`` (default): each image's mean colour. Pixels equal to the baseline get 0.
 
     Returns:
         ``(N, H, W)`` float32, ≥ 0, in units of objective per unit of input (comparable across
         images of the same model and settings, so one threshold serves a whole set).
 
     Raises:
-        ValueError: bad images or power; KeyError: unknown family.
+        ValueError: bad images, power or baseline; KeyError: unknown family.
     """
     if not power > 0:
         raise ValueError(f"power must be > 0; got {power}")
     x0 = _check_images(images).float()
+    if baseline is not None:
+        baseline = torch.as_tensor(baseline).to(device=x0.device, dtype=torch.float32)
+        if baseline.shape not in ((3,), (x0.shape[0], 3)):
+            raise ValueError(f"baseline must be (3,) or ({x0.shape[0]}, 3) colours; got {tuple(baseline.shape)}")
+        if not bool(((baseline >= 0) & (baseline <= 1)).all()):
+            raise ValueError("baseline colours must lie in [0, 1] (finite)")
+        baseline = baseline.expand(x0.shape[0], 3).reshape(-1, 3, 1, 1)
     fams = curve_families(model, families)
     names = list(dict.fromkeys(f.layer for f in fams))
     out = []
-    for img in x0.split(8):
+    for i, img in enumerate(x0.split(8)):
         x = img.clone().requires_grad_(True)
         with torch.enable_grad(), model.capture(names) as cap:
             model.forward(x, stop_at=max((model.stage_of(n) for n in names), key=model.stage_names.index))
@@ -118,7 +127,7 @@ def curve_map(model, images: Tensor, families: str | Sequence[str] | None = None
                 sel = a[:, list(f.units)] / scale.view(-1, 1, 1, 1)
                 obj = obj + sel.clamp(min=0).pow(power).sum((1, 2, 3)) / (len(f.units) * sel[0, 0].numel())
             (g,) = torch.autograd.grad(obj.sum(), x)
-        base = img.mean((2, 3), keepdim=True)
+        base = img.mean((2, 3), keepdim=True) if baseline is None else baseline[8 * i:8 * i + len(img)]
         m = (g * (img - base)).sum(1).clamp(min=0)
         out.append(m.detach())
     m = torch.cat(out)

@@ -89,21 +89,36 @@ def _draw_splines(ax, ctrl: np.ndarray, colour="red", label_first: str | None = 
             ax.plot(c[:, 0], c[:, 1], "o--", color=colour, ms=3, lw=0.6, alpha=0.7)
 
 
-def plot_trace(image, cmap: np.ndarray, ctrl: np.ndarray, path: str | Path, title: str) -> None:
-    """The image with the fitted splines (and their control polygons), beside the map they fit."""
-    fig, ax = plt.subplots(1, 2, figsize=(11, 5.2), constrained_layout=True)
-    ax[0].imshow(_img(image))
-    _draw_splines(ax[0], ctrl, label_first="fitted cubic Bézier", points=True)
+def plot_trace(image, cmap: np.ndarray, ctrl: np.ndarray, path: str | Path, title: str,
+               map_index: np.ndarray | None = None) -> None:
+    """The image with the fitted splines (control points as dots), beside the first curve map; with
+    ``map_index`` (:func:`~.splines.trace_image`) each spline is coloured by the map that found it."""
+    fig, ax = plt.subplots(1, 2, figsize=(11, 5.0), constrained_layout=True)
+    idx = np.zeros(len(ctrl), int) if map_index is None else np.asarray(map_index, int)
+    palette = plt.get_cmap("tab10")
     h, w = cmap.shape
-    ax[0].set_xlim(-0.5, w - 0.5)
-    ax[0].set_ylim(h - 0.5, -0.5)
-    _px(ax[0], title)
+    ax[0].imshow(_img(image))
+    cap = float(np.quantile(cmap, MAP_CAP_QUANTILE)) or 1.0
+    im = ax[1].imshow(cmap, cmap="gray", vmin=0, vmax=cap)
+    handles = []
+    for r in sorted(set(idx.tolist())):
+        colour = palette(r % 10) if map_index is not None else (1.0, 0.1, 0.1)
+        for a, pts in ((ax[0], True), (ax[1], False)):
+            _draw_splines(a, ctrl[idx == r], colour=colour, points=pts)
+        label = ("fitted cubic Bézier" if map_index is None
+                 else f"found on map {r + 1}" + (" (the image's own)" if r == 0 else " (traced strokes painted over)"))
+        handles.append(Line2D([], [], color=colour, lw=2, label=f"{label}: {int((idx == r).sum())}"))
     if len(ctrl):
-        ax[0].legend(loc="upper right", fontsize=8)
-    im = ax[1].imshow(cmap, cmap="magma", vmin=0, vmax=float(np.quantile(cmap, 0.995)) or 1.0)
-    _draw_splines(ax[1], ctrl, colour="cyan", label_first="fitted cubic Bézier")
-    fig.colorbar(im, ax=ax[1], shrink=0.8, label="map value (fitted)")
-    _px(ax[1], "map the splines maximise")
+        handles.append(Line2D([], [], ls="--", marker="o", ms=3, lw=0.6, color="0.4", label="control points"))
+    for a in ax:
+        a.set_xlim(-0.5, w - 0.5)
+        a.set_ylim(h - 0.5, -0.5)
+    _px(ax[0], title)
+    fig.colorbar(im, ax=ax[1], shrink=0.8, extend="max",
+                 label=f"grad × (input − mean) ≥ 0, capped at the {100 * MAP_CAP_QUANTILE:g}th percentile")
+    _px(ax[1], "the image's curve map (map 1)")
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

@@ -104,8 +104,12 @@ def add_trace(subparsers) -> None:
     _common(p)
     p.add_argument("--splines", type=number(int, 1, 1000), default=24,
                    help="most splines kept (default 24)")
-    p.add_argument("--rounds", type=number(int, 1, 100), default=3,
-                   help="seeding rounds of 12 peaks, each on what the splines kept so far leave unexplained (default 3)")
+    p.add_argument("--explain-rounds", type=number(int, 1, 100), default=4,
+                   help="curve maps computed: after each, the traced curves are painted over with the image's mean "
+                   "colour so weaker curves get their own attribution (default 4)")
+    p.add_argument("--rounds", type=number(int, 1, 100), default=2,
+                   help="seeding rounds of 12 peaks per map, each on what the splines kept so far leave unexplained "
+                   "(default 2)")
     p.add_argument("--steps", type=number(int, 1, 100_000), default=200, help="optimiser steps (default 200)")
     p.add_argument("--tau", type=number(float, 0.0, 1.0), default=0.15,
                    help="map level (fraction of its 99.5th percentile) below which a spline shrinks (default 0.15)")
@@ -118,7 +122,8 @@ def _cmd_trace(args) -> int:
     from studies.applications.commands import run_trace
 
     r = run_trace(_model(args), args.image, args.out, args.families, args.splines, args.steps, args.tau,
-                  args.max_side, args.overwrite, rounds=args.rounds)
+                  args.max_side, args.overwrite, rounds=args.rounds,
+                  explain_rounds=args.explain_rounds)
     print(f"{r['splines']} splines in {r['seconds']:.2f} s; wrote {args.out}")
     return 0
 
@@ -162,9 +167,9 @@ def add_bench_curves(subparsers) -> None:
                    help="exponent of the activations in the curve map's objective, 0.5–16 (default 4)")
     p.add_argument("--n-tune", type=COUNT, default=24, help="tuning scenes (default 24)")
     p.add_argument("--n-test", type=COUNT, default=48, help="test scenes (default 48)")
-    p.add_argument("--n-trace", type=COUNT, default=24, help="test scenes with occluders for spline tracing (default 24)")
-    p.add_argument("--n-trace-tune", type=number(int, 0, 10_000), default=48,
-                   help="tracing's tuning scenes, reported beside the test split (default 48; 0 skips them)")
+    p.add_argument("--n-trace", type=COUNT, default=48, help="test scenes with occluders for spline tracing (default 48)")
+    p.add_argument("--n-trace-tune", type=number(int, 0, 10_000), default=96,
+                   help="tracing's tuning scenes, reported beside the test split (default 96; 0 skips them)")
     p.add_argument("--size", type=number(int, 64, 1024, " px"), default=128, help="scene side, px (default 128)")
     add_seed_arg(p, "the synthetic scenes (tuning, test and tracing splits)")
     p.add_argument("--tol", type=number(float, 0.0, 100.0, " px"), default=2.0, help="match tolerance, px (default 2)")

@@ -69,3 +69,29 @@ def test_cli_curves_and_trace_write_their_files(caffe_model, images_dir, tmp_pat
     assert svg.startswith("<svg") and svg.count("<path") >= 1
     assert main(["curves", img, "--out", str(tmp_path / "c")]) == 2  # exists, no --overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_explaining_away_traces_the_weak_small_arc_one_map_misses(caffe_model):
+    """Tracing scene 30000 + 2 (benchmark tuning split): an arc of radius 43 px takes the attribution,
+    so on the image's one curve map the arc of radius 10 px gets none and no spline comes near it;
+    painting the traced strokes over and recomputing the map (trace_image) traces both."""
+    from studies.applications.bench_curves import match_curve
+    from studies.applications.scenes import make_scene
+    from studies.applications.splines import band, bezier_np, trace, trace_image
+
+    s = make_scene(30002, 128, 0, occluders=2)
+    assert [round(x["radius"]) for x in s.meta if x["kind"] == "curve"] == [10, 43]
+    one = [bezier_np(c) for c in trace(curve_map(caffe_model, s.image)[0].numpy()).ctrl]
+    assert match_curve(one, s.arcs[0])[0] > 10 and match_curve(one, s.arcs[1])[0] < 1
+    res, first = trace_image(caffe_model, s.image)
+    torch.testing.assert_close(torch.from_numpy(first), curve_map(caffe_model, s.image)[0], rtol=0, atol=0)
+    polys = [bezier_np(c) for c in res.ctrl]
+    assert match_curve(polys, s.arcs[0])[0] < 2 and match_curve(polys, s.arcs[1])[0] < 1
+    assert len(res.ctrl) == len(res.score) == len(res.length) <= 24 and res.seconds > 0
+    # what the second map saw: the first round's splines painted with the mean colour
+    first_round = list(trace(first, rounds=2).ctrl)
+    mask = torch.from_numpy(band(np.array(first_round), (128, 128), 6.0))
+    base = s.image.mean((1, 2), keepdim=True)
+    painted = s.image * (1 - mask) + base * mask
+    second = curve_map(caffe_model, painted, baseline=base.view(3))[0]
+    assert float(second[mask == 1].abs().max()) == 0.0  # painted pixels carry no attribution

@@ -156,3 +156,119 @@ def test_match_curve_reports_partial_coverage():
     assert 0.5 <= cov <= 0.5 + 2 * 2.0 / (20.0 * np.pi)  # but it covers only half the arc (+ tol at its end)
     assert match_curve([], arc) == (float("inf"), 0.0, 0)
     assert on_curve([half, half + [40.0, 0.0]], [arc]) == pytest.approx(0.5, abs=0.02)
+
+
+def test_band_agrees_with_render_to_the_rasterisation_error():
+    """band() = clamp(w/2 + 0.5 − d) with d the distance to the rounded sample pixels: within
+    √0.5 px (rounding) + 0.125 px (samples every ≤ 0.25 px) of render()'s exact polyline distance."""
+    from studies.applications.splines import band
+
+    for width in (2.0, 6.0, 8.0):
+        b = band(CTRL.numpy(), (64, 64), width)
+        exact = render(CTRL, 64, width=width, samples=512).amax(0).numpy()
+        assert b.shape == (64, 64) and b.dtype == np.float32
+        assert np.abs(b - exact).max() <= math.sqrt(0.5) + 0.125 + 0.01
+        d = _analytic_distance(64).min(0)
+        assert (b[d <= 0.5] == 1).all()  # on the curve: fully inside the band
+        assert (b[d >= width / 2 + 0.5 + 0.85] == 0).all()  # beyond the band + the rasterisation error: outside
+
+
+def test_band_of_no_spline_or_a_spline_outside_the_image_is_empty():
+    from studies.applications.splines import band
+
+    assert not band(np.zeros((0, 4, 2)), (20, 30), 6.0).any()
+    outside = np.array([[[-50.0, -50.0], [-40.0, -45.0], [-30.0, -45.0], [-20.0, -50.0]]])
+    assert not band(outside, (20, 30), 6.0).any()
+    assert band(np.zeros((0, 4, 2)), (20, 30), 6.0).shape == (20, 30)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(explain_rounds=0), "explain_rounds"), (dict(n_splines=0), "n_splines"), (dict(rounds=0), "rounds"),
+    (dict(mask_px=0.0), "mask_px"), (dict(mask_px=float("nan")), "mask_px"),
+])
+def test_trace_image_rejects_bad_settings_before_any_compute(kwargs, match):
+    from studies.applications.splines import trace_image
+
+    with pytest.raises(ValueError, match=match):
+        trace_image(None, torch.zeros(3, 40, 40), **kwargs)  # no model needed: the check comes first
+
+
+def test_trace_image_names_unknown_options_and_bad_images():
+    from studies.applications.splines import trace_image
+
+    with pytest.raises(TypeError, match=r"unknown trace option\(s\) \['kapa'\]; valid: .*'kappa'"):
+        trace_image(None, torch.zeros(3, 40, 40), kapa=0.1)
+    with pytest.raises(ValueError, match=r"image must be \(3, H, W\) RGB in \[0, 1\]; got \(1, 3, 40, 40\)"):
+        trace_image(None, torch.zeros(1, 3, 40, 40))
+
+
+def test_curve_map_baseline_shape_is_checked_before_any_compute():
+    from studies.applications.extraction import curve_map
+
+    with pytest.raises(ValueError, match=r"baseline must be \(3,\) or \(2, 3\) colours; got \(4,\)"):
+        curve_map(None, torch.zeros(2, 3, 40, 40), baseline=torch.zeros(4))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tau=float("nan")), "tau must be finite"), (dict(kappa=-0.1), r"kappa must be finite and ≥ 0"),
+    (dict(lr=0.0), r"lr must be finite and > 0"), (dict(steps=0), r"steps must be an integer ≥ 1"),
+    (dict(min_sep=float("nan")), r"min_sep must be finite and > 0 px"), (dict(novelty=2), r"novelty must be in \[0, 1\]"),
+    (dict(seed_length=float("inf")), r"seed_length must be finite and > 0 px"), (dict(mu=float("inf")), "mu must be finite"),
+])
+def test_trace_settings_are_checked_by_name(kwargs, match):
+    m = np.zeros((32, 32), np.float32)
+    with pytest.raises(ValueError, match=match):
+        trace(m, **kwargs)
+    from studies.applications.splines import trace_image
+
+    with pytest.raises(ValueError, match=match):  # passed through trace_image: checked before the model is used
+        trace_image(None, torch.zeros(3, 40, 40), **kwargs)
+
+
+def test_trace_rejects_a_map_with_nan_or_inf():
+    m = np.zeros((32, 32), np.float32)
+    m[3, 4] = np.nan
+    with pytest.raises(ValueError, match="cmap has NaN or infinite values"):
+        trace(m)
+
+
+def test_trace_image_returns_no_spline_for_a_flat_image_without_computing_a_map():
+    from studies.applications.splines import FLAT, trace_image
+
+    from circuits.spec import get_spec
+
+    # a spec, not a model: the families are checked, then the flat image returns before any map
+    res, m = trace_image(get_spec("inceptionv1_caffe"), torch.full((3, 40, 48), 0.3))
+    assert res.ctrl.shape == (0, 4, 2) and len(res.map_index) == 0 and m.shape == (40, 48) and not m.any()
+    assert FLAT == 0.5 / 255
+    with pytest.raises(ValueError, match=r"avoid mask \(10, 10\) must have the image's shape \(40, 40\)"):
+        trace_image(None, torch.zeros(3, 40, 40), avoid=np.zeros((10, 10)))
+    with pytest.raises(ValueError, match="explain_rounds, n_splines and rounds must be integers"):
+        trace_image(None, torch.zeros(3, 40, 40), explain_rounds=2.5)
+    with pytest.raises(ValueError, match="mask_px"):
+        trace_image(None, torch.zeros(3, 40, 40), mask_px=float("inf"))
+
+
+def test_curve_map_baseline_values_are_checked():
+    from studies.applications.extraction import curve_map
+
+    for bad in ([float("nan"), 0.5, 0.5], [128.0, 128.0, 128.0], [-5.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match=r"baseline colours must lie in \[0, 1\]"):
+            curve_map(None, torch.zeros(1, 3, 40, 40), baseline=torch.tensor(bad))
+
+
+def test_cli_trace_defaults_are_the_benchmarked_ones():
+    import argparse
+    import inspect
+
+    from studies.applications.commands import run_trace
+    from studies.applications.splines import trace_image
+    from studies.cli.applications import add_trace
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_trace(sub)
+    args = sub.choices["trace"].parse_args(["x.png", "--out", "o"])
+    sig, api = inspect.signature(run_trace).parameters, inspect.signature(trace_image).parameters
+    assert (args.explain_rounds, args.rounds) == (4, 2)
+    assert (sig["explain_rounds"].default, sig["rounds"].default) == (4, 2)
+    assert (api["explain_rounds"].default, api["rounds"].default, api["mask_px"].default) == (4, 2, 6.0)
