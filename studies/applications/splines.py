@@ -374,7 +374,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     Args:
         model: :class:`~circuits.model.InceptionV1` (any checkpoint, edited models too).
         image: ``(3, H, W)`` RGB in [0, 1], ≥ 32 px. families, power: of the curve map.
-        explain_rounds: maps computed (≥ 1; 1 = :func:`trace` on the image's curve map).
+        explain_rounds: maps computed (≥ 1; 1: :func:`trace` with ``rounds`` on the image's own curve map).
         mask_px: width (px, > 0) of the band painted over each kept spline.
         n_splines: most splines kept in all (≥ 1). rounds: :func:`trace`'s residual rounds per map.
         options: further keyword arguments of :func:`trace` (``tau``, ``kappa``, ``steps``, ``lr``,
