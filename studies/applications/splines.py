@@ -346,14 +346,24 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
 
     The curve map's objective raises the families' activations to the 4th power, so its gradient
     at a curve grows with the cube of the curve's activation: the strongest curve takes most of the
-    attribution and a curve half as strong gets about an eighth, below the tracer's level τ. So the
-    image is traced in ``explain_rounds``: each round computes the curve map
-    (:func:`~.extraction.curve_map`), fits splines to it (:func:`trace` with ``rounds``), and then
-    paints the pixels within ``mask_px / 2`` px of every spline kept so far with the image's mean
-    colour (the first map's baseline; every round's map keeps it, so painted pixels carry no
-    attribution) before the next round's map is computed; weaker curves then get their own attribution. A round's spline is kept when at
-    least half of its points lie farther than ``min_sep / 3`` px (``min_sep`` as in :func:`trace`,
-    default 8) from the splines kept in earlier rounds.
+    attribution and a curve half as strong gets about an eighth, below the tracer's level τ (a
+    fraction of the map's 99.5th percentile). So the image is traced in ``explain_rounds``: each
+    round computes the curve map (:func:`~.extraction.curve_map`), fits splines to it
+    (:func:`trace` with ``rounds``), and then paints the pixels within ``mask_px / 2`` px of every
+    spline kept so far with the image's mean colour (the first map's baseline; every round's map
+    keeps it, so painted pixels carry no attribution) before the next map is computed and
+    normalised by its own 99.5th percentile: with the strongest curves gone, weaker ones reach τ.
+    A spline is kept when at least a share ``novelty`` (default 0.5) of its points lie farther than
+    ``min_sep / 3`` px (``min_sep`` as in :func:`trace`, default 8) from every spline kept so far
+    (this round's included).
+
+    The cost: more splines per image, and more of them off the curves. The painted band's own
+    edges (mean colour against the background) and whatever faint ridge remains are raised to full
+    scale by the per-map normalisation, so later maps add arcs parallel to traced curves (4–15 px
+    away) and strokes on texture and background: a 3-px ring on grey gives 20 splines with 4 maps,
+    6 of them on the ring, against 6 with one map. ``explain_rounds=1`` gives fewer, more precise
+    splines. (A known limitation; filling the band with the local background colour and keeping
+    later maps on the first map's scale are the next steps.)
 
     Chosen on the benchmark's tracing tuning split (scenes 30000–30095, 144 curves; never the test
     split; :mod:`.bench_curves`), the share of curves with a spline within 2 px: one map
@@ -364,7 +374,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     Args:
         model: :class:`~circuits.model.InceptionV1` (any checkpoint, edited models too).
         image: ``(3, H, W)`` RGB in [0, 1], ≥ 32 px. families, power: of the curve map.
-        explain_rounds: maps computed (≥ 1; 1 = :func:`trace` on the image's curve map).
+        explain_rounds: maps computed (≥ 1; 1: :func:`trace` with ``rounds`` on the image's own curve map).
         mask_px: width (px, > 0) of the band painted over each kept spline.
         n_splines: most splines kept in all (≥ 1). rounds: :func:`trace`'s residual rounds per map.
         options: further keyword arguments of :func:`trace` (``tau``, ``kappa``, ``steps``, ``lr``,
