@@ -283,3 +283,10 @@ def test_branch_sources_before_layer_sources_and_family_key_sources():
     assert [c[0][2] for c in PrunePathway(src="mixed3a_3x3:2,3a:1,mixed3a_1x1:3", dst="3b:5").claims(SPEC)] == [66, 1, 3]
     curves = load_catalog(SPEC)["mixed3a/curves"].units
     assert [c[0][2] for c in PrunePathway(src="mixed3a/curves", dst="3b:5").claims(SPEC)] == list(curves)
+
+
+def test_the_note_names_every_non_zero_factor_and_no_zero_one():
+    m = InceptionV1(SPEC)
+    notes = {f: Scale(src="3a:0", dst="3b:5", factor=f).compile(m)[0].note for f in (1, 0, 2.5, -1e6)}
+    assert notes == {1: "mixed3b:5: Scale all ×1", 0: "mixed3b:5: Scale all", 2.5: "mixed3b:5: Scale all ×2.5",
+                     -1e6: "mixed3b:5: Scale all ×-1e+06"}
