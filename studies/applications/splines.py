@@ -254,6 +254,21 @@ def _novelty(poly: np.ndarray, kept: list[np.ndarray], radius: float) -> float:
     return float((d > radius).double().mean())
 
 
+def _map_and_mask(cmap, avoid) -> tuple[Tensor, Tensor | None]:
+    """:func:`trace`'s map and optional avoid mask as float32 tensors, checked (its Raises)."""
+    m = torch.as_tensor(np.asarray(cmap, dtype=np.float32))
+    if m.dim() != 2:
+        raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
+    if not torch.isfinite(m).all():
+        raise ValueError("cmap has NaN or infinite values")
+    av = None
+    if avoid is not None:
+        av = torch.as_tensor(np.asarray(avoid, dtype=np.float32))
+        if av.shape != m.shape:
+            raise ValueError(f"avoid mask {tuple(av.shape)} must have the map's shape {tuple(m.shape)}")
+    return m, av
+
+
 def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kappa: float = 0.02,
           steps: int = 200, lr: float = 0.6, seed_length: float = 12.0, avoid: Tensor | np.ndarray | None = None,
           mu: float = 1.0, min_sep: float = 8.0, rounds: int = 3, seeds: int = 12,
@@ -301,19 +316,10 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
     t0 = time.perf_counter()
     _check_settings(tau=tau, kappa=kappa, mu=mu, lr=lr, seed_length=seed_length, min_sep=min_sep,
                     novelty=novelty, steps=steps)
-    m = torch.as_tensor(np.asarray(cmap, dtype=np.float32))
-    if m.dim() != 2:
-        raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
+    m, av = _map_and_mask(cmap, avoid)
     if n_splines < 1 or rounds < 1 or seeds < 1 or not len(curvatures):
         raise ValueError(f"n_splines, seeds and rounds must be ≥ 1 and curvatures non-empty; got {n_splines}, "
                          f"{seeds}, {rounds}, {curvatures}")
-    av = None
-    if avoid is not None:
-        av = torch.as_tensor(np.asarray(avoid, dtype=np.float32))
-        if av.shape != m.shape:
-            raise ValueError(f"avoid mask {tuple(av.shape)} must have the map's shape {tuple(m.shape)}")
-    if not torch.isfinite(m).all():
-        raise ValueError("cmap has NaN or infinite values")
     m = m.clamp(min=0)
     m = m / m.flatten().quantile(0.995).clamp(min=1e-12)
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
@@ -339,6 +345,29 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
                        time.perf_counter() - t0)
 
 
+def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options) -> None:
+    """:func:`trace_image`'s arguments (its Raises), before any compute."""
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (explain_rounds, n_splines, rounds)):
+        raise ValueError(f"explain_rounds, n_splines and rounds must be integers; got {explain_rounds!r}, "
+                         f"{n_splines!r}, {rounds!r}")
+    if explain_rounds < 1 or n_splines < 1 or rounds < 1:
+        raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
+                         f"{rounds}")
+    if not (isinstance(mask_px, (int, float)) and 0 < mask_px < float("inf")):
+        raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
+    unknown = set(options) - _TRACE_OPTIONS
+    if unknown:
+        raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
+    _check_settings(**{k: v for k, v in options.items() if k in ("tau", "kappa", "mu", "lr", "seed_length", "min_sep",
+                                                                  "novelty", "steps")})
+    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
+                         f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
+    if options.get("avoid") is not None and tuple(np.shape(options["avoid"])) != tuple(image.shape[1:]):
+        raise ValueError(f"avoid mask {tuple(np.shape(options['avoid']))} must have the image's shape "
+                         f"{tuple(image.shape[1:])}")
+
+
 def trace_image(model, image: Tensor, families: str | Sequence[str] | None = None, power: float = 4.0,
                 explain_rounds: int = 4, mask_px: float = 6.0, n_splines: int = 24, rounds: int = 2,
                 **options) -> tuple[TraceResult, np.ndarray]:
@@ -361,15 +390,12 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     edges (mean colour against the background) and whatever faint ridge remains are raised to full
     scale by the per-map normalisation, so later maps add arcs parallel to traced curves (4–15 px
     away) and strokes on texture and background: a 3-px ring on grey gives 20 splines with 4 maps,
-    6 of them on the ring, against 6 with one map. ``explain_rounds=1`` gives fewer, more precise
-    splines. (A known limitation; filling the band with the local background colour and keeping
-    later maps on the first map's scale are the next steps.)
+    6 of them on the ring, against 6 with one map; ``explain_rounds=1`` gives fewer, more precise
+    splines (known limitation: fill with the local colour, keep the first map's scale, next).
 
-    Chosen on the benchmark's tracing tuning split (scenes 30000–30095, 144 curves; never the test
-    split; :mod:`.bench_curves`), the share of curves with a spline within 2 px: one map
-    (:func:`trace` with its 3 residual rounds) 81 %; with a 6-px mask and 1 residual round per map,
-    3 maps 89 %, 4 maps 90 %; 4 maps × 2 residual rounds 95 % (the default; about twice the time of
-    3 × 1); a 10-px mask (3 × 1) 85 %.
+    Chosen on the tracing tuning split (scenes 30000–30095, 144 curves; :mod:`.bench_curves`), curves
+    with a spline within 2 px: one map 81 %; 6-px mask, maps × residual rounds 3 × 1 89 %, 4 × 1 90 %,
+    4 × 2 95 % (the default, ≈ 2× the time of 3 × 1); 10-px mask (3 × 1) 85 %.
 
     Args:
         model: :class:`~circuits.model.InceptionV1` (any checkpoint, edited models too).
@@ -395,31 +421,12 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     from .extraction import curve_families, curve_map
 
     t0 = time.perf_counter()
-    if explain_rounds < 1 or n_splines < 1 or rounds < 1:
-        raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
-                         f"{rounds}")
-    if not (isinstance(mask_px, (int, float)) and 0 < mask_px < float("inf")):
-        raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in (explain_rounds, n_splines, rounds)):
-        raise ValueError(f"explain_rounds, n_splines and rounds must be integers; got {explain_rounds!r}, "
-                         f"{n_splines!r}, {rounds!r}")
-    unknown = set(options) - _TRACE_OPTIONS
-    if unknown:
-        raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
-    _check_settings(**{k: v for k, v in options.items() if k in ("tau", "kappa", "mu", "lr", "seed_length", "min_sep",
-                                                                  "novelty", "steps")})
-    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
-                         f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
-    if options.get("avoid") is not None and tuple(np.shape(options["avoid"])) != tuple(image.shape[1:]):
-        raise ValueError(f"avoid mask {tuple(np.shape(options['avoid']))} must have the image's shape "
-                         f"{tuple(image.shape[1:])}")
+    _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options)
     curve_families(model, families)  # unknown family: KeyError before any compute
     radius = options.get("min_sep", 8.0) / 3
     img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
     if float((img - base).abs().max()) < FLAT:  # no contrast, no curve: the map would be rounding noise
-        return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), time.perf_counter() - t0,
-                           np.zeros(0, int)), np.zeros(tuple(image.shape[1:]), np.float32)
+        return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), 0.0, np.zeros(0, int)), np.zeros(img.shape[1:])
     ctrl, polys, score, length, found_by, first = [], [], [], [], [], None
     for r in range(explain_rounds):
         m = curve_map(model, img, families, power, baseline=base.view(3))[0].cpu().numpy()
@@ -439,8 +446,8 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
             break
         mask = torch.from_numpy(band(np.array(ctrl), tuple(m.shape), mask_px)).to(img.device)
         img = img * (1 - mask) + base * mask
-    return (TraceResult(np.array(ctrl).reshape(-1, 4, 2), np.array(score), np.array(length),
-                        time.perf_counter() - t0, np.array(found_by, dtype=int)), first)
+    return TraceResult(np.array(ctrl).reshape(-1, 4, 2), np.array(score), np.array(length), time.perf_counter() - t0,
+                       np.array(found_by, dtype=int)), first
 
 
 #: an image whose pixels all lie within this of its mean colour (half an 8-bit grey level) is flat:

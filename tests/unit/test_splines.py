@@ -233,9 +233,8 @@ def test_trace_rejects_a_map_with_nan_or_inf():
 
 
 def test_trace_image_returns_no_spline_for_a_flat_image_without_computing_a_map():
-    from studies.applications.splines import FLAT, trace_image
-
     from circuits.spec import get_spec
+    from studies.applications.splines import FLAT, trace_image
 
     # a spec, not a model: the families are checked, then the flat image returns before any map
     res, m = trace_image(get_spec("inceptionv1_caffe"), torch.full((3, 40, 48), 0.3))
