@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from random_models import random_inception
 
 from circuits.catalog import load_catalog
 from circuits.model import InceptionV1
@@ -22,12 +23,7 @@ UNITS_3B = [5, 200, 379, 450]
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = InceptionV1(SPEC)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0.0, 0.1)
-    return m.eval()
+    return random_inception(SPEC)
 
 
 def _images(n: int, size: int = 32, seed: int = 1) -> torch.Tensor:

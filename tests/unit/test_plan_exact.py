@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from random_models import random_inception
 
 from circuits.model import InceptionV1
 from circuits.spec import get_spec
@@ -30,12 +31,7 @@ CHOICES = sorted(EDIT_TYPES)
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = InceptionV1(SPEC)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0.0, 0.1)
-    return m.eval()
+    return random_inception(SPEC)
 
 
 def _msg(fn, kind=EditError) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from random_models import random_inception
 
 from circuits.catalog import load_catalog
 from circuits.model import InceptionV1
@@ -30,12 +31,7 @@ F32_MAX = float(torch.finfo(torch.float32).max)
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = InceptionV1(SPEC)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0.0, 0.1)
-    return m.eval().double()
+    return random_inception(SPEC).double()
 
 
 def _k(*shape, seed=0) -> torch.Tensor:
