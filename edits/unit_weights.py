@@ -43,7 +43,10 @@ READS: tuple[str, ...] = ("conv", "input")
 
 
 def _nested(value: Any, field: str, edit: Edit) -> tuple[Tensor, Any]:
-    """``(float64 tensor, nested tuples)`` of an array-like; EditError on ragged or non-finite input."""
+    """``(float64 tensor, nested tuples)`` of an array-like; EditError on ragged, complex or non-finite input."""
+    dtype = getattr(value, "dtype", None)  # a torch or numpy dtype; complex would lose its imaginary part silently
+    if dtype is not None and (dtype.is_complex if isinstance(dtype, torch.dtype) else str(dtype).startswith("complex")):
+        raise edit.error(f"complex values ({dtype}) cannot be weights", field=field)
     try:
         t = value.detach().to("cpu", torch.float64) if isinstance(value, Tensor) else torch.as_tensor(
             value, dtype=torch.float64)
@@ -82,7 +85,7 @@ def _row_plan(u: Unit, spec: ModelSpec, reads: str) -> tuple[str | None, str, in
     block, conv, ch = conv_target(u, spec)
     k = CONV_KERNEL[conv]
     if reads == "input" and conv in BOTTLENECK_BRANCHES:
-        cin = _conv_in(spec, block, "1x1")
+        cin = spec.layer_width(input_layer(block))
         return block, conv, ch, [(cin, k, k), (cin + 1, k, k)]
     if reads == "input" and conv == "pool_reduce":
         raise ValueError(f"{u} reads the 3x3 max-pool of the block input; reads='input' is not supported there")
@@ -124,7 +127,7 @@ class _UnitWeightsEdit(Edit):
                 src = f"the input of {block}" if (self.reads == "input" and block) else f"{what}'s input"
                 raise self.error(
                     f"{u}: expected a kernel of shape {_describe_shapes(shapes)} ({src}, {shapes[0][0]} channels, "
-                    f"{shapes[0][1]}x{shapes[0][2]}), got {tuple(kernel.shape)}", field=self._kernel_field())
+                    f"{'x'.join(map(str, shapes[0][1:]))}), got {tuple(kernel.shape)}", field=self._kernel_field())
             out.append((u, block, conv, ch, kernel, bias))
         return out
 
@@ -345,8 +348,8 @@ class ReplaceUnits(_UnitWeightsEdit):
             block, conv, ch, shapes = _row_plan(u, spec, reads)
             if block is not None and reads == "input" and conv in BOTTLENECK_BRANCHES:
                 w, b = linear_kernel(model, block, conv, [ch])
-                kernels.append(w[0])
-                biases.append(float(b[0]))
+                kernels.append(w[0].detach())
+                biases.append(float(b[0].detach()))
                 continue
             c = model.conv_unit(hook_name(block, conv) if block else conv).conv
             row = c.weight.detach()[ch].double()

@@ -83,6 +83,16 @@ def test_kernels_are_stored_as_exact_nested_float_tuples():
     assert READS == ("conv", "input")
 
 
+def test_bool_and_integer_tensors_are_read_as_float64_values():
+    """Every tensor is cast to float64 before it is checked (``abs`` is not defined on bool tensors)."""
+    e = SetWeights("3b:5", torch.tensor([[[True, False]]]))
+    assert e.kernel == (((1.0, 0.0),),) and all(type(v) is float for v in e.kernel[0][0])
+    assert SetWeights("3b:5", torch.tensor([[[3, -2]]], dtype=torch.int8)).kernel == (((3.0, -2.0),),)
+    r = ReplaceUnits(["3b:5"], torch.ones(1, 1, 1, 2, dtype=torch.bool), biases=torch.tensor([True]))
+    assert r.weights == ((((1.0, 1.0),),),) and r.biases == (1.0,)
+    assert ReplaceUnits(["3b:5"], [torch.zeros(1, 1, 1, dtype=torch.bool)]).weights == ((((0.0,),),),)
+
+
 def test_to_dict_writes_lists_and_round_trips():
     e = SetWeights(["3b:5", "3b:6"], [[[1.0, 2.0]], [[3.0, 4.0]]], bias=-1.0, reads="input")
     assert e.to_dict() == {"type": "SetWeights", "dst": ["mixed3b:5", "mixed3b:6"],
@@ -108,6 +118,10 @@ def test_to_dict_writes_lists_and_round_trips():
      "field 'reads': 'inputs' is not a valid choice; valid choices: ['conv', 'input']"),
     ({"kernel": [[[1.0]]], "reads": 1}, "field 'reads': 1 is not a valid choice; valid choices: ['conv', 'input']"),
     ({"kernel": [[[1.0]]], "dst": []}, "field 'dst': names no unit; give at least one, e.g. '3b:379'"),
+    # complex input: torch and numpy would drop the imaginary part with only a warning
+    ({"kernel": torch.ones(1, 1, 1, dtype=torch.complex64)},
+     "field 'kernel': complex values (torch.complex64) cannot be weights"),
+    ({"kernel": np.ones((1, 1, 1), dtype=np.complex128)}, "field 'kernel': complex values (complex128) cannot be weights"),
 ])
 def test_set_weights_rejections(kwargs, message):
     kwargs = {"dst": "3b:5", **kwargs}
@@ -414,6 +428,7 @@ def test_from_model_with_reads_input_is_the_linear_kernel(model):
     assert r.biases[2] == c1.bias[5].item() and r.reads == "input"
 
 
+@pytest.mark.filterwarnings("error")  # no requires-grad warning from the linear kernel's bias
 def test_from_model_of_a_linearised_unit(model):
     lin, _ = EditPlan([Linearize("3b_5x5", ["mixed3b_5x5:10"])]).apply(model)
     with pytest.raises(ValueError) as e:
