@@ -273,7 +273,7 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
           steps: int = 200, lr: float = 0.6, seed_length: float = 12.0, avoid: Tensor | np.ndarray | None = None,
           mu: float = 1.0, min_sep: float = 8.0, rounds: int = 3, seeds: int = 12,
           curvatures: Sequence[float] = (0.0, 0.05, -0.05, 0.1, -0.1), novelty: float = 0.5,
-          min_length: float = 2.0) -> TraceResult:
+          min_length: float = 2.0, scale: float | None = None) -> TraceResult:
     """Fit cubic Béziers to the ridges of ``cmap`` (module docstring).
 
     The splines are fitted in ``rounds``. Each round seeds the ``seeds`` strongest peaks (≥ ``tau``,
@@ -321,7 +321,7 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
         raise ValueError(f"n_splines, seeds and rounds must be ≥ 1 and curvatures non-empty; got {n_splines}, "
                          f"{seeds}, {rounds}, {curvatures}")
     m = m.clamp(min=0)
-    m = m / m.flatten().quantile(0.995).clamp(min=1e-12)
+    m = m / (m.flatten().quantile(0.995).clamp(min=1e-12) if scale is None else scale)
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
     residual = coarse.numpy().copy()
     keep_c, keep_p, keep_s, keep_l = [], [], [], []  # kept control points, polylines, scores, lengths
