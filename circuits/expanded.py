@@ -125,8 +125,7 @@ def _ops(model: InceptionV1, src: str, dst: str, rows: list[int] | None, dtype) 
     ]
     dst_layer = dst if dst in EXPANDABLE else split_conv_activation(dst)[0]
     names = [n for _, n in chain]
-    i0 = names.index({"conv2d0": "maxpool0", "conv2d1": "conv2d2", "conv2d2": "maxpool1"}.get(src, None)
-                     or names[names.index(src) + 1])
+    i0 = 0 if src == "conv2d0" else names.index(src) + 1  # the stage after src (conv2d0 is not in the chain)
     i1 = names.index(dst_layer)
     ops = []
     for kind, name in chain[i0:i1 + 1]:

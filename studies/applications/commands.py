@@ -19,7 +19,7 @@ from studies.report.html import write_report
 from studies.report.provenance import run_provenance
 
 from .extraction import binarize, canny, curve_families, curve_map
-from .splines import TraceResult, trace, trace_image
+from .splines import FLOOR, TraceResult, trace, trace_image
 
 _WNID = "n" + "[0-9]" * 8
 
@@ -105,7 +105,7 @@ def svg_document(image: Tensor, result: TraceResult, colour: str = "#ff2020") ->
 
 def run_trace(model, path: str | Path, out: str | Path, families: str | None = None, n_splines: int = 24,
               steps: int = 200, tau: float = 0.15, max_side: int = 512, overwrite: bool = False,
-              rounds: int = 2, explain_rounds: int = 4) -> dict:
+              rounds: int = 2, explain_rounds: int = 4, fill: str = "local", floor: float = FLOOR) -> dict:
     """Fit splines to an image's curve maps (:func:`~.splines.trace_image`) → ``out/trace.png``,
     ``out/splines.svg`` (image + paths), ``out/splines.csv`` (control points, px, x right / y down; score; length)."""
     from studies.report.folder import check_out_dir, report_folder
@@ -118,7 +118,7 @@ def run_trace(model, path: str | Path, out: str | Path, families: str | None = N
                          f"{rounds}, {explain_rounds}")
     image = load_native(path, max_side)
     res, m = trace_image(model, image, families, n_splines=n_splines, steps=steps, tau=tau,
-                         explain_rounds=explain_rounds, rounds=rounds)
+                         explain_rounds=explain_rounds, rounds=rounds, fill=fill, floor=floor)
     rows = [dict(spline=i, **{f"{a}{k}": float(c[k, j]) for k in range(4) for j, a in enumerate("xy")},
                  score=float(s), length_px=float(ln), map=int(r) + 1, svg=d)
             for i, (c, s, ln, r, d) in enumerate(zip(res.ctrl, res.score, res.length, res.map_index,

@@ -239,7 +239,7 @@ def _check_settings(**v) -> None:
                  mu=("finite", lambda x: math.isfinite(x)), lr=("finite and > 0", lambda x: math.isfinite(x) and x > 0),
                  seed_length=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
                  min_sep=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
-                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
+                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), scale=("finite and > 0", lambda x: math.isfinite(x) and x > 0), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
     for k, x in v.items():
         ok = isinstance(x, (int, float)) and not isinstance(x, bool)
         if not ok or not rules[k][1](float(x)):
@@ -302,7 +302,9 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
             px²). steps: Adam steps per round (half at blur σ 2 px, half at 1 px). lr: Adam step (px).
             seed_length (px), min_sep (seed spacing, px), rounds, seeds (peaks per round), curvatures
             (1/px; positive turns left), novelty, min_length: above. avoid, mu: penalty mask ``(H, W)``
-            in [0, 1] and its weight.
+            in [0, 1] and its weight. scale: what the map is divided by before ``tau`` applies
+            (> 0, in the map's units); ``None``: its own 99.5th percentile (:func:`trace_image`
+            passes the first map's, so residue of a later map is not raised to full scale).
 
     Returns:
         :class:`TraceResult` (possibly fewer splines than seeds), best (score × length) first.
@@ -311,11 +313,11 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
         ValueError: ``cmap`` not 2-D or not finite, ``avoid`` of another shape, ``n_splines``,
             ``seeds``, ``rounds`` or ``steps`` < 1, no curvature, a setting out of range (``tau``,
             ``kappa``, ``mu`` finite; ``kappa`` ≥ 0; ``lr``, ``seed_length``, ``min_sep`` > 0;
-            ``novelty`` in [0, 1]).
+            ``novelty`` in [0, 1]; ``scale`` finite and > 0).
     """
     t0 = time.perf_counter()
     _check_settings(tau=tau, kappa=kappa, mu=mu, lr=lr, seed_length=seed_length, min_sep=min_sep,
-                    novelty=novelty, steps=steps)
+                    novelty=novelty, steps=steps, **({} if scale is None else {"scale": scale}))
     m, av = _map_and_mask(cmap, avoid)
     if n_splines < 1 or rounds < 1 or seeds < 1 or not len(curvatures):
         raise ValueError(f"n_splines, seeds and rounds must be ≥ 1 and curvatures non-empty; got {n_splines}, "
@@ -345,8 +347,18 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
                        time.perf_counter() - t0)
 
 
-def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options) -> None:
+#: how :func:`trace_image` paints over traced strokes
+FILLS: tuple[str, ...] = ("local", "mean")
+#: :func:`trace_image`'s default ``floor``: later maps are held to ≥ this share of the first map's scale
+FLOOR = 0.75
+
+
+def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options, fill, floor) -> None:
     """:func:`trace_image`'s arguments (its Raises), before any compute."""
+    if not isinstance(fill, str) or fill not in FILLS:
+        raise ValueError(f"fill must be one of {list(FILLS)}; got {fill!r}")
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < float("inf"):
+        raise ValueError(f"floor must be a finite number ≥ 0; got {floor!r}")
     if any(isinstance(v, bool) or not isinstance(v, int) for v in (explain_rounds, n_splines, rounds)):
         raise ValueError(f"explain_rounds, n_splines and rounds must be integers; got {explain_rounds!r}, "
                          f"{n_splines!r}, {rounds!r}")
@@ -368,9 +380,34 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
                          f"{tuple(image.shape[1:])}")
 
 
+def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) -> Tensor:
+    """The colour each pixel would have without the strokes of ``mask``: normalised convolution
+    (Knutsson & Westin 1993) of the pixels farther than 1 px from the mask, ``G_σ * (x·w) / G_σ * w``
+    with ``w`` = 1 there and 0 on and next to the strokes (their anti-aliased edges), so a stroke on
+    a flat background is filled with exactly that background. Pixels with no such pixel within ≈ 3σ
+    take ``fallback``.
+
+    Args:
+        image: ``(3, H, W)`` RGB. mask: ``(H, W)`` in [0, 1] (> 0 on the strokes). sigma: σ (px).
+        fallback: ``(3, 1, 1)`` colour.
+
+    Returns:
+        ``(3, H, W)`` float32 on ``image``'s device.
+    """
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    w = (distance_transform_edt(np.asarray(mask) <= 0) > 1.0).astype(np.float64)
+    a = image.detach().cpu().double().numpy()
+    den = gaussian_filter(w, sigma, mode="mirror", truncate=3.0)
+    num = np.stack([gaussian_filter(a[c] * w, sigma, mode="mirror", truncate=3.0) for c in range(3)])
+    ok = den > 1e-3
+    fill = np.where(ok, num / np.where(ok, den, 1.0), fallback.detach().cpu().double().numpy().reshape(3, 1, 1))
+    return torch.from_numpy(fill).float().to(image.device)
+
+
 def trace_image(model, image: Tensor, families: str | Sequence[str] | None = None, power: float = 4.0,
                 explain_rounds: int = 4, mask_px: float = 6.0, n_splines: int = 24, rounds: int = 2,
-                **options) -> tuple[TraceResult, np.ndarray]:
+                fill: str = "local", floor: float = FLOOR, **options) -> tuple[TraceResult, np.ndarray]:
     """Trace the curves of an image, explaining away what is already traced.
 
     The curve map's objective raises the families' activations to the 4th power, so its gradient
@@ -421,17 +458,18 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     from .extraction import curve_families, curve_map
 
     t0 = time.perf_counter()
-    _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options)
+    _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options, fill, floor)
     curve_families(model, families)  # unknown family: KeyError before any compute
     radius = options.get("min_sep", 8.0) / 3
     img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
     if float((img - base).abs().max()) < FLAT:  # no contrast, no curve: the map would be rounding noise
         return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), 0.0, np.zeros(0, int)), np.zeros(img.shape[1:])
-    ctrl, polys, score, length, found_by, first = [], [], [], [], [], None
+    ctrl, polys, score, length, found_by, first, q0 = [], [], [], [], [], None, 0.0
     for r in range(explain_rounds):
         m = curve_map(model, img, families, power, baseline=base.view(3))[0].cpu().numpy()
-        first = m if first is None else first
-        res = trace(m, n_splines=n_splines, rounds=rounds, **options)
+        q = max(float(np.quantile(m, 0.995)), 1e-12)
+        first, q0 = (m, q) if first is None else (first, q0)
+        res = trace(m, n_splines=n_splines, rounds=rounds, scale=max(q, floor * q0), **options)
         new = 0
         for c, sc, ln in zip(res.ctrl, res.score, res.length):
             poly = bezier_np(c, 64)
@@ -444,8 +482,10 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
                 new += 1
         if not new or len(ctrl) >= n_splines:
             break
-        mask = torch.from_numpy(band(np.array(ctrl), tuple(m.shape), mask_px)).to(img.device)
-        img = img * (1 - mask) + base * mask
+        mask = band(np.array(ctrl), tuple(m.shape), mask_px)
+        paint = base if fill == "mean" else local_fill(img, mask, mask_px / 3, base)
+        mask = torch.from_numpy(mask).to(img.device)
+        img = img * (1 - mask) + paint * mask
     return TraceResult(np.array(ctrl).reshape(-1, 4, 2), np.array(score), np.array(length), time.perf_counter() - t0,
                        np.array(found_by, dtype=int)), first
 

@@ -105,8 +105,14 @@ def add_trace(subparsers) -> None:
     p.add_argument("--splines", type=number(int, 1, 1000), default=24,
                    help="most splines kept (default 24)")
     p.add_argument("--explain-rounds", type=number(int, 1, 100), default=4,
-                   help="curve maps computed: after each, the traced curves are painted over with the image's mean "
-                   "colour so weaker curves get their own attribution (default 4)")
+                   help="curve maps computed: after each, the traced curves are painted over with the local "
+                   "background colour so weaker curves get their own attribution (default 4)")
+    p.add_argument("--fill", choices=("local", "mean"), default="local",
+                   help="what the traced curves are painted with: the local background (normalised convolution; "
+                   "default) or the image's mean colour (leaves band edges that get traced)")
+    p.add_argument("--floor", type=number(float, 0.0, 1e6), default=0.75,
+                   help="a later map is scaled by max(its 99.5th percentile, FLOOR × the first map's), so faint "
+                   "residue is not raised to full scale (0: each map on its own scale; default 0.75)")
     p.add_argument("--rounds", type=number(int, 1, 100), default=2,
                    help="seeding rounds of 12 peaks per map, each on what the splines kept so far leave unexplained "
                    "(default 2)")
@@ -123,7 +129,7 @@ def _cmd_trace(args) -> int:
 
     r = run_trace(_model(args), args.image, args.out, args.families, args.splines, args.steps, args.tau,
                   args.max_side, args.overwrite, rounds=args.rounds,
-                  explain_rounds=args.explain_rounds)
+                  explain_rounds=args.explain_rounds, fill=args.fill, floor=args.floor)
     print(f"{r['splines']} splines in {r['seconds']:.2f} s; wrote {args.out}")
     return 0
 

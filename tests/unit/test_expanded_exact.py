@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuits.expanded import block_kernel, expand, expanded_weights
+from circuits.expanded import _branch_kernel, _Op, block_kernel, expand, expanded_weights
 from circuits.model import InceptionV1, linearized
 from circuits.spec import get_spec
 
@@ -63,6 +63,11 @@ def _jacobian_windows(lin64, E, src, dst, rows, src_units=None, size=32):
     ("mixed3a", "mixed3b_3x3_bottleneck", [6], 16, 1, 0, 1),
     ("mixed3b", "mixed4a", [5, 300], 24, 2, 4, 11),  # across maxpool4
     ("mixed4e", "mixed5a", [7], 24, 2, 4, 11),  # across maxpool10
+    # every later adjacent pair of blocks: the chain's stage names and kinds up to mixed5b
+    ("mixed4a", "mixed4b", [2, 500], 16, 1, 2, 5), ("mixed4b", "mixed4c", [3], 16, 1, 2, 5),
+    ("mixed4c", "mixed4d", [4], 16, 1, 2, 5), ("mixed4d", "mixed4e", [5], 16, 1, 2, 5),
+    ("mixed5a", "mixed5b", [6, 1000], 16, 1, 2, 5),  # mixed5a: the last layer that can be a source
+    ("mixed4a", "mixed4c", [8], 24, 1, 4, 9),  # two blocks, through mixed4b
 ])
 def test_expanded_weights_equal_the_linearised_jacobian(model, lin64, src, dst, rows, size, stride, padding, k):
     E = expand(model, src, dst, dst_units=rows, dtype=torch.float64)
@@ -138,3 +143,11 @@ def test_whole_branches_equal_their_selected_rows(model, dst, width, k):
     assert whole.shape == (width, 256, k, k)
     rows = [0, width - 1, 5]
     assert torch.equal(whole[rows], expand(model, "mixed3a", dst, dst_units=rows, dtype=torch.float64).weight)
+
+
+def test_internal_stage_kinds_and_branch_names_are_refused_by_name(model):
+    with pytest.raises(AssertionError, match="unknown linear stage kind 'block'"):
+        _Op("block", 1, 0)
+    with pytest.raises(KeyError) as e:
+        _branch_kernel(model, "mixed3b", "7x7", None, torch.float64)
+    assert e.value.args == ("7x7",)

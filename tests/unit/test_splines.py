@@ -271,3 +271,70 @@ def test_cli_trace_defaults_are_the_benchmarked_ones():
     assert (args.explain_rounds, args.rounds) == (4, 2)
     assert (sig["explain_rounds"].default, sig["rounds"].default) == (4, 2)
     assert (api["explain_rounds"].default, api["rounds"].default, api["mask_px"].default) == (4, 2, 6.0)
+    assert (args.fill, args.floor) == (sig["fill"].default, sig["floor"].default) == (api["fill"].default,
+                                                                                      api["floor"].default)
+    assert (api["fill"].default, api["floor"].default) == ("local", 0.75)
+
+
+def test_local_fill_restores_a_flat_or_linear_background_under_a_stroke():
+    """Normalised convolution: a dark stroke on a flat background is filled with exactly that
+    background; on a horizontal ramp the fill on the stroke's centre line is the ramp exactly (the
+    weights are symmetric about it, so the weighted mean of a linear function is its value there)
+    and within σ × slope of it across the band — no edge is left for the next curve map."""
+    from studies.applications.splines import band, local_fill
+
+    ctrl = np.array([[[20.0, 4.0], [20.0, 20.0], [20.0, 40.0], [20.0, 59.0]]])  # a vertical stroke at x = 20
+    mask = band(ctrl, (64, 48), 6.0)
+    flat = torch.full((3, 64, 48), 0.25)
+    flat[:, mask > 0] = 0.9
+    fill = local_fill(flat, mask, 4.0, torch.zeros(3, 1, 1))
+    torch.testing.assert_close(fill[:, mask > 0], torch.full_like(fill[:, mask > 0], 0.25), rtol=0, atol=1e-6)
+    ramp = torch.arange(48.0).div(100).expand(3, 64, 48).clone()
+    painted = ramp.clone()
+    painted[:, mask > 0] = 1.0
+    fill = local_fill(painted, mask, 4.0, torch.zeros(3, 1, 1))
+    rows = slice(16, 48)  # away from the stroke's ends and the mirrored image border
+    torch.testing.assert_close(fill[:, rows, 20], ramp[:, rows, 20], rtol=0, atol=1e-6)
+    inside = torch.from_numpy(mask[rows] > 0)
+    err = (fill[:, rows] - ramp[:, rows]).abs()[:, inside]
+    assert 0 < float(err.max()) <= 4.0 * 0.01
+    assert fill.dtype == torch.float32 and fill.shape == (3, 64, 48)
+
+
+def test_local_fill_falls_back_where_no_background_is_near():
+    from studies.applications.splines import local_fill
+
+    mask = np.ones((40, 40), np.float32)  # everything painted: no pixel to borrow from
+    fill = local_fill(torch.rand(3, 40, 40), mask, 2.0, torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1))
+    torch.testing.assert_close(fill, torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1).expand(3, 40, 40), rtol=0, atol=0)
+
+
+def test_trace_with_a_given_scale_equals_tracing_the_map_on_its_own_scale():
+    """``scale`` replaces the map's own 99.5th percentile: tracing ``m`` with ``scale=q`` (its own
+    percentile) or ``2m`` with ``2q`` gives the same splines, bit for bit; a larger scale (a
+    later map held to the first map's) lowers every value under τ."""
+    yy, xx = np.mgrid[:48, :48]
+    m = np.exp(-(np.hypot(xx - 24, yy - 24) - 14) ** 2 / 2).astype(np.float32)  # a ring, r = 14 px
+    q = float(torch.from_numpy(m).flatten().quantile(0.995))
+    a, b, c = trace(m, steps=20), trace(m, steps=20, scale=q), trace(2 * m, steps=20, scale=2 * q)
+    assert len(a.ctrl) >= 1
+    np.testing.assert_array_equal(a.ctrl, b.ctrl)
+    np.testing.assert_allclose(c.ctrl, a.ctrl, rtol=0, atol=1e-4)
+    assert len(trace(m, steps=20, scale=100 * q).ctrl) == 0  # the whole map is below τ = 0.15 of it
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale must be finite and > 0"):
+            trace(m, scale=bad)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(fill="median"), r"fill must be one of \['local', 'mean'\]; got 'median'"),
+    (dict(fill=None), r"fill must be one of \['local', 'mean'\]; got None"),
+    (dict(floor=-0.5), r"floor must be a finite number ≥ 0; got -0.5"),
+    (dict(floor=float("nan")), r"floor must be a finite number ≥ 0; got nan"),
+    (dict(floor=True), r"floor must be a finite number ≥ 0; got True"),
+])
+def test_trace_image_checks_fill_and_floor_before_any_compute(kwargs, match):
+    from studies.applications.splines import trace_image
+
+    with pytest.raises(ValueError, match=match):
+        trace_image(None, torch.zeros(3, 40, 40), **kwargs)
