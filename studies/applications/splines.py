@@ -349,7 +349,14 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
 
 #: how :func:`trace_image` paints over traced strokes
 FILLS: tuple[str, ...] = ("local", "mean")
-#: :func:`trace_image`'s default ``floor``: later maps are held to ≥ this share of the first map's scale
+#: :func:`trace_image`'s default ``floor``: later maps are held to ≥ this share of the first map's scale.
+#: Chosen on the tracing tuning split (:mod:`.bench_curves`; first 48 scenes 30000–30047, 75 curves; never the test
+#: split). Curves with a spline within 2 px / share of spline points within 2 px of a true curve / splines per
+#: scene (local fill at σ 2 px, the default, or 4 px where marked ⁴): one map 84 % / 33 % / 8.4; 4 maps with the
+#: mean colour, own scales (the former default) 89 % / 16 % / 23.8; local fill, own scales 93 % / 17 % / 21.8 ⁴;
+#: floor 0.5: 89 % / 26 % / 14.4 ⁴; **floor 0.75 (default): 89 % / 30 % / 11.3** (mean colour: 87 % / 27 % / 13.8);
+#: floor 1: 87 % / 33 % / 10.0; 6 maps at floor 1: 87 % / 31 % / 10.9 ⁴. Earlier, on all 96 scenes with the mean
+#: colour and own scales: one map 81 %, 3 × 1 maps × rounds 89 %, 4 × 1 90 %, 4 × 2 95 %; 10-px mask (3 × 1) 85 %.
 FLOOR = 0.75
 
 
@@ -414,31 +421,31 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     at a curve grows with the cube of the curve's activation: the strongest curve takes most of the
     attribution and a curve half as strong gets about an eighth, below the tracer's level τ (a
     fraction of the map's 99.5th percentile). So the image is traced in ``explain_rounds``: each
-    round computes the curve map (:func:`~.extraction.curve_map`), fits splines to it
-    (:func:`trace` with ``rounds``), and then paints the pixels within ``mask_px / 2`` px of every
-    spline kept so far with the image's mean colour (the first map's baseline; every round's map
-    keeps it, so painted pixels carry no attribution) before the next map is computed and
-    normalised by its own 99.5th percentile: with the strongest curves gone, weaker ones reach τ.
-    A spline is kept when at least a share ``novelty`` (default 0.5) of its points lie farther than
-    ``min_sep / 3`` px (``min_sep`` as in :func:`trace`, default 8) from every spline kept so far
-    (this round's included).
+    round computes the curve map (:func:`~.extraction.curve_map`, baseline: the image's mean colour),
+    fits splines to it (:func:`trace` with ``rounds``), and then paints the pixels within
+    ``mask_px / 2`` px of every spline kept so far with the local background (``fill="local"``:
+    :func:`local_fill`, σ = ``mask_px / 3``) before the next map is computed. A spline is kept when
+    at least a share ``novelty`` (default 0.5) of its points lie farther than ``min_sep / 3`` px
+    (``min_sep`` as in :func:`trace`, default 8) from every spline kept so far (this round's
+    included).
 
-    The cost: more splines per image, and more of them off the curves. The painted band's own
-    edges (mean colour against the background) and whatever faint ridge remains are raised to full
-    scale by the per-map normalisation, so later maps add arcs parallel to traced curves (4–15 px
-    away) and strokes on texture and background: a 3-px ring on grey gives 20 splines with 4 maps,
-    6 of them on the ring, against 6 with one map; ``explain_rounds=1`` gives fewer, more precise
-    splines (known limitation: fill with the local colour, keep the first map's scale, next).
+    Two choices keep later maps from inventing curves ("ghost" splines). The fill: painting with the
+    image's mean colour (``fill="mean"``, the former tracer) leaves the painted band's edges against
+    the background, which later maps trace as arcs parallel to the curves. The scale: a later map is
+    divided by ``max(its own 99.5th percentile, floor × the first map's)`` before τ applies; with each
+    map on its own scale (``floor=0``) whatever faint residue is left is raised to full scale — a dark
+    4-px ring on grey then gives 24 splines, 16 off the ring (the defaults: 6, all on it).
 
-    Chosen on the tracing tuning split (scenes 30000–30095, 144 curves; :mod:`.bench_curves`), curves
-    with a spline within 2 px: one map 81 %; 6-px mask, maps × residual rounds 3 × 1 89 %, 4 × 1 90 %,
-    4 × 2 95 % (the default, ≈ 2× the time of 3 × 1); 10-px mask (3 × 1) 85 %.
+    The defaults and what they were chosen against: :data:`FLOOR`.
 
     Args:
         model: :class:`~circuits.model.InceptionV1` (any checkpoint, edited models too).
         image: ``(3, H, W)`` RGB in [0, 1], ≥ 32 px. families, power: of the curve map.
         explain_rounds: maps computed (≥ 1; 1: :func:`trace` with ``rounds`` on the image's own curve map).
         mask_px: width (px, > 0) of the band painted over each kept spline.
+        fill: ``"local"`` (the local background, default) or ``"mean"`` (the image's mean colour).
+        floor: later maps are scaled by at least ``floor`` × the first map's 99.5th percentile
+            (finite, ≥ 0; 0: each map on its own scale; default :data:`FLOOR` = 0.75).
         n_splines: most splines kept in all (≥ 1). rounds: :func:`trace`'s residual rounds per map.
         options: further keyword arguments of :func:`trace` (``tau``, ``kappa``, ``steps``, ``lr``,
             ``seeds``, ``min_sep``, ``novelty``, ``avoid``, ``mu`` …).
@@ -450,7 +457,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         ``(H, W)`` curve map (what a figure shows).
 
     Raises:
-        ValueError: bad image, power, rounds, ``mask_px`` (finite, > 0) or ``n_splines``, a bad
+        ValueError: bad image, power, rounds, ``mask_px`` (finite, > 0), ``fill``, ``floor`` or ``n_splines``, a bad
             :func:`trace` setting or ``avoid`` shape (all before any compute); TypeError: an unknown
             option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
             mean colour) gives no splines.
@@ -464,7 +471,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
     if float((img - base).abs().max()) < FLAT:  # no contrast, no curve: the map would be rounding noise
         return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), 0.0, np.zeros(0, int)), np.zeros(img.shape[1:])
-    ctrl, polys, score, length, found_by, first, q0 = [], [], [], [], [], None, 0.0
+    kept, polys, first, q0 = [], [], None, 0.0  # kept: (control points, score, length, map index)
     for r in range(explain_rounds):
         m = curve_map(model, img, families, power, baseline=base.view(3))[0].cpu().numpy()
         q = max(float(np.quantile(m, 0.995)), 1e-12)
@@ -473,21 +480,25 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         new = 0
         for c, sc, ln in zip(res.ctrl, res.score, res.length):
             poly = bezier_np(c, 64)
-            if len(ctrl) < n_splines and _novelty(poly, polys, radius) >= options.get("novelty", 0.5):
-                ctrl.append(c)
+            if len(kept) < n_splines and _novelty(poly, polys, radius) >= options.get("novelty", 0.5):
+                kept.append((c, float(sc), float(ln), r))
                 polys.append(poly)
-                score.append(float(sc))
-                length.append(float(ln))
-                found_by.append(r)
                 new += 1
-        if not new or len(ctrl) >= n_splines:
+        if not new or len(kept) >= n_splines:
             break
-        mask = band(np.array(ctrl), tuple(m.shape), mask_px)
-        paint = base if fill == "mean" else local_fill(img, mask, mask_px / 3, base)
-        mask = torch.from_numpy(mask).to(img.device)
-        img = img * (1 - mask) + paint * mask
+        img = _paint(img, np.array([k[0] for k in kept]), mask_px, fill, base)
+    ctrl, score, length, found_by = (list(x) for x in zip(*kept)) if kept else ([], [], [], [])
     return TraceResult(np.array(ctrl).reshape(-1, 4, 2), np.array(score), np.array(length), time.perf_counter() - t0,
                        np.array(found_by, dtype=int)), first
+
+
+def _paint(img: Tensor, ctrl: np.ndarray, mask_px: float, fill: str, base: Tensor) -> Tensor:
+    """``img (3, H, W)`` with the ``mask_px``-wide strokes of splines ``ctrl (K, 4, 2)`` painted over
+    with ``base (3, 1, 1)`` (``fill="mean"``) or the local background (:func:`local_fill`, σ = mask_px / 3)."""
+    mask = band(ctrl, tuple(img.shape[1:]), mask_px)
+    paint = base if fill == "mean" else local_fill(img, mask, mask_px / 3, base)
+    mask = torch.from_numpy(mask).to(img.device)
+    return img * (1 - mask) + paint * mask
 
 
 #: an image whose pixels all lie within this of its mean colour (half an 8-bit grey level) is flat:
