@@ -114,3 +114,25 @@ def test_tracing_a_ring_invents_no_ghost_splines(caffe_model):
         old, _ = trace_image(caffe_model, img, fill=fill, floor=0.0)
         off = [c for c in old.ctrl if np.abs(np.hypot(*(bezier_np(c) - 64).T) - 30).mean() > 2.0]
         assert len(old.ctrl) > 12 and len(off) >= 10
+
+def test_tracing_two_straight_lines_adds_few_strokes_off_them(caffe_model):
+    """Two dark 3-px horizontal lines on grey (y = 41 and 86 px): curve units respond weakly to lines,
+    and the map's residue after painting them over is held to the first map's scale, so the defaults
+    give 10 splines, 2 of them off the lines (fewer than half their points within 2 px of one), with one
+    torch thread, and 13 with 4 off with two (the fits amplify the threads' rounding differences);
+    each map on its own scale with the mean colour (the former tracer) gives 24, 14 off the lines."""
+    from studies.applications.splines import bezier_np, trace_image
+
+    mk = np.zeros((128, 128))
+    mk[40:43, 10:118] = 1
+    mk[85:88, 10:118] = 1
+    img = torch.from_numpy(0.5 - 0.4 * mk).float()[None].repeat(3, 1, 1)
+
+    def off_lines(res) -> int:
+        ys = [bezier_np(c)[:, 1] for c in res.ctrl]
+        return sum(float((np.minimum(np.abs(y - 41), np.abs(y - 86)) <= 2).mean()) < 0.5 for y in ys)
+
+    res, _ = trace_image(caffe_model, img)
+    assert len(res.ctrl) <= 15 and off_lines(res) <= 5
+    old, _ = trace_image(caffe_model, img, fill="mean", floor=0.0)
+    assert len(old.ctrl) == 24 and off_lines(old) >= 10
