@@ -2,7 +2,7 @@
 
 Data: the seeded synthetic scenes of :mod:`studies.applications.scenes` (curves, lines,
 angles, plain/textured/noisy backgrounds, occluders) — split into a **tuning** split (scene
-indices ``0 … n_tune − 1``) and a **test** split (the next ``n_test``): every threshold and
+indices ``0 … n_tune − 1``) and a **test** split (``10000 …``, ``n_test`` scenes): every threshold and
 Canny parameter is chosen on the tuning split only, then measured once on the test split.
 
 Metrics, on bool maps of marked pixels, with a pixel tolerance ``tol`` (Euclidean, px;

@@ -186,7 +186,7 @@ def run_factor(model, paths: Sequence[str | Path], layer: str, k: int, out: str 
         plot_factors(images, names, up, f.top_units(8), layer, tmp / "factors.png", fits)
         load_df.to_csv(tmp / "loadings.csv", index=False)
         np.savez_compressed(tmp / "maps.npz", maps=f.maps, loadings=f.loadings)
-        summ["provenance"] = run_provenance(model)
+        summ["provenance"] = run_provenance(model, seed=seed)  # the NMF initialisation's seed
         write_json(tmp / "summary.json", summ)
         write_report(tmp, "NMF factors")
     return summ

@@ -81,12 +81,16 @@ def plot_curves(images: Sequence, names: Sequence[str], maps: np.ndarray, marks:
     plt.close(fig)
 
 
+#: how control polygons are drawn (and shown in legends): light dashes, white dots with a dark rim
+CONTROL_STYLE = dict(ls="--", lw=0.7, color="0.85", marker="o", ms=3.5, mfc="white", mec="0.15", mew=0.6)
+
+
 def _draw_splines(ax, ctrl: np.ndarray, colour="red", label_first: str | None = None, points: bool = False) -> None:
     for k, c in enumerate(ctrl):
         p = bezier_np(c)
-        ax.plot(p[:, 0], p[:, 1], "-", color=colour, lw=2, label=label_first if k == 0 else None)
-        if points:
-            ax.plot(c[:, 0], c[:, 1], "o--", color=colour, ms=3, lw=0.6, alpha=0.7)
+        if points:  # the control polygon, under the curve, in the legend's neutral style
+            ax.plot(c[:, 0], c[:, 1], **CONTROL_STYLE, zorder=2)
+        ax.plot(p[:, 0], p[:, 1], "-", color=colour, lw=2, label=label_first if k == 0 else None, zorder=3)
 
 
 def plot_trace(image, cmap: np.ndarray, ctrl: np.ndarray, path: str | Path, title: str,
@@ -109,17 +113,17 @@ def plot_trace(image, cmap: np.ndarray, ctrl: np.ndarray, path: str | Path, titl
                  else f"found on map {r + 1}" + (" (the image's own)" if r == 0 else " (traced strokes painted over)"))
         handles.append(Line2D([], [], color=colour, lw=2, label=f"{label}: {int((idx == r).sum())}"))
     if len(ctrl):
-        handles.append(Line2D([], [], ls="--", marker="o", ms=3, lw=0.6, color="0.4", label="control points"))
+        handles.append(Line2D([], [], **CONTROL_STYLE, label="control points (left panel)"))
     for a in ax:
         a.set_xlim(-0.5, w - 0.5)
         a.set_ylim(h - 0.5, -0.5)
     _px(ax[0], title)
     fig.colorbar(im, ax=ax[1], shrink=0.8, extend="max",
                  label=f"grad × (input − mean) ≥ 0, capped at the {100 * MAP_CAP_QUANTILE:g}th percentile")
-    _px(ax[1], "the image's curve map (map 1)")
+    _px(ax[1], "the image's curve map (map 1), with the splines of every map")
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
 
 

@@ -105,8 +105,8 @@ def add_trace(subparsers) -> None:
     p.add_argument("--splines", type=number(int, 1, 1000), default=24,
                    help="most splines kept (default 24)")
     p.add_argument("--explain-rounds", type=number(int, 1, 100), default=4,
-                   help="curve maps computed: after each, the traced curves are painted over with the local "
-                   "background colour so weaker curves get their own attribution (default 4)")
+                   help="curve maps computed: after each, the traced curves are painted over (see --fill) so "
+                   "weaker curves get their own attribution (default 4)")
     p.add_argument("--fill", choices=("local", "mean"), default="local",
                    help="what the traced curves are painted with: the local background (normalised convolution; "
                    "default) or the image's mean colour (leaves band edges that get traced)")
