@@ -42,6 +42,8 @@ def load_native(path: str | Path, max_side: int = 512) -> Tensor:
         img = decode_image(torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"{p}: cannot decode the image ({e})") from None
+    if img.dtype != torch.uint8:  # a 16-bit PNG: to 8 bits as studies.measure.images.load_image, not 0–257
+        img = TF.to_dtype(img, torch.uint8, scale=True)
     h, w = img.shape[-2:]
     if max(h, w) > max_side:
         s = max_side / max(h, w)

@@ -256,14 +256,14 @@ def _novelty(poly: np.ndarray, kept: list[np.ndarray], radius: float) -> float:
 
 def _map_and_mask(cmap, avoid) -> tuple[Tensor, Tensor | None]:
     """:func:`trace`'s map and optional avoid mask as float32 tensors, checked (its Raises)."""
-    m = torch.as_tensor(np.asarray(cmap, dtype=np.float32))
+    m = torch.as_tensor(np.asarray(cmap.detach().cpu() if isinstance(cmap, Tensor) else cmap, dtype=np.float32))
     if m.dim() != 2:
         raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
     if not torch.isfinite(m).all():
         raise ValueError("cmap has NaN or infinite values")
     av = None
     if avoid is not None:
-        av = torch.as_tensor(np.asarray(avoid, dtype=np.float32))
+        av = torch.as_tensor(np.asarray(avoid.detach().cpu() if isinstance(avoid, Tensor) else avoid, dtype=np.float32))
         if av.shape != m.shape:
             raise ValueError(f"avoid mask {tuple(av.shape)} must have the map's shape {tuple(m.shape)}")
     return m, av
@@ -372,7 +372,7 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     if explain_rounds < 1 or n_splines < 1 or rounds < 1:
         raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
                          f"{rounds}")
-    if not (isinstance(mask_px, (int, float)) and 0 < mask_px < float("inf")):
+    if isinstance(mask_px, bool) or not (isinstance(mask_px, (int, float)) and 0 < mask_px < float("inf")):
         raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
     unknown = set(options) - _TRACE_OPTIONS
     if unknown:
@@ -382,9 +382,21 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
                          f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
+    if not image.is_floating_point() or min(image.shape[1:]) < 32:
+        raise ValueError(f"image must be a float (3, H, W) RGB in [0, 1], at least 32 x 32 px; got {image.dtype} "
+                         f"{tuple(image.shape)}")
+    if not bool(((image >= 0) & (image <= 1)).all()):  # also NaN: 0–255 values or a bad pixel, not a colour
+        raise ValueError(f"image values must lie in [0, 1] (finite); got {_value_range(image)}")
     if options.get("avoid") is not None and tuple(np.shape(options["avoid"])) != tuple(image.shape[1:]):
         raise ValueError(f"avoid mask {tuple(np.shape(options['avoid']))} must have the image's shape "
                          f"{tuple(image.shape[1:])}")
+
+
+def _value_range(image: Tensor) -> str:
+    """``min …, max …[, n NaN]`` of an image's values (for error messages)."""
+    x = image.detach().flatten()
+    v, nan = x[~x.isnan()], int(x.isnan().sum())
+    return (f"min {float(v.min()):g}, max {float(v.max()):g}" if len(v) else "no number") + (f", {nan} NaN" if nan else "")
 
 
 def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) -> Tensor:
@@ -457,8 +469,8 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         ``(H, W)`` curve map (what a figure shows).
 
     Raises:
-        ValueError: bad image, power, rounds, ``mask_px`` (finite, > 0), ``fill``, ``floor`` or ``n_splines``, a bad
-            :func:`trace` setting or ``avoid`` shape (all before any compute); TypeError: an unknown
+        ValueError: bad image (not float, under 32 px, a value outside [0, 1]), power, rounds, ``mask_px``
+            (finite, > 0), ``fill``, ``floor`` or ``n_splines``, a bad :func:`trace` setting or ``avoid`` shape (all before any compute); TypeError: an unknown
             option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
             mean colour) gives no splines.
     """
@@ -468,7 +480,9 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options, fill, floor)
     curve_families(model, families)  # unknown family: KeyError before any compute
     radius = options.get("min_sep", 8.0) / 3
-    img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
+    # contiguous: the network's float32 sums depend on the layout; the fit amplified that by 0.35 px
+    img = image.detach().float().clone(memory_format=torch.contiguous_format)
+    base = img.mean((1, 2), keepdim=True)
     if float((img - base).abs().max()) < FLAT:  # no contrast, no curve: the map would be rounding noise
         return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), 0.0, np.zeros(0, int)), np.zeros(img.shape[1:])
     kept, polys, first, q0 = [], [], None, 0.0  # kept: (control points, score, length, map index)
@@ -476,7 +490,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         m = curve_map(model, img, families, power, baseline=base.view(3))[0].cpu().numpy()
         q = max(float(np.quantile(m, 0.995)), 1e-12)
         first, q0 = (m, q) if first is None else (first, q0)
-        res = trace(m, n_splines=n_splines, rounds=rounds, scale=max(q, floor * q0), **options)
+        res = trace(m, n_splines=n_splines, rounds=rounds, scale=q if r == 0 else max(q, floor * q0), **options)
         new = 0
         for c, sc, ln in zip(res.ctrl, res.score, res.length):
             poly = bezier_np(c, 64)

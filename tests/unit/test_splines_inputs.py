@@ -1,0 +1,94 @@
+"""Adversarial inputs of the tracer (studies.applications.splines) and of ``circuits trace``'s image loader:
+every bad image is refused before any compute with its value range named; the result does not depend on the
+image's memory layout (tests/real/test_splines_layout_real.py); ``floor`` touches later maps only; a 16-bit PNG is read on the 8-bit scale."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from random_models import random_inception
+
+from circuits.spec import get_spec
+from studies.applications.splines import trace, trace_image
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_inception(get_spec("inceptionv1_caffe"))
+
+
+def _scene() -> torch.Tensor:
+    """A grey 64 x 64 image with a dark 3-px arc and a dark bar (pixel values in [0, 1])."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    img = torch.full((3, 64, 64), 0.6)
+    img[:, ((xx - 20) ** 2 + (yy - 40) ** 2).sqrt().sub(16).abs() < 1.5] = 0.1
+    img[:, 8:11, 30:60] = 0.2
+    return img
+
+
+@pytest.mark.parametrize("image, match", [
+    ((_scene() * 255).to(torch.uint8), r"image must be a float .*got torch.uint8"),
+    (_scene() * 255, r"image values must lie in \[0, 1\] \(finite\); got min 25.5, max 153"),
+    (torch.where(torch.arange(64) == 5, float("nan"), _scene()), r"got min 0.1, max 0.6, 192 NaN"),
+    (_scene().index_fill(2, torch.tensor([3]), float("inf")), r"got min 0.1, max inf"),
+    (torch.full((3, 16, 16), 0.5), r"at least 32 x 32 px; got torch.float32 \(3, 16, 16\)"),  # flat, but too small
+])
+def test_trace_image_refuses_images_outside_0_1_or_too_small_before_any_compute(image, match):
+    with pytest.raises(ValueError, match=match):
+        trace_image(None, image)  # no model: the check comes first
+
+
+def test_trace_image_refuses_a_bool_mask_px():
+    with pytest.raises(ValueError, match=r"mask_px must be > 0 px; got True"):
+        trace_image(None, torch.zeros(3, 40, 40), mask_px=True)
+
+
+def test_trace_accepts_a_tensor_that_requires_grad_and_leaves_it_alone():
+    yy, xx = np.mgrid[:48, :48]
+    m = np.exp(-(np.hypot(xx - 24, yy - 24) - 14) ** 2 / 2).astype(np.float32)
+    t = torch.from_numpy(m).requires_grad_(True)
+    av = torch.zeros(48, 48, requires_grad=True)
+    a, b = trace(m, steps=10), trace(t, steps=10, avoid=av, mu=0.0)
+    assert len(a.ctrl) >= 1
+    np.testing.assert_array_equal(a.ctrl, b.ctrl)
+    assert t.grad is None and av.grad is None
+
+
+def test_floor_above_1_leaves_the_first_map_on_its_own_scale(model):
+    """``floor`` holds *later* maps to a share of the first map's scale: with one map, any floor gives the
+    same splines (a floor of 2 used to divide the first map by twice its own scale, dropping its curves)."""
+    kw = dict(explain_rounds=1, steps=20, n_splines=6)
+    ref, _ = trace_image(model, _scene(), floor=0.0, **kw)
+    assert len(ref.ctrl) >= 1
+    for floor in (0.75, 2.0, 1e6):
+        res, _ = trace_image(model, _scene(), floor=floor, **kw)
+        np.testing.assert_array_equal(res.ctrl, ref.ctrl)
+
+
+def _png16(rgb16: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of ``rgb16 (H, W, 3)`` uint16, written by hand (PNG spec, colour type 2)."""
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_a_16_bit_png_is_read_on_the_8_bit_scale(tmp_path):
+    from studies.applications.commands import load_native
+
+    a = np.zeros((40, 48, 3), np.uint16)
+    a[..., 0], a[..., 1], a[5:9, :, 2] = 65535, 128 * 257, 255 * 257
+    (tmp_path / "x16.png").write_bytes(_png16(a))
+    img = load_native(tmp_path / "x16.png")
+    assert img.dtype == torch.float32 and img.shape == (3, 40, 48)
+    assert float(img.max()) == 1.0 and float(img.min()) == 0.0
+    torch.testing.assert_close(img[1], torch.full((40, 48), 128 / 255), rtol=0, atol=0)
+    assert float(img[2, 5:9].min()) == 1.0 and float(img[2, 9:].max()) == 0.0
