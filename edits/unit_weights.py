@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,11 +43,30 @@ from .linearize import linear_kernel
 READS: tuple[str, ...] = ("conv", "input")
 
 
+def _complex(value: Any, depth: int = 0) -> str | None:
+    """The complex dtype or type found in an array-like or nested sequence of them, or None."""
+    dtype = getattr(value, "dtype", None)  # a torch or numpy dtype (arrays and numpy scalars)
+    if dtype is not None:
+        return str(dtype) if (dtype.is_complex if isinstance(dtype, torch.dtype)
+                              else str(dtype).startswith("complex")) else None
+    if isinstance(value, complex):
+        return "complex"
+    if isinstance(value, (list, tuple)) and depth < 64:  # deeper: torch refuses the nesting itself
+        return next((c for c in (_complex(v, depth + 1) for v in value) if c), None)
+    return None
+
+
 def _nested(value: Any, field: str, edit: Edit) -> tuple[Tensor, Any]:
-    """``(float64 tensor, nested tuples)`` of an array-like; EditError on ragged, complex or non-finite input."""
-    dtype = getattr(value, "dtype", None)  # a torch or numpy dtype; complex would lose its imaginary part silently
-    if dtype is not None and (dtype.is_complex if isinstance(dtype, torch.dtype) else str(dtype).startswith("complex")):
-        raise edit.error(f"complex values ({dtype}) cannot be weights", field=field)
+    """``(float64 tensor, nested tuples)`` of an array-like; EditError on ragged, complex, masked or non-finite
+    input."""
+    kind = _complex(value)  # complex would lose its imaginary part silently (also in a list of numpy scalars)
+    if kind:
+        raise edit.error(f"complex values ({kind}) cannot be weights", field=field)
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise edit.error("a masked array with masked entries (their values would be used); fill them first",
+                         field=field)
+    if isinstance(value, Tensor) and value.layout != torch.strided:
+        value = value.to_dense()
     try:
         t = value.detach().to("cpu", torch.float64) if isinstance(value, Tensor) else torch.as_tensor(
             value, dtype=torch.float64)

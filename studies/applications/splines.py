@@ -470,8 +470,8 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
 
     Raises:
         ValueError: bad image (not float, under 32 px, a value outside [0, 1]), power, rounds, ``mask_px``
-            (finite, > 0), ``fill``, ``floor`` or ``n_splines``, a bad :func:`trace` setting or ``avoid`` shape (all before any compute); TypeError: an unknown
-            option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
+            (finite, > 0), ``fill``, ``floor`` or ``n_splines``, a bad :func:`trace` setting or ``avoid`` shape
+            (all before any compute); TypeError: an unknown option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
             mean colour) gives no splines.
     """
     from .extraction import curve_families, curve_map
