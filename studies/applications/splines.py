@@ -239,11 +239,23 @@ def _check_settings(**v) -> None:
                  mu=("finite", lambda x: math.isfinite(x)), lr=("finite and > 0", lambda x: math.isfinite(x) and x > 0),
                  seed_length=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
                  min_sep=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
-                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), scale=("finite and > 0", lambda x: math.isfinite(x) and x > 0), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
+                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), min_length=("finite and ≥ 0 px", lambda x: 0 <= x < math.inf), scale=("finite and > 0", lambda x: math.isfinite(x) and x > 0), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
     for k, x in v.items():
         ok = isinstance(x, (int, float)) and not isinstance(x, bool)
         if not ok or not rules[k][1](float(x)):
             raise ValueError(f"{k} must be {rules[k][0]}; got {x!r}")
+
+
+def _check_counts(n_splines, rounds, seeds, curvatures) -> None:
+    """:func:`trace`'s counts (integers ≥ 1, not bool) and curvatures (finite numbers, at least one) → ValueError."""
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (n_splines, rounds, seeds)):
+        raise ValueError(f"n_splines, seeds and rounds must be integers ≥ 1; got {n_splines!r}, {seeds!r}, {rounds!r}")
+    try:
+        c = np.asarray(curvatures, dtype=np.float64)
+    except (TypeError, ValueError):
+        c = np.zeros(0)
+    if isinstance(curvatures, str) or c.ndim != 1 or not len(c) or not np.isfinite(c).all():
+        raise ValueError(f"curvatures must be a non-empty sequence of finite numbers (1/px); got {curvatures!r}")
 
 
 def _novelty(poly: np.ndarray, kept: list[np.ndarray], radius: float) -> float:
@@ -256,9 +268,11 @@ def _novelty(poly: np.ndarray, kept: list[np.ndarray], radius: float) -> float:
 
 def _map_and_mask(cmap, avoid) -> tuple[Tensor, Tensor | None]:
     """:func:`trace`'s map and optional avoid mask as float32 tensors, checked (its Raises)."""
+    if cmap.is_complex() if isinstance(cmap, Tensor) else np.iscomplexobj(cmap):
+        raise ValueError("cmap has complex values")
     m = torch.as_tensor(np.asarray(cmap.detach().cpu() if isinstance(cmap, Tensor) else cmap, dtype=np.float32))
-    if m.dim() != 2:
-        raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
+    if m.dim() != 2 or min(m.shape) < 2:
+        raise ValueError(f"cmap must be (H, W), at least 2 x 2; got {tuple(m.shape)}")
     if not torch.isfinite(m).all():
         raise ValueError("cmap has NaN or infinite values")
     av = None
@@ -266,6 +280,8 @@ def _map_and_mask(cmap, avoid) -> tuple[Tensor, Tensor | None]:
         av = torch.as_tensor(np.asarray(avoid.detach().cpu() if isinstance(avoid, Tensor) else avoid, dtype=np.float32))
         if av.shape != m.shape:
             raise ValueError(f"avoid mask {tuple(av.shape)} must have the map's shape {tuple(m.shape)}")
+        if not torch.isfinite(av).all():
+            raise ValueError("avoid mask has NaN or infinite values")
     return m, av
 
 
@@ -310,18 +326,17 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
         :class:`TraceResult` (possibly fewer splines than seeds), best (score × length) first.
 
     Raises:
-        ValueError: ``cmap`` not 2-D or not finite, ``avoid`` of another shape, ``n_splines``,
-            ``seeds``, ``rounds`` or ``steps`` < 1, no curvature, a setting out of range (``tau``,
-            ``kappa``, ``mu`` finite; ``kappa`` ≥ 0; ``lr``, ``seed_length``, ``min_sep`` > 0;
-            ``novelty`` in [0, 1]; ``scale`` finite and > 0).
+        ValueError: ``cmap`` not 2-D (≥ 2 x 2), complex or not finite, ``avoid`` of another shape or not
+            finite, ``n_splines``, ``seeds``, ``rounds`` or ``steps`` not an integer ≥ 1, no curvature or
+            one not finite, a setting out of range (``tau``, ``kappa``, ``mu`` finite; ``kappa``,
+            ``min_length`` ≥ 0; ``lr``, ``seed_length``, ``min_sep`` > 0; ``novelty`` in [0, 1];
+            ``scale`` finite and > 0).
     """
     t0 = time.perf_counter()
     _check_settings(tau=tau, kappa=kappa, mu=mu, lr=lr, seed_length=seed_length, min_sep=min_sep,
-                    novelty=novelty, steps=steps, **({} if scale is None else {"scale": scale}))
+                    novelty=novelty, steps=steps, min_length=min_length, **({} if scale is None else {"scale": scale}))
+    _check_counts(n_splines, rounds, seeds, curvatures)
     m, av = _map_and_mask(cmap, avoid)
-    if n_splines < 1 or rounds < 1 or seeds < 1 or not len(curvatures):
-        raise ValueError(f"n_splines, seeds and rounds must be ≥ 1 and curvatures non-empty; got {n_splines}, "
-                         f"{seeds}, {rounds}, {curvatures}")
     m = m.clamp(min=0)
     m = m / (m.flatten().quantile(0.995).clamp(min=1e-12) if scale is None else scale)
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
@@ -378,7 +393,8 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     if unknown:
         raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
     _check_settings(**{k: v for k, v in options.items() if k in ("tau", "kappa", "mu", "lr", "seed_length", "min_sep",
-                                                                  "novelty", "steps")})
+                                                                  "novelty", "steps", "min_length")})
+    _check_counts(n_splines, rounds, options.get("seeds", 12), options.get("curvatures", (0.0,)))
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
                          f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
@@ -390,6 +406,8 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     if options.get("avoid") is not None and tuple(np.shape(options["avoid"])) != tuple(image.shape[1:]):
         raise ValueError(f"avoid mask {tuple(np.shape(options['avoid']))} must have the image's shape "
                          f"{tuple(image.shape[1:])}")
+    if options.get("avoid") is not None:
+        _map_and_mask(np.zeros(image.shape[1:], np.float32), options["avoid"])  # avoid finite (trace's message)
 
 
 def _value_range(image: Tensor) -> str:

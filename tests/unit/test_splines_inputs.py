@@ -92,3 +92,32 @@ def test_a_16_bit_png_is_read_on_the_8_bit_scale(tmp_path):
     assert float(img.max()) == 1.0 and float(img.min()) == 0.0
     torch.testing.assert_close(img[1], torch.full((40, 48), 128 / 255), rtol=0, atol=0)
     assert float(img[2, 5:9].min()) == 1.0 and float(img[2, 9:].max()) == 0.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seeds=1.5), r"n_splines, seeds and rounds must be integers ≥ 1; got 24, 1.5, 3"),  # used to pick 2 peaks
+    (dict(n_splines="3"), r"must be integers ≥ 1; got '3', 12, 3"),
+    (dict(rounds=True), r"must be integers ≥ 1; got 24, 12, True"),
+    (dict(min_length=float("nan")), r"min_length must be finite and ≥ 0 px; got nan"),  # used to keep no spline
+    (dict(curvatures=(0.0, float("nan"))), r"curvatures must be a non-empty sequence of finite numbers"),
+    (dict(curvatures="a"), r"curvatures must be a non-empty sequence of finite numbers \(1/px\); got 'a'"),
+    (dict(curvatures=()), r"curvatures must be a non-empty sequence"),
+    (dict(avoid=np.full((32, 32), np.nan)), r"avoid mask has NaN or infinite values"),  # used to keep no spline
+])
+def test_trace_names_bad_counts_curvatures_and_masks(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        trace(np.ones((32, 32), np.float32), **kwargs)
+    image = torch.zeros(3, 32, 32)
+    image[:, 10:12] = 1  # not flat: nothing returns before the checks
+    with pytest.raises(ValueError, match=next(iter(kwargs))):  # trace_image: checked before the model is used
+        trace_image(None, image, **kwargs)
+
+
+@pytest.mark.parametrize("cmap, match", [
+    (np.ones((1, 1)), r"cmap must be \(H, W\), at least 2 x 2; got \(1, 1\)"),
+    (np.ones((0, 5)), r"cmap must be \(H, W\), at least 2 x 2; got \(0, 5\)"),
+    (np.ones((8, 8)) * (1 + 1j), "cmap has complex values"),  # used to drop the imaginary part
+])
+def test_trace_refuses_tiny_and_complex_maps(cmap, match):
+    with pytest.raises(ValueError, match=match):
+        trace(cmap)
