@@ -430,9 +430,20 @@ def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) 
 
     Returns:
         ``(3, H, W)`` float32 on ``image``'s device.
+
+    Raises:
+        ValueError: ``image`` not ``(3, H, W)``, ``mask`` not ``(H, W)``, ``fallback`` not 3 values, ``sigma`` not
+            finite and > 0 (all before any compute).
     """
+    import math
+
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
+    if image.dim() != 3 or image.shape[0] != 3 or np.shape(mask) != tuple(image.shape[1:]) or fallback.numel() != 3:
+        raise ValueError(f"local_fill needs image (3, H, W), mask (H, W) and a fallback of 3 values; got "
+                         f"{tuple(image.shape)}, {np.shape(mask)}, {tuple(fallback.shape)}")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < math.inf:
+        raise ValueError(f"sigma must be finite and > 0 px; got {sigma!r}")
     w = (distance_transform_edt(np.asarray(mask) <= 0) > 1.0).astype(np.float64)
     a = image.detach().cpu().double().numpy()
     den = gaussian_filter(w, sigma, mode="mirror", truncate=3.0)

@@ -121,3 +121,18 @@ def test_trace_names_bad_counts_curvatures_and_masks(kwargs, match):
 def test_trace_refuses_tiny_and_complex_maps(cmap, match):
     with pytest.raises(ValueError, match=match):
         trace(cmap)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((torch.rand(3, 20, 30), np.zeros((5, 5)), 2.0, torch.zeros(3, 1, 1)), r"mask \(H, W\).*got \(3, 20, 30\), \(5, 5\)"),
+    ((torch.rand(1, 20, 30), np.zeros((20, 30)), 2.0, torch.zeros(3, 1, 1)), r"image \(3, H, W\).*got \(1, 20, 30\)"),
+    ((torch.rand(3, 20, 30), np.zeros((20, 30)), 2.0, torch.zeros(4, 1, 1)), r"fallback of 3 values.*\(4, 1, 1\)"),
+    ((torch.rand(3, 20, 30), np.zeros((20, 30)), float("nan"), torch.zeros(3, 1, 1)), r"sigma must be finite and > 0 px"),
+    ((torch.rand(3, 20, 30), np.zeros((20, 30)), -1.0, torch.zeros(3, 1, 1)), r"sigma .* got -1.0"),  # was: fallback
+    ((torch.rand(3, 20, 30), np.zeros((20, 30)), float("inf"), torch.zeros(3, 1, 1)), r"sigma .* got inf"),
+])
+def test_local_fill_names_bad_arguments(args, match):
+    from studies.applications.splines import local_fill
+
+    with pytest.raises(ValueError, match=match):
+        local_fill(*args)
