@@ -47,3 +47,12 @@ def test_a_sparse_tensor_is_read_densely_and_real_inputs_still_pass():
     assert SetWeights("3b:5", np.ones((1, 1, 2), np.float16)).kernel == (((1.0, 1.0),),)
     assert SetWeights("3b:5", torch.ones(1, 1, 1, dtype=torch.bool)).kernel == (((1.0,),),)
     assert SetWeights("3b:5", [[[np.float32(0.5), 2]]]).kernel == (((0.5, 2.0),),)
+
+
+def test_numpy_scalar_biases_are_numbers():
+    """``np.float32(0.5)`` (an element of a numpy array) used to be refused as "not a finite number"."""
+    assert SetWeights("3b:5", [[[1.0]]], bias=np.float32(0.5)).bias == 0.5
+    assert type(SetWeights("3b:5", [[[1.0]]], bias=np.int64(-2)).bias) is float
+    for bad in (np.bool_(True), np.float32("nan"), np.complex64(1), torch.tensor(1.0)):
+        with pytest.raises(EditError, match=r"bias must be a finite number or None"):
+            SetWeights("3b:5", [[[1.0]]], bias=bad)
