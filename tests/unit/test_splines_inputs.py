@@ -136,3 +136,19 @@ def test_local_fill_names_bad_arguments(args, match):
 
     with pytest.raises(ValueError, match=match):
         local_fill(*args)
+
+
+def test_a_png_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
+    """The native-size loader of ``circuits trace``/``curves`` applies the image loader's pixel limit to the
+    header (a few bytes can declare 100000 x 100000 px, 30 GB decoded as RGB)."""
+    from studies.applications.commands import load_native
+    from studies.measure.images import MAX_IMAGE_PIXELS
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    big = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 1, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    (tmp_path / "big.png").write_bytes(big)
+    with pytest.raises(ValueError, match=rf"big.png: image too large to decode .*{MAX_IMAGE_PIXELS:,} pixels"):
+        load_native(tmp_path / "big.png")
