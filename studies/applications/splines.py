@@ -35,6 +35,7 @@ Coordinates: pixel coordinates (x right, y down), pixel centres at integers, as
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -241,14 +242,14 @@ def _check_settings(**v) -> None:
                  min_sep=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
                  novelty=("in [0, 1]", lambda x: 0 <= x <= 1), min_length=("finite and ≥ 0 px", lambda x: 0 <= x < math.inf), scale=("finite and > 0", lambda x: math.isfinite(x) and x > 0), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
     for k, x in v.items():
-        ok = isinstance(x, (int, float)) and not isinstance(x, bool)
+        ok = isinstance(x, numbers.Real) and not isinstance(x, bool)  # numpy scalars too
         if not ok or not rules[k][1](float(x)):
             raise ValueError(f"{k} must be {rules[k][0]}; got {x!r}")
 
 
 def _check_counts(n_splines, rounds, seeds, curvatures) -> None:
     """:func:`trace`'s counts (integers ≥ 1, not bool) and curvatures (finite numbers, at least one) → ValueError."""
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (n_splines, rounds, seeds)):
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in (n_splines, rounds, seeds)):
         raise ValueError(f"n_splines, seeds and rounds must be integers ≥ 1; got {n_splines!r}, {seeds!r}, {rounds!r}")
     try:
         c = np.asarray(curvatures, dtype=np.float64)
@@ -338,7 +339,7 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
     _check_counts(n_splines, rounds, seeds, curvatures)
     m, av = _map_and_mask(cmap, avoid)
     m = m.clamp(min=0)
-    m = m / (m.flatten().quantile(0.995).clamp(min=1e-12) if scale is None else scale)
+    m = m / (m.flatten().quantile(0.995).clamp(min=1e-12) if scale is None else float(scale))
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
     residual = coarse.numpy().copy()
     keep_c, keep_p, keep_s, keep_l = [], [], [], []  # kept control points, polylines, scores, lengths
@@ -379,15 +380,15 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     """:func:`trace_image`'s arguments (its Raises), before any compute."""
     if not isinstance(fill, str) or fill not in FILLS:
         raise ValueError(f"fill must be one of {list(FILLS)}; got {fill!r}")
-    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < float("inf"):
+    if isinstance(floor, bool) or not isinstance(floor, numbers.Real) or not 0 <= floor < float("inf"):
         raise ValueError(f"floor must be a finite number ≥ 0; got {floor!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in (explain_rounds, n_splines, rounds)):
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (explain_rounds, n_splines, rounds)):
         raise ValueError(f"explain_rounds, n_splines and rounds must be integers; got {explain_rounds!r}, "
                          f"{n_splines!r}, {rounds!r}")
     if explain_rounds < 1 or n_splines < 1 or rounds < 1:
         raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
                          f"{rounds}")
-    if isinstance(mask_px, bool) or not (isinstance(mask_px, (int, float)) and 0 < mask_px < float("inf")):
+    if isinstance(mask_px, bool) or not (isinstance(mask_px, numbers.Real) and 0 < mask_px < float("inf")):
         raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
     unknown = set(options) - _TRACE_OPTIONS
     if unknown:
@@ -442,7 +443,7 @@ def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) 
     if image.dim() != 3 or image.shape[0] != 3 or np.shape(mask) != tuple(image.shape[1:]) or fallback.numel() != 3:
         raise ValueError(f"local_fill needs image (3, H, W), mask (H, W) and a fallback of 3 values; got "
                          f"{tuple(image.shape)}, {np.shape(mask)}, {tuple(fallback.shape)}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < math.inf:
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma < math.inf:
         raise ValueError(f"sigma must be finite and > 0 px; got {sigma!r}")
     w = (distance_transform_edt(np.asarray(mask) <= 0) > 1.0).astype(np.float64)
     a = image.detach().cpu().double().numpy()

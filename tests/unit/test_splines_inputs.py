@@ -152,3 +152,25 @@ def test_a_png_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
     (tmp_path / "big.png").write_bytes(big)
     with pytest.raises(ValueError, match=rf"big.png: image too large to decode .*{MAX_IMAGE_PIXELS:,} pixels"):
         load_native(tmp_path / "big.png")
+
+
+def test_numpy_scalars_are_numbers_for_every_setting():
+    """``scale=np.quantile(m, 0.995)`` of a float32 map is an ``np.float32``: it used to be refused as "not finite
+    and > 0". Numpy scalars give the same splines as Python numbers."""
+    from studies.applications.splines import _check_trace_image, local_fill
+
+    yy, xx = np.mgrid[:48, :48]
+    m = np.exp(-(np.hypot(xx - 24, yy - 24) - 14) ** 2 / 2).astype(np.float32)
+    q = np.quantile(m, 0.995)
+    assert isinstance(q, np.float32)
+    a = trace(m, steps=20, scale=float(q), tau=0.15, n_splines=5)
+    b = trace(m, steps=20, scale=q, tau=np.float32(0.15), n_splines=np.int64(5))
+    assert len(a.ctrl) >= 1
+    np.testing.assert_array_equal(a.ctrl, b.ctrl)
+    _check_trace_image(torch.zeros(3, 40, 40), np.int64(2), np.float32(6.0), np.int64(3), 2, {}, "local",
+                       np.float32(0.75))  # no error
+    img = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(0))
+    mask = np.zeros((20, 30), np.float32)
+    mask[9:12] = 1
+    fb = torch.zeros(3, 1, 1)
+    torch.testing.assert_close(local_fill(img, mask, np.float32(2.0), fb), local_fill(img, mask, 2.0, fb), rtol=0, atol=0)
