@@ -40,7 +40,7 @@ def load_native(path: str | Path, max_side: int = 512) -> Tensor:
     from studies.measure.images import check_pixels, read_image_file
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"image {p} not found")
     try:  # the size and pixel limits of the image loader (a small PNG can declare 40000 x 40000 px)
         data = read_image_file(p)
@@ -58,7 +58,8 @@ def load_native(path: str | Path, max_side: int = 512) -> Tensor:
         s = max_side / max(h, w)
         img = TF.resize(img, [max(1, round(h * s)), max(1, round(w * s))], antialias=True)
     if min(img.shape[-2:]) < 32:
-        raise ValueError(f"{p}: image is {tuple(img.shape[-2:])} px; curve maps need at least 32 x 32")
+        shrunk = f" after shrinking its longer side to {max_side} px (raise max_side, --max-side)" if max(h, w) > max_side else ""
+        raise ValueError(f"{p}: image is {tuple(img.shape[-2:])} px{shrunk}; curve maps need at least 32 x 32")
     return img.float() / 255
 
 

@@ -174,3 +174,19 @@ def test_numpy_scalars_are_numbers_for_every_setting():
     mask[9:12] = 1
     fb = torch.zeros(3, 1, 1)
     torch.testing.assert_close(local_fill(img, mask, np.float32(2.0), fb), local_fill(img, mask, 2.0, fb), rtol=0, atol=0)
+
+
+def test_load_native_says_why_an_image_is_refused(tmp_path):
+    from PIL import Image
+
+    from studies.applications.commands import load_native
+
+    Image.fromarray(np.full((40, 2000), 128, np.uint8)).save(tmp_path / "long.png")
+    with pytest.raises(ValueError, match=r"long.png: image is \(10, 512\) px after shrinking its longer side to 512 px "
+                                         r"\(raise max_side, --max-side\); curve maps need at least 32 x 32"):
+        load_native(tmp_path / "long.png")
+    assert load_native(tmp_path / "long.png", max_side=2000).shape == (3, 40, 2000)
+    with pytest.raises(ValueError, match=r"not a regular file \(a folder\)"):  # was: "not found"
+        load_native(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"image .*missing.png not found"):
+        load_native(tmp_path / "missing.png")
