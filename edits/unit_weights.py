@@ -43,28 +43,28 @@ from .linearize import linear_kernel
 READS: tuple[str, ...] = ("conv", "input")
 
 
-def _complex(value: Any, depth: int = 0) -> str | None:
-    """The complex dtype or type found in an array-like or nested sequence of them, or None."""
+def _unreadable(value: Any, depth: int = 0) -> str | None:
+    """Why an array-like, or a nested sequence of them, would silently change as weights: complex values (the
+    imaginary part dropped) or a numpy masked array's masked entries (their hidden values used); None if neither."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        return "a masked array with masked entries (their values would be used); fill them first"
     dtype = getattr(value, "dtype", None)  # a torch or numpy dtype (arrays and numpy scalars)
     if dtype is not None:
-        return str(dtype) if (dtype.is_complex if isinstance(dtype, torch.dtype)
-                              else str(dtype).startswith("complex")) else None
+        complex_ = dtype.is_complex if isinstance(dtype, torch.dtype) else str(dtype).startswith("complex")
+        return f"complex values ({dtype}) cannot be weights" if complex_ else None
     if isinstance(value, complex):
-        return "complex"
+        return "complex values (complex) cannot be weights"
     if isinstance(value, (list, tuple)) and depth < 64:  # deeper: torch refuses the nesting itself
-        return next((c for c in (_complex(v, depth + 1) for v in value) if c), None)
+        return next((w for w in (_unreadable(v, depth + 1) for v in value) if w), None)
     return None
 
 
 def _nested(value: Any, field: str, edit: Edit) -> tuple[Tensor, Any]:
     """``(float64 tensor, nested tuples)`` of an array-like; EditError on ragged, complex, masked or non-finite
     input."""
-    kind = _complex(value)  # complex would lose its imaginary part silently (also in a list of numpy scalars)
-    if kind:
-        raise edit.error(f"complex values ({kind}) cannot be weights", field=field)
-    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
-        raise edit.error("a masked array with masked entries (their values would be used); fill them first",
-                         field=field)
+    why = _unreadable(value)  # also inside lists: torch would take numpy complex scalars' real parts silently
+    if why:
+        raise edit.error(why, field=field)
     if isinstance(value, Tensor) and value.layout != torch.strided:
         value = value.to_dense()
     try:

@@ -36,6 +36,8 @@ def test_masked_arrays_with_masked_entries_are_refused():
         ReplaceUnits(["3b:5"], np.ma.array(np.ones((1, 1, 1, 1)), mask=True))
     with pytest.raises(EditError, match=r"ReplaceUnits field 'biases': a masked array with masked entries"):
         ReplaceUnits(["3b:5"], [[[[1.0]]]], biases=np.ma.array([1.0], mask=[True]))
+    with pytest.raises(EditError, match=r"SetWeights field 'kernel': a masked array with masked entries"):
+        SetWeights("3b:5", [k[0]])  # inside a list
     unmasked = np.ma.array([[[1.0, 5.0]]], mask=False)  # nothing hidden: the values are the kernel
     assert SetWeights("3b:5", unmasked).kernel == (((1.0, 5.0),),)
 
