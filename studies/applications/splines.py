@@ -388,8 +388,8 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     if explain_rounds < 1 or n_splines < 1 or rounds < 1:
         raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
                          f"{rounds}")
-    if isinstance(mask_px, bool) or not (isinstance(mask_px, numbers.Real) and 0 < mask_px < float("inf")):
-        raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
+    if isinstance(mask_px, bool) or not (isinstance(mask_px, numbers.Real) and 0 < mask_px <= MAX_PX):
+        raise ValueError(f"mask_px must be > 0 and ≤ {MAX_PX:g} px; got {mask_px}")
     unknown = set(options) - _TRACE_OPTIONS
     if unknown:
         raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
@@ -426,7 +426,8 @@ def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) 
     take ``fallback``.
 
     Args:
-        image: ``(3, H, W)`` RGB. mask: ``(H, W)`` in [0, 1] (> 0 on the strokes). sigma: σ (px).
+        image: ``(3, H, W)`` RGB. mask: ``(H, W)`` in [0, 1] (> 0 on the strokes). sigma: σ (px, > 0,
+            ≤ :data:`MAX_PX`).
         fallback: ``(3, 1, 1)`` colour.
 
     Returns:
@@ -434,17 +435,15 @@ def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) 
 
     Raises:
         ValueError: ``image`` not ``(3, H, W)``, ``mask`` not ``(H, W)``, ``fallback`` not 3 values, ``sigma`` not
-            finite and > 0 (all before any compute).
+            in (0, :data:`MAX_PX`] (all before any compute).
     """
-    import math
-
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
     if image.dim() != 3 or image.shape[0] != 3 or np.shape(mask) != tuple(image.shape[1:]) or fallback.numel() != 3:
         raise ValueError(f"local_fill needs image (3, H, W), mask (H, W) and a fallback of 3 values; got "
                          f"{tuple(image.shape)}, {np.shape(mask)}, {tuple(fallback.shape)}")
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma < math.inf:
-        raise ValueError(f"sigma must be finite and > 0 px; got {sigma!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma <= MAX_PX:
+        raise ValueError(f"sigma must be > 0 and ≤ {MAX_PX:g} px; got {sigma!r}")
     w = (distance_transform_edt(np.asarray(mask) <= 0) > 1.0).astype(np.float64)
     a = image.detach().cpu().double().numpy()
     den = gaussian_filter(w, sigma, mode="mirror", truncate=3.0)
@@ -484,7 +483,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         model: :class:`~circuits.model.InceptionV1` (any checkpoint, edited models too).
         image: ``(3, H, W)`` RGB in [0, 1], ≥ 32 px. families, power: of the curve map.
         explain_rounds: maps computed (≥ 1; 1: :func:`trace` with ``rounds`` on the image's own curve map).
-        mask_px: width (px, > 0) of the band painted over each kept spline.
+        mask_px: width (px, > 0, ≤ :data:`MAX_PX`) of the band painted over each kept spline.
         fill: ``"local"`` (the local background, default) or ``"mean"`` (the image's mean colour).
         floor: later maps are scaled by at least ``floor`` × the first map's 99.5th percentile
             (finite, ≥ 0; 0: each map on its own scale; default :data:`FLOOR` = 0.75).
@@ -500,7 +499,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
 
     Raises:
         ValueError: bad image (not float, under 32 px, a value outside [0, 1]), power, rounds, ``mask_px``
-            (finite, > 0), ``fill``, ``floor`` or ``n_splines``, a bad :func:`trace` setting or ``avoid`` shape
+            (> 0, ≤ :data:`MAX_PX`), ``fill``, ``floor`` or ``n_splines``, a bad :func:`trace` setting or ``avoid`` shape
             (all before any compute); TypeError: an unknown option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
             mean colour) gives no splines.
     """
@@ -548,6 +547,10 @@ def _paint(img: Tensor, ctrl: np.ndarray, mask_px: float, fill: str, base: Tenso
 #: an image whose pixels all lie within this of its mean colour (half an 8-bit grey level) is flat:
 #: :func:`trace_image` returns no splines instead of tracing the map's rounding noise
 FLAT = 0.5 / 255
+
+#: the widest ``mask_px`` and ``sigma`` (px) of :func:`trace_image` and :func:`local_fill`, as the CLI's pixel
+#: options: a Gaussian of σ = 10⁶ px took minutes, of 10⁹ px all the memory (its kernel has 6σ + 1 taps)
+MAX_PX = 1000.0
 
 #: the keyword arguments :func:`trace_image` passes on to :func:`trace`
 _TRACE_OPTIONS = frozenset({"tau", "kappa", "steps", "lr", "seed_length", "avoid", "mu", "min_sep", "seeds",

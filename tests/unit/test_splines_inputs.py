@@ -42,9 +42,12 @@ def test_trace_image_refuses_images_outside_0_1_or_too_small_before_any_compute(
         trace_image(None, image)  # no model: the check comes first
 
 
-def test_trace_image_refuses_a_bool_mask_px():
-    with pytest.raises(ValueError, match=r"mask_px must be > 0 px; got True"):
+def test_trace_image_refuses_a_bool_or_huge_mask_px():
+    with pytest.raises(ValueError, match=r"mask_px must be > 0 and ≤ 1000 px; got True"):
         trace_image(None, torch.zeros(3, 40, 40), mask_px=True)
+    with pytest.raises(ValueError, match=r"mask_px must be > 0 and ≤ 1000 px; got 1000000.0"):  # σ 3·10⁵: minutes
+        trace_image(None, torch.zeros(3, 40, 40), mask_px=1e6)
+    trace_image(get_spec("inceptionv1_caffe"), torch.zeros(3, 40, 40), mask_px=1000)  # the widest (flat: no map)
 
 
 def test_trace_accepts_a_tensor_that_requires_grad_and_leaves_it_alone():
@@ -127,9 +130,10 @@ def test_trace_refuses_tiny_and_complex_maps(cmap, match):
     ((torch.rand(3, 20, 30), np.zeros((5, 5)), 2.0, torch.zeros(3, 1, 1)), r"mask \(H, W\).*got \(3, 20, 30\), \(5, 5\)"),
     ((torch.rand(1, 20, 30), np.zeros((20, 30)), 2.0, torch.zeros(3, 1, 1)), r"image \(3, H, W\).*got \(1, 20, 30\)"),
     ((torch.rand(3, 20, 30), np.zeros((20, 30)), 2.0, torch.zeros(4, 1, 1)), r"fallback of 3 values.*\(4, 1, 1\)"),
-    ((torch.rand(3, 20, 30), np.zeros((20, 30)), float("nan"), torch.zeros(3, 1, 1)), r"sigma must be finite and > 0 px"),
+    ((torch.rand(3, 20, 30), np.zeros((20, 30)), float("nan"), torch.zeros(3, 1, 1)), r"sigma must be > 0 and ≤ 1000 px; got nan"),
     ((torch.rand(3, 20, 30), np.zeros((20, 30)), -1.0, torch.zeros(3, 1, 1)), r"sigma .* got -1.0"),  # was: fallback
     ((torch.rand(3, 20, 30), np.zeros((20, 30)), float("inf"), torch.zeros(3, 1, 1)), r"sigma .* got inf"),
+    ((torch.rand(3, 20, 30), np.zeros((20, 30)), 1e9, torch.zeros(3, 1, 1)), r"sigma .* got 1000000000.0"),  # OOM
 ])
 def test_local_fill_names_bad_arguments(args, match):
     from studies.applications.splines import local_fill
