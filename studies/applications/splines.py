@@ -331,7 +331,7 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
             finite, ``n_splines``, ``seeds``, ``rounds`` or ``steps`` not an integer ≥ 1, no curvature or
             one not finite, a setting out of range (``tau``, ``kappa``, ``mu`` finite; ``kappa``,
             ``min_length`` ≥ 0; ``lr``, ``seed_length``, ``min_sep`` > 0; ``novelty`` in [0, 1];
-            ``scale`` finite and > 0).
+            ``scale`` finite and > 0, and not so small that the map overflows float32).
     """
     t0 = time.perf_counter()
     _check_settings(tau=tau, kappa=kappa, mu=mu, lr=lr, seed_length=seed_length, min_sep=min_sep,
@@ -340,6 +340,8 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
     m, av = _map_and_mask(cmap, avoid)
     m = m.clamp(min=0)
     m = m / (m.flatten().quantile(0.995).clamp(min=1e-12) if scale is None else float(scale))
+    if not torch.isfinite(m).all():
+        raise ValueError(f"scale {scale!r} is too small for this map: its values overflow float32")
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
     residual = coarse.numpy().copy()
     keep_c, keep_p, keep_s, keep_l = [], [], [], []  # kept control points, polylines, scores, lengths

@@ -194,3 +194,11 @@ def test_load_native_says_why_an_image_is_refused(tmp_path):
         load_native(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"image .*missing.png not found"):
         load_native(tmp_path / "missing.png")
+
+
+def test_a_scale_so_small_that_the_map_overflows_is_named():
+    m = np.zeros((32, 32), np.float32)
+    m[16, 4:28] = 1.0
+    with pytest.raises(ValueError, match=r"scale 1e-300 is too small for this map: its values overflow float32"):
+        trace(m, scale=1e-300)  # used to give no spline (an infinite map)
+    assert len(trace(m, scale=1e-6, steps=5).ctrl) >= 1  # values of 10⁶: still traced
