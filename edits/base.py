@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -308,8 +309,9 @@ def register_edit(cls: _E) -> _E:
 
 # ---------------------------------------------------------------------------- shared helpers
 def _finite_number(v: Any) -> bool:
-    """A real number (not a bool) that converts to a finite float (huge ints do not)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    """A real number (not a bool; numpy scalars such as ``np.float32`` count) that converts to a finite float
+    (huge ints do not)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         return False
     try:
         return math.isfinite(float(v))

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,11 +43,30 @@ from .linearize import linear_kernel
 READS: tuple[str, ...] = ("conv", "input")
 
 
+def _unreadable(value: Any, depth: int = 0) -> str | None:
+    """Why an array-like, or a nested sequence of them, would silently change as weights: complex values (the
+    imaginary part dropped) or a numpy masked array's masked entries (their hidden values used); None if neither."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        return "a masked array with masked entries (their values would be used); fill them first"
+    dtype = getattr(value, "dtype", None)  # a torch or numpy dtype (arrays and numpy scalars)
+    if dtype is not None:
+        complex_ = dtype.is_complex if isinstance(dtype, torch.dtype) else str(dtype).startswith("complex")
+        return f"complex values ({dtype}) cannot be weights" if complex_ else None
+    if isinstance(value, complex):
+        return "complex values (complex) cannot be weights"
+    if isinstance(value, (list, tuple)) and depth < 64:  # deeper: torch refuses the nesting itself
+        return next((w for w in (_unreadable(v, depth + 1) for v in value) if w), None)
+    return None
+
+
 def _nested(value: Any, field: str, edit: Edit) -> tuple[Tensor, Any]:
-    """``(float64 tensor, nested tuples)`` of an array-like; EditError on ragged, complex or non-finite input."""
-    dtype = getattr(value, "dtype", None)  # a torch or numpy dtype; complex would lose its imaginary part silently
-    if dtype is not None and (dtype.is_complex if isinstance(dtype, torch.dtype) else str(dtype).startswith("complex")):
-        raise edit.error(f"complex values ({dtype}) cannot be weights", field=field)
+    """``(float64 tensor, nested tuples)`` of an array-like; EditError on ragged, complex, masked or non-finite
+    input."""
+    why = _unreadable(value)  # also inside lists: torch would take numpy complex scalars' real parts silently
+    if why:
+        raise edit.error(why, field=field)
+    if isinstance(value, Tensor) and value.layout != torch.strided:
+        value = value.to_dense()
     try:
         t = value.detach().to("cpu", torch.float64) if isinstance(value, Tensor) else torch.as_tensor(
             value, dtype=torch.float64)

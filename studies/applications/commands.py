@@ -30,24 +30,36 @@ def load_native(path: str | Path, max_side: int = 512) -> Tensor:
     so no crop is needed.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not a decodable image, or smaller than 32 px.
+        FileNotFoundError: no such file. ValueError: not a decodable image, over the image loader's limits
+            (:data:`~studies.measure.images.MAX_IMAGE_BYTES`, :data:`~studies.measure.images.MAX_IMAGE_PIXELS`,
+            checked before decoding), or smaller than 32 px.
     """
     import torchvision.transforms.v2.functional as TF
     from torchvision.io import ImageReadMode, decode_image
 
+    from studies.measure.images import check_pixels, read_image_file
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"image {p} not found")
+    try:  # the size and pixel limits of the image loader (a small PNG can declare 40000 x 40000 px)
+        data = read_image_file(p)
+        check_pixels(data)
+    except ValueError as e:
+        raise ValueError(f"{p}: {e}") from None
     try:
-        img = decode_image(torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"{p}: cannot decode the image ({e})") from None
+    if img.dtype != torch.uint8:  # a 16-bit PNG: to 8 bits as studies.measure.images.load_image, not 0–257
+        img = TF.to_dtype(img, torch.uint8, scale=True)
     h, w = img.shape[-2:]
     if max(h, w) > max_side:
         s = max_side / max(h, w)
         img = TF.resize(img, [max(1, round(h * s)), max(1, round(w * s))], antialias=True)
     if min(img.shape[-2:]) < 32:
-        raise ValueError(f"{p}: image is {tuple(img.shape[-2:])} px; curve maps need at least 32 x 32")
+        shrunk = f" after shrinking its longer side to {max_side} px (raise max_side, --max-side)" if max(h, w) > max_side else ""
+        raise ValueError(f"{p}: image is {tuple(img.shape[-2:])} px{shrunk}; curve maps need at least 32 x 32")
     return img.float() / 255
 
 

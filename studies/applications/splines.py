@@ -35,6 +35,7 @@ Coordinates: pixel coordinates (x right, y down), pixel centres at integers, as
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -239,11 +240,23 @@ def _check_settings(**v) -> None:
                  mu=("finite", lambda x: math.isfinite(x)), lr=("finite and > 0", lambda x: math.isfinite(x) and x > 0),
                  seed_length=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
                  min_sep=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
-                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), scale=("finite and > 0", lambda x: math.isfinite(x) and x > 0), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
+                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), min_length=("finite and ≥ 0 px", lambda x: 0 <= x < math.inf), scale=("finite and > 0", lambda x: math.isfinite(x) and x > 0), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
     for k, x in v.items():
-        ok = isinstance(x, (int, float)) and not isinstance(x, bool)
+        ok = isinstance(x, numbers.Real) and not isinstance(x, bool)  # numpy scalars too
         if not ok or not rules[k][1](float(x)):
             raise ValueError(f"{k} must be {rules[k][0]}; got {x!r}")
+
+
+def _check_counts(n_splines, rounds, seeds, curvatures) -> None:
+    """:func:`trace`'s counts (integers ≥ 1, not bool) and curvatures (finite numbers, at least one) → ValueError."""
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in (n_splines, rounds, seeds)):
+        raise ValueError(f"n_splines, seeds and rounds must be integers ≥ 1; got {n_splines!r}, {seeds!r}, {rounds!r}")
+    try:
+        c = np.asarray(curvatures, dtype=np.float64)
+    except (TypeError, ValueError):
+        c = np.zeros(0)
+    if isinstance(curvatures, str) or c.ndim != 1 or not len(c) or not np.isfinite(c).all():
+        raise ValueError(f"curvatures must be a non-empty sequence of finite numbers (1/px); got {curvatures!r}")
 
 
 def _novelty(poly: np.ndarray, kept: list[np.ndarray], radius: float) -> float:
@@ -256,16 +269,20 @@ def _novelty(poly: np.ndarray, kept: list[np.ndarray], radius: float) -> float:
 
 def _map_and_mask(cmap, avoid) -> tuple[Tensor, Tensor | None]:
     """:func:`trace`'s map and optional avoid mask as float32 tensors, checked (its Raises)."""
-    m = torch.as_tensor(np.asarray(cmap, dtype=np.float32))
-    if m.dim() != 2:
-        raise ValueError(f"cmap must be (H, W); got {tuple(m.shape)}")
+    if cmap.is_complex() if isinstance(cmap, Tensor) else np.iscomplexobj(cmap):
+        raise ValueError("cmap has complex values")
+    m = torch.as_tensor(np.asarray(cmap.detach().cpu() if isinstance(cmap, Tensor) else cmap, dtype=np.float32))
+    if m.dim() != 2 or min(m.shape) < 2:
+        raise ValueError(f"cmap must be (H, W), at least 2 x 2; got {tuple(m.shape)}")
     if not torch.isfinite(m).all():
         raise ValueError("cmap has NaN or infinite values")
     av = None
     if avoid is not None:
-        av = torch.as_tensor(np.asarray(avoid, dtype=np.float32))
+        av = torch.as_tensor(np.asarray(avoid.detach().cpu() if isinstance(avoid, Tensor) else avoid, dtype=np.float32))
         if av.shape != m.shape:
             raise ValueError(f"avoid mask {tuple(av.shape)} must have the map's shape {tuple(m.shape)}")
+        if not torch.isfinite(av).all():
+            raise ValueError("avoid mask has NaN or infinite values")
     return m, av
 
 
@@ -310,20 +327,21 @@ def trace(cmap: Tensor | np.ndarray, n_splines: int = 24, tau: float = 0.15, kap
         :class:`TraceResult` (possibly fewer splines than seeds), best (score × length) first.
 
     Raises:
-        ValueError: ``cmap`` not 2-D or not finite, ``avoid`` of another shape, ``n_splines``,
-            ``seeds``, ``rounds`` or ``steps`` < 1, no curvature, a setting out of range (``tau``,
-            ``kappa``, ``mu`` finite; ``kappa`` ≥ 0; ``lr``, ``seed_length``, ``min_sep`` > 0;
-            ``novelty`` in [0, 1]; ``scale`` finite and > 0).
+        ValueError: ``cmap`` not 2-D (≥ 2 x 2), complex or not finite, ``avoid`` of another shape or not
+            finite, ``n_splines``, ``seeds``, ``rounds`` or ``steps`` not an integer ≥ 1, no curvature or
+            one not finite, a setting out of range (``tau``, ``kappa``, ``mu`` finite; ``kappa``,
+            ``min_length`` ≥ 0; ``lr``, ``seed_length``, ``min_sep`` > 0; ``novelty`` in [0, 1];
+            ``scale`` finite and > 0, and not so small that the map overflows float32).
     """
     t0 = time.perf_counter()
     _check_settings(tau=tau, kappa=kappa, mu=mu, lr=lr, seed_length=seed_length, min_sep=min_sep,
-                    novelty=novelty, steps=steps, **({} if scale is None else {"scale": scale}))
+                    novelty=novelty, steps=steps, min_length=min_length, **({} if scale is None else {"scale": scale}))
+    _check_counts(n_splines, rounds, seeds, curvatures)
     m, av = _map_and_mask(cmap, avoid)
-    if n_splines < 1 or rounds < 1 or seeds < 1 or not len(curvatures):
-        raise ValueError(f"n_splines, seeds and rounds must be ≥ 1 and curvatures non-empty; got {n_splines}, "
-                         f"{seeds}, {rounds}, {curvatures}")
     m = m.clamp(min=0)
-    m = m / (m.flatten().quantile(0.995).clamp(min=1e-12) if scale is None else scale)
+    m = m / (m.flatten().quantile(0.995).clamp(min=1e-12) if scale is None else float(scale))
+    if not torch.isfinite(m).all():
+        raise ValueError(f"scale {scale!r} is too small for this map: its values overflow float32")
     coarse, fine = gaussian_blur(m[None], 2.0)[0], gaussian_blur(m[None], 1.0)[0]
     residual = coarse.numpy().copy()
     keep_c, keep_p, keep_s, keep_l = [], [], [], []  # kept control points, polylines, scores, lengths
@@ -364,27 +382,42 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     """:func:`trace_image`'s arguments (its Raises), before any compute."""
     if not isinstance(fill, str) or fill not in FILLS:
         raise ValueError(f"fill must be one of {list(FILLS)}; got {fill!r}")
-    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < float("inf"):
+    if isinstance(floor, bool) or not isinstance(floor, numbers.Real) or not 0 <= floor < float("inf"):
         raise ValueError(f"floor must be a finite number ≥ 0; got {floor!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in (explain_rounds, n_splines, rounds)):
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (explain_rounds, n_splines, rounds)):
         raise ValueError(f"explain_rounds, n_splines and rounds must be integers; got {explain_rounds!r}, "
                          f"{n_splines!r}, {rounds!r}")
     if explain_rounds < 1 or n_splines < 1 or rounds < 1:
         raise ValueError(f"explain_rounds, n_splines and rounds must be ≥ 1; got {explain_rounds}, {n_splines}, "
                          f"{rounds}")
-    if not (isinstance(mask_px, (int, float)) and 0 < mask_px < float("inf")):
-        raise ValueError(f"mask_px must be > 0 px; got {mask_px}")
+    if isinstance(mask_px, bool) or not (isinstance(mask_px, numbers.Real) and 0 < mask_px <= MAX_PX):
+        raise ValueError(f"mask_px must be > 0 and ≤ {MAX_PX:g} px; got {mask_px}")
     unknown = set(options) - _TRACE_OPTIONS
     if unknown:
         raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
     _check_settings(**{k: v for k, v in options.items() if k in ("tau", "kappa", "mu", "lr", "seed_length", "min_sep",
-                                                                  "novelty", "steps")})
+                                                                  "novelty", "steps", "min_length")})
+    _check_counts(n_splines, rounds, options.get("seeds", 12), options.get("curvatures", (0.0,)))
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
                          f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
+    if not image.is_floating_point() or min(image.shape[1:]) < 32:
+        raise ValueError(f"image must be a float (3, H, W) RGB in [0, 1], at least 32 x 32 px; got {image.dtype} "
+                         f"{tuple(image.shape)}")
+    if not bool(((image >= 0) & (image <= 1)).all()):  # also NaN: 0–255 values or a bad pixel, not a colour
+        raise ValueError(f"image values must lie in [0, 1] (finite); got {_value_range(image)}")
     if options.get("avoid") is not None and tuple(np.shape(options["avoid"])) != tuple(image.shape[1:]):
         raise ValueError(f"avoid mask {tuple(np.shape(options['avoid']))} must have the image's shape "
                          f"{tuple(image.shape[1:])}")
+    if options.get("avoid") is not None:
+        _map_and_mask(np.zeros(image.shape[1:], np.float32), options["avoid"])  # avoid finite (trace's message)
+
+
+def _value_range(image: Tensor) -> str:
+    """``min …, max …[, n NaN]`` of an image's values (for error messages)."""
+    x = image.detach().flatten()
+    v, nan = x[~x.isnan()], int(x.isnan().sum())
+    return (f"min {float(v.min()):g}, max {float(v.max()):g}" if len(v) else "no number") + (f", {nan} NaN" if nan else "")
 
 
 def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) -> Tensor:
@@ -395,14 +428,24 @@ def local_fill(image: Tensor, mask: np.ndarray, sigma: float, fallback: Tensor) 
     take ``fallback``.
 
     Args:
-        image: ``(3, H, W)`` RGB. mask: ``(H, W)`` in [0, 1] (> 0 on the strokes). sigma: σ (px).
+        image: ``(3, H, W)`` RGB. mask: ``(H, W)`` in [0, 1] (> 0 on the strokes). sigma: σ (px, > 0,
+            ≤ :data:`MAX_PX`).
         fallback: ``(3, 1, 1)`` colour.
 
     Returns:
         ``(3, H, W)`` float32 on ``image``'s device.
+
+    Raises:
+        ValueError: ``image`` not ``(3, H, W)``, ``mask`` not ``(H, W)``, ``fallback`` not 3 values, ``sigma`` not
+            in (0, :data:`MAX_PX`] (all before any compute).
     """
     from scipy.ndimage import distance_transform_edt, gaussian_filter
 
+    if image.dim() != 3 or image.shape[0] != 3 or np.shape(mask) != tuple(image.shape[1:]) or fallback.numel() != 3:
+        raise ValueError(f"local_fill needs image (3, H, W), mask (H, W) and a fallback of 3 values; got "
+                         f"{tuple(image.shape)}, {np.shape(mask)}, {tuple(fallback.shape)}")
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma <= MAX_PX:
+        raise ValueError(f"sigma must be > 0 and ≤ {MAX_PX:g} px; got {sigma!r}")
     w = (distance_transform_edt(np.asarray(mask) <= 0) > 1.0).astype(np.float64)
     a = image.detach().cpu().double().numpy()
     den = gaussian_filter(w, sigma, mode="mirror", truncate=3.0)
@@ -442,7 +485,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         model: :class:`~circuits.model.InceptionV1` (any checkpoint, edited models too).
         image: ``(3, H, W)`` RGB in [0, 1], ≥ 32 px. families, power: of the curve map.
         explain_rounds: maps computed (≥ 1; 1: :func:`trace` with ``rounds`` on the image's own curve map).
-        mask_px: width (px, > 0) of the band painted over each kept spline.
+        mask_px: width (px, > 0, ≤ :data:`MAX_PX`) of the band painted over each kept spline.
         fill: ``"local"`` (the local background, default) or ``"mean"`` (the image's mean colour).
         floor: later maps are scaled by at least ``floor`` × the first map's 99.5th percentile
             (finite, ≥ 0; 0: each map on its own scale; default :data:`FLOOR` = 0.75).
@@ -457,9 +500,9 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         ``(H, W)`` curve map (what a figure shows).
 
     Raises:
-        ValueError: bad image, power, rounds, ``mask_px`` (finite, > 0), ``fill``, ``floor`` or ``n_splines``, a bad
-            :func:`trace` setting or ``avoid`` shape (all before any compute); TypeError: an unknown
-            option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
+        ValueError: bad image (not float, under 32 px, a value outside [0, 1]), power, rounds, ``mask_px``
+            (> 0, ≤ :data:`MAX_PX`), ``fill``, ``floor`` or ``n_splines``, a bad :func:`trace` setting or ``avoid`` shape
+            (all before any compute); TypeError: an unknown option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
             mean colour) gives no splines.
     """
     from .extraction import curve_families, curve_map
@@ -468,7 +511,9 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, options, fill, floor)
     curve_families(model, families)  # unknown family: KeyError before any compute
     radius = options.get("min_sep", 8.0) / 3
-    img, base = image.detach().float().clone(), image.detach().float().mean((1, 2), keepdim=True)
+    # contiguous: the network's float32 sums depend on the layout; the fit amplified that by 0.35 px
+    img = image.detach().float().clone(memory_format=torch.contiguous_format)
+    base = img.mean((1, 2), keepdim=True)
     if float((img - base).abs().max()) < FLAT:  # no contrast, no curve: the map would be rounding noise
         return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), 0.0, np.zeros(0, int)), np.zeros(img.shape[1:])
     kept, polys, first, q0 = [], [], None, 0.0  # kept: (control points, score, length, map index)
@@ -476,7 +521,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
         m = curve_map(model, img, families, power, baseline=base.view(3))[0].cpu().numpy()
         q = max(float(np.quantile(m, 0.995)), 1e-12)
         first, q0 = (m, q) if first is None else (first, q0)
-        res = trace(m, n_splines=n_splines, rounds=rounds, scale=max(q, floor * q0), **options)
+        res = trace(m, n_splines=n_splines, rounds=rounds, scale=q if r == 0 else max(q, floor * q0), **options)
         new = 0
         for c, sc, ln in zip(res.ctrl, res.score, res.length):
             poly = bezier_np(c, 64)
@@ -504,6 +549,10 @@ def _paint(img: Tensor, ctrl: np.ndarray, mask_px: float, fill: str, base: Tenso
 #: an image whose pixels all lie within this of its mean colour (half an 8-bit grey level) is flat:
 #: :func:`trace_image` returns no splines instead of tracing the map's rounding noise
 FLAT = 0.5 / 255
+
+#: the widest ``mask_px`` and ``sigma`` (px) of :func:`trace_image` and :func:`local_fill`, as the CLI's pixel
+#: options: a Gaussian of σ = 10⁶ px took minutes, of 10⁹ px all the memory (its kernel has 6σ + 1 taps)
+MAX_PX = 1000.0
 
 #: the keyword arguments :func:`trace_image` passes on to :func:`trace`
 _TRACE_OPTIONS = frozenset({"tau", "kappa", "steps", "lr", "seed_length", "avoid", "mu", "min_sep", "seeds",

@@ -214,13 +214,17 @@ def report_folder(out: str | Path, overwrite: bool = False, *, flag: str = "--ou
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        try:
+            if out.exists():
+                os.replace(out, old)
+            os.replace(tmp, out)
+        except BaseException:  # Ctrl-C (or an error) between the two renames: the earlier report goes back
+            if old.exists() and not out.exists():
+                os.replace(old, out)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         _release(out)
 
