@@ -51,12 +51,12 @@ MODULES: dict[str, list[str]] = {
                                   "tests/unit/test_tuning_measures.py::test_measures_work_for_the_lucid_architecture"],
     "circuits/expanded.py": ["tests/unit/test_expanded_exact.py"],
     "edits/base.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py", "tests/unit/test_edit_properties.py",
-                      "tests/unit/test_edit_base_exact.py"],
+                      "tests/unit/test_edit_base_exact.py", "tests/unit/test_unit_weights_inputs.py"],
     "edits/ablate.py": ["tests/unit/test_edits.py", "tests/unit/test_interventions.py", "tests/unit/test_ablate_exact.py"],
     "edits/pathways.py": ["tests/unit/test_pathways.py", "tests/unit/test_pathways_exact.py"],
     "edits/linearize.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py", "tests/unit/test_linearize_exact.py"],
     "edits/unit_weights.py": ["tests/unit/test_pathways.py", "tests/unit/test_edit_properties.py",
-                              "tests/unit/test_unit_weights_exact.py"],
+                              "tests/unit/test_unit_weights_exact.py", "tests/unit/test_unit_weights_inputs.py"],
     # test_edit_properties (hypothesis, ~20 s under load) reaches every plan function; left out for plan.py
     "edits/plan.py": ["tests/unit/test_edits.py", "tests/unit/test_pathways.py", "tests/unit/test_plan_exact.py"],
 }
