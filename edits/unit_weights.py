@@ -43,19 +43,25 @@ from .linearize import linear_kernel
 READS: tuple[str, ...] = ("conv", "input")
 
 
-def _unreadable(value: Any, depth: int = 0) -> str | None:
+def _unreadable(value: Any) -> str | None:
     """Why an array-like, or a nested sequence of them, would silently change as weights: complex values (the
-    imaginary part dropped) or a numpy masked array's masked entries (their hidden values used); None if neither."""
-    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
-        return "a masked array with masked entries (their values would be used); fill them first"
-    dtype = getattr(value, "dtype", None)  # a torch or numpy dtype (arrays and numpy scalars)
-    if dtype is not None:
-        complex_ = dtype.is_complex if isinstance(dtype, torch.dtype) else str(dtype).startswith("complex")
-        return f"complex values ({dtype}) cannot be weights" if complex_ else None
-    if isinstance(value, complex):
-        return "complex values (complex) cannot be weights"
-    if isinstance(value, (list, tuple)) and depth < 64:  # deeper: torch refuses the nesting itself
-        return next((w for w in (_unreadable(v, depth + 1) for v in value) if w), None)
+    imaginary part dropped) or a numpy masked array's masked entries (their hidden values used); None if neither.
+    Walks nested lists/tuples at any depth (torch accepts nestings deeper than 64), each list once (a list that
+    contains itself is left to torch, which refuses it)."""
+    stack, seen = [value], set()
+    while stack:
+        v = stack.pop()
+        if isinstance(v, np.ma.MaskedArray) and np.ma.is_masked(v):
+            return "a masked array with masked entries (their values would be used); fill them first"
+        dtype = getattr(v, "dtype", None)  # a torch or numpy dtype (arrays and numpy scalars)
+        if dtype is not None:
+            if dtype.is_complex if isinstance(dtype, torch.dtype) else str(dtype).startswith("complex"):
+                return f"complex values ({dtype}) cannot be weights"
+        elif isinstance(v, complex):
+            return "complex values (complex) cannot be weights"
+        elif isinstance(v, (list, tuple)) and id(v) not in seen:
+            seen.add(id(v))
+            stack.extend(v)
     return None
 
 

@@ -58,3 +58,21 @@ def test_numpy_scalar_biases_are_numbers():
     for bad in (np.bool_(True), np.float32("nan"), np.complex64(1), torch.tensor(1.0)):
         with pytest.raises(EditError, match=r"bias must be a finite number or None"):
             SetWeights("3b:5", [[[1.0]]], bias=bad)
+
+
+def test_complex_values_are_found_at_any_nesting_depth_and_shared_rows_are_fine():
+    """torch reads nested lists deeper than 64 levels (70 here), so the walk has no depth limit; a list
+    that contains itself ends the walk (torch then refuses it: 'too many dimensions'); a row object used
+    twice is read twice."""
+    for leaf, kind in ((np.complex128(1 + 2j), "complex128"), (1 + 2j, "complex")):
+        x = leaf
+        for _ in range(70):
+            x = [x]
+        with pytest.raises(EditError, match=rf"complex values \({kind}\) cannot be weights"):
+            SetWeights("3b:5", x)
+    loop: list = [1.0]
+    loop.append(loop)
+    with pytest.raises(EditError, match=r"field 'kernel': not a numeric array \("):
+        SetWeights("3b:5", [[loop]])
+    row = [1.0, 2.0]
+    assert SetWeights("3b:5", [[row, row]]).kernel == (((1.0, 2.0), (1.0, 2.0)),)
