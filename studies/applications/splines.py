@@ -25,9 +25,10 @@ traces curves by back-propagating from attribution to the control points of spli
   splines already kept leave unexplained; a spline is kept when it adds a new stretch of ridge
   (several splines may share one curve), so duplicates are dropped;
 - :func:`trace_image` traces an image with the network in the loop, *explaining away*: after
-  each map's splines are fitted, their strokes are painted with the map's baseline colour and the
-  curve map is recomputed, so curves the strongest one outshone get their own attribution (the
-  map's 4th-power objective gives a curve half as active an eighth of the attribution).
+  each map's splines are fitted, their strokes are painted over with the local background and the
+  curve map is recomputed (later maps held to the first map's scale), so curves the strongest one
+  outshone get their own attribution (the map's 4th-power objective gives a curve half as active
+  an eighth of the attribution).
 
 Coordinates: pixel coordinates (x right, y down), pixel centres at integers, as
 :func:`~.scenes.arc_points`.
@@ -35,9 +36,10 @@ Coordinates: pixel coordinates (x right, y down), pixel centres at integers, as
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,19 +234,24 @@ def _seeds(cn: np.ndarray, k: int, min_sep: float, floor: float, seed_length: fl
     return np.array(init, dtype=np.float64).reshape(-1, len(curvatures), 4, 2)
 
 
-def _check_settings(**v) -> None:
-    """The tracer's numeric settings (names as in :func:`trace`) → ValueError naming the first bad one."""
-    import math
+#: the tracer's numeric settings (names as in :func:`trace`): (what a valid value is, its test)
+_SETTINGS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "tau": ("finite", math.isfinite), "mu": ("finite", math.isfinite),
+    "kappa": ("finite and ≥ 0", lambda x: math.isfinite(x) and x >= 0),
+    "lr": ("finite and > 0", lambda x: math.isfinite(x) and x > 0),
+    "scale": ("finite and > 0", lambda x: math.isfinite(x) and x > 0),
+    "seed_length": ("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
+    "min_sep": ("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
+    "min_length": ("finite and ≥ 0 px", lambda x: 0 <= x < math.inf), "novelty": ("in [0, 1]", lambda x: 0 <= x <= 1),
+    "steps": ("an integer ≥ 1", lambda x: x >= 1 and x == int(x))}
 
-    rules = dict(tau=("finite", lambda x: math.isfinite(x)), kappa=("finite and ≥ 0", lambda x: math.isfinite(x) and x >= 0),
-                 mu=("finite", lambda x: math.isfinite(x)), lr=("finite and > 0", lambda x: math.isfinite(x) and x > 0),
-                 seed_length=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
-                 min_sep=("finite and > 0 px", lambda x: math.isfinite(x) and x > 0),
-                 novelty=("in [0, 1]", lambda x: 0 <= x <= 1), min_length=("finite and ≥ 0 px", lambda x: 0 <= x < math.inf), scale=("finite and > 0", lambda x: math.isfinite(x) and x > 0), steps=("an integer ≥ 1", lambda x: x >= 1 and x == int(x)))
+
+def _check_settings(**v) -> None:
+    """The tracer's numeric settings (:data:`_SETTINGS`) → ValueError naming the first bad one."""
     for k, x in v.items():
         ok = isinstance(x, numbers.Real) and not isinstance(x, bool)  # numpy scalars too
-        if not ok or not rules[k][1](float(x)):
-            raise ValueError(f"{k} must be {rules[k][0]}; got {x!r}")
+        if not ok or not _SETTINGS[k][1](float(x)):
+            raise ValueError(f"{k} must be {_SETTINGS[k][0]}; got {x!r}")
 
 
 def _check_counts(n_splines, rounds, seeds, curvatures) -> None:
@@ -395,8 +402,7 @@ def _check_trace_image(image, explain_rounds, mask_px, n_splines, rounds, option
     unknown = set(options) - _TRACE_OPTIONS
     if unknown:
         raise TypeError(f"unknown trace option(s) {sorted(unknown)}; valid: {sorted(_TRACE_OPTIONS)}")
-    _check_settings(**{k: v for k, v in options.items() if k in ("tau", "kappa", "mu", "lr", "seed_length", "min_sep",
-                                                                  "novelty", "steps", "min_length")})
+    _check_settings(**{k: v for k, v in options.items() if k in _SETTINGS})
     _check_counts(n_splines, rounds, options.get("seeds", 12), options.get("curvatures", (0.0,)))
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got "
@@ -502,8 +508,7 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     Raises:
         ValueError: bad image (not float, under 32 px, a value outside [0, 1]), power, rounds, ``mask_px``
             (> 0, ≤ :data:`MAX_PX`), ``fill``, ``floor`` or ``n_splines``, a bad :func:`trace` setting or ``avoid`` shape
-            (all before any compute); TypeError: an unknown option; KeyError: unknown family. A flat image (every pixel within :data:`FLAT` of its
-            mean colour) gives no splines.
+            (all before any compute); TypeError: an unknown option; KeyError: unknown family. A flat image (:data:`FLAT`) gives none.
     """
     from .extraction import curve_families, curve_map
 
@@ -516,11 +521,12 @@ def trace_image(model, image: Tensor, families: str | Sequence[str] | None = Non
     base = img.mean((1, 2), keepdim=True)
     if float((img - base).abs().max()) < FLAT:  # no contrast, no curve: the map would be rounding noise
         return TraceResult(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), 0.0, np.zeros(0, int)), np.zeros(img.shape[1:])
-    kept, polys, first, q0 = [], [], None, 0.0  # kept: (control points, score, length, map index)
+    kept, polys = [], []  # kept: (control points, score, length, map index)
     for r in range(explain_rounds):
         m = curve_map(model, img, families, power, baseline=base.view(3))[0].cpu().numpy()
         q = max(float(np.quantile(m, 0.995)), 1e-12)
-        first, q0 = (m, q) if first is None else (first, q0)
+        if r == 0:
+            first, q0 = m, q  # the image's own map: what the figure shows, and the scale later maps are held to
         res = trace(m, n_splines=n_splines, rounds=rounds, scale=q if r == 0 else max(q, floor * q0), **options)
         new = 0
         for c, sc, ln in zip(res.ctrl, res.score, res.length):
